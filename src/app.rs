@@ -1,0 +1,409 @@
+//! Wiring: commands → domains. The one place that dispatches on protocol kind, prints for
+//! humans and chooses exit codes (0 pass, 1 verdict failed, 2 bad usage or scenario,
+//! 3 the run could not start or its results could not be written).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderMap, HeaderValue};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use gauntlet::engine::{self, Job};
+use gauntlet::metrics::{Collector, Dims, Progress, Snapshot};
+use gauntlet::proto::{self, Connector, Prepared, Protocol, Tagging};
+use gauntlet::report::{self, Hlog, ResultsDir, Summary};
+use gauntlet::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use gauntlet::{plan, testkit, tls};
+
+use crate::cli::{CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, OutputArgs, RunArgs, ValidateArgs};
+
+const PASS: u8 = 0;
+const FAIL: u8 = 1;
+const USAGE: u8 = 2;
+const RUNTIME: u8 = 3;
+
+/// Runs one command; returns the exit code.
+pub(crate) async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run(a) => run_cmd(a).await,
+        Command::Validate(a) => validate(a),
+        Command::Certs(CertsCommand::Init(a)) => certs_init(a),
+        Command::Demo(a) => demo(a).await,
+    }
+}
+
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+fn command_line() -> String {
+    std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ")
+}
+
+/// Loads a scenario, printing problems; `Err(code)` when it cannot be used.
+fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
+    match scenario::load(path, ov) {
+        Ok(s) => Ok(s),
+        Err(e @ scenario::Error::Read { .. }) => {
+            eprintln!("gauntlet: {e}");
+            Err(RUNTIME)
+        }
+        Err(scenario::Error::Invalid { problems }) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("gauntlet: {} problem(s) in {}; nothing was sent", problems.len(), path.display());
+            Err(USAGE)
+        }
+    }
+}
+
+async fn run_cmd(a: RunArgs) -> u8 {
+    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration };
+    match load(&a.scenario, &ov) {
+        Ok(s) => execute(s, &a.output).await,
+        Err(code) => code,
+    }
+}
+
+fn validate(a: ValidateArgs) -> u8 {
+    let mut code = PASS;
+    for f in &a.files {
+        match load(f, &Overrides::default()) {
+            Ok(s) => out(&format!(
+                "ok: {} — {} checks, {} identities, {} phases, {} thresholds (sha256 {})\n",
+                f.display(),
+                s.checks.len(),
+                s.identities.len(),
+                s.phases.len(),
+                s.thresholds.len(),
+                &s.sha256[..12]
+            )),
+            Err(_) => code = USAGE,
+        }
+    }
+    code
+}
+
+fn certs_init(a: CertsInitArgs) -> u8 {
+    match tls::pki::init(&a.dir, a.force) {
+        Ok(o) => {
+            out(&format!(
+                "certs: {} written, {} kept in {} (see {}/README.md)\n",
+                o.written.len(),
+                o.kept.len(),
+                a.dir.display(),
+                a.dir.display()
+            ));
+            PASS
+        }
+        Err(e) => {
+            eprintln!("gauntlet: {e}");
+            RUNTIME
+        }
+    }
+}
+
+async fn demo(a: DemoArgs) -> u8 {
+    let certs = Path::new("certs");
+    if let Err(e) = tls::pki::init(certs, false) {
+        eprintln!("gauntlet: cannot prepare the test PKI: {e}");
+        return RUNTIME;
+    }
+    let read = |name: &str| std::fs::read(certs.join(name));
+    let (Ok(chain), Ok(key), Ok(ca)) = (read("server.pem"), read("server.key"), read("ca.pem")) else {
+        eprintln!("gauntlet: the test PKI in {} is incomplete: run `gauntlet certs init --force`", certs.display());
+        return RUNTIME;
+    };
+    use rustls_pki_types::pem::PemObject;
+    let parse = || -> Option<testkit::TlsSetup> {
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(&chain).collect::<Result<Vec<_>, _>>().ok()?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key).ok()?;
+        let ca = rustls_pki_types::CertificateDer::pem_slice_iter(&ca).collect::<Result<Vec<_>, _>>().ok()?;
+        Some(testkit::TlsSetup { chain, key, client_ca: Some(ca), require_client_cert: true })
+    };
+    let Some(tls_setup) = parse() else {
+        eprintln!("gauntlet: the test PKI in {} does not parse: run `gauntlet certs init --force`", certs.display());
+        return RUNTIME;
+    };
+    let cfg = testkit::Config {
+        tls: Some(tls_setup),
+        rules: vec![("/admin".into(), 403), ("/internal".into(), 403)],
+        stall: None,
+    };
+    let target = match testkit::spawn(cfg).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("gauntlet: cannot start the demo target: {e}");
+            return RUNTIME;
+        }
+    };
+    eprintln!(
+        "demo: in-process mutual-TLS test target on https://{} (a calibration target: it checks client\n      certificates and denies /admin; the JWT/RBAC reference gateway is not built yet)",
+        target.addr
+    );
+    let ov = Overrides {
+        target_url: Some(format!("https://{}", target.addr)),
+        target_ca: Some(certs.join("ca.pem")),
+        duration: a.duration,
+    };
+    let code = match load(&a.scenario, &ov) {
+        Ok(s) => execute(s, &a.output).await,
+        Err(c) => c,
+    };
+    target.stop().await;
+    code
+}
+
+/// Runs a validated scenario end to end and writes its results folder.
+async fn execute(s: Scenario, output: &OutputArgs) -> u8 {
+    let s = Arc::new(s);
+    let plan = Arc::new(plan::build(&s));
+    let alpn = match s.target.protocol {
+        ProtocolKind::H1 => proto::h1::ALPN,
+        ProtocolKind::H2 => proto::h2::ALPN,
+        ProtocolKind::Auto => proto::auto::ALPN,
+    };
+    let connector = match Connector::new(&s.target, &s.identities, alpn).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gauntlet: cannot prepare connections to {}: {e}", s.target.url);
+            return RUNTIME;
+        }
+    };
+    let probe = tokio::time::timeout(s.target.timeout, tokio::net::TcpStream::connect(connector.addr())).await;
+    match probe {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            eprintln!("gauntlet: cannot reach target {} ({}): {e}; nothing was sent", s.target.url, connector.addr());
+            return RUNTIME;
+        }
+        Err(_) => {
+            eprintln!("gauntlet: target {} ({}) did not accept a connection within {:?}; nothing was sent", s.target.url, connector.addr(), s.target.timeout);
+            return RUNTIME;
+        }
+    }
+    let requests = match prepare(&s) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gauntlet: {e}");
+            return USAGE;
+        }
+    };
+    let dir = match ResultsDir::create(output.out.as_deref(), &s.name) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gauntlet: {e}");
+            return RUNTIME;
+        }
+    };
+    let started_at = SystemTime::now();
+    let mut hlog = match Hlog::create(&dir.path, started_at) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("gauntlet: {e}");
+            return RUNTIME;
+        }
+    };
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let dims = Dims { phases: plan.phases.len(), conditions: 1, checks: s.checks.len() };
+    let threads = match s.target.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let job = Job {
+        plan: plan.clone(),
+        requests: Arc::new(requests),
+        expects: Arc::new(s.checks.iter().map(|c| c.expect.clone()).collect()),
+        check_ids: Arc::new(s.checks.iter().map(|c| c.id.clone()).collect()),
+        run_id: run_id.clone(),
+        identities: s.identities.len(),
+        threads,
+        max_in_flight: s.target.max_in_flight as usize,
+        connections: s.target.connections as usize,
+        multiplexed: s.target.protocol != ProtocolKind::H1,
+        timeout: s.target.timeout,
+        dims,
+    };
+    let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let collector = Collector::new(dims, plan.clone(), progress.clone());
+    let first = Arc::new(collector.snapshot(false));
+    let (snap_tx, snap_rx) = watch::channel(first);
+    let collecting = tokio::spawn(async move {
+        let c = collector.run(rx, snap_tx, &mut hlog).await;
+        (c, hlog)
+    });
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+    let printer = tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal()));
+    if !output.headless && std::io::stdout().is_terminal() {
+        eprintln!("(the live dashboard is not built yet; showing the progress line)");
+    }
+
+    let finish = match s.target.protocol {
+        ProtocolKind::H1 => engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await,
+        ProtocolKind::H2 => engine::run(Arc::new(proto::h2::Http2::new(connector)), job, progress.clone(), tx, stop.clone()).await,
+        ProtocolKind::Auto => engine::run(Arc::new(proto::auto::Auto::new(connector)), job, progress.clone(), tx, stop.clone()).await,
+    };
+    let run_end = Instant::now();
+    signals.abort();
+    let Ok((mut collector, hlog)) = collecting.await else {
+        eprintln!("gauntlet: the metrics collector failed; no results written");
+        return RUNTIME;
+    };
+    let _ = printer.await;
+    let protocol_name = match s.target.protocol {
+        ProtocolKind::H1 => <proto::h1::Http1 as Protocol>::NAME,
+        ProtocolKind::H2 => <proto::h2::Http2 as Protocol>::NAME,
+        ProtocolKind::Auto => <proto::auto::Auto as Protocol>::NAME,
+    };
+    report::add_limit_bypass(&s, collector.dims(), &mut collector.cells, &progress, run_end);
+    let summary = Summary::new(&report::Inputs {
+        scenario: &s,
+        plan: &plan,
+        dims,
+        cells: &collector.cells,
+        lag: &collector.lag,
+        progress: &progress,
+        run_end,
+        started_at,
+        run_id: &run_id,
+        protocol: protocol_name,
+        interrupted: finish.interrupted,
+        command: command_line(),
+    });
+    let written = dir
+        .write("scenario.yaml", s.resolved_yaml.as_bytes())
+        .and_then(|_| dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes()))
+        .and_then(|_| hlog.finish())
+        .and_then(|_| dir.write("summary.json", summary.to_json().as_bytes()));
+    if let Err(e) = written {
+        eprintln!("gauntlet: {e}");
+        return RUNTIME;
+    }
+    out(&summary.text());
+    out(&format!("results: {}\n", dir.path.display()));
+    if summary.verdict == "pass" { PASS } else { FAIL }
+}
+
+/// One prepared request per check, tokens minted now.
+fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut tokens: Vec<Option<(http::HeaderName, HeaderValue)>> = Vec::new();
+    for id in &s.identities {
+        let Some(t) = &id.token else {
+            tokens.push(None);
+            continue;
+        };
+        let raw = match &t.source {
+            TokenSource::Static(v) => v.clone(),
+            TokenSource::Jwt(spec) => spec.mint(now).map_err(|e| format!("identity `{}`: {e}", id.name))?,
+        };
+        let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
+        let hv = HeaderValue::from_str(&value).map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
+        tokens.push(Some((t.header.clone(), hv)));
+    }
+    let tagging = match s.profile.tag.unwrap_or(TagMode::Header) {
+        TagMode::Header => Tagging::Header,
+        TagMode::Query => Tagging::Query,
+        TagMode::Off => Tagging::Off,
+    };
+    s.checks
+        .iter()
+        .map(|c| {
+            let id = &s.identities[c.identity];
+            let mut h = HeaderMap::new();
+            for (k, v) in &id.headers {
+                h.append(k.clone(), v.clone());
+            }
+            if let Some((k, v)) = &tokens[c.identity] {
+                h.append(k.clone(), v.clone());
+            }
+            for (k, v) in &c.request.headers {
+                h.append(k.clone(), v.clone());
+            }
+            Prepared::new(
+                c.identity,
+                c.request.method.clone(),
+                &c.request.path,
+                h,
+                c.request.body.clone(),
+                tagging,
+                s.target.tls,
+                s.target.authority.clone(),
+            )
+            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))
+        })
+        .collect()
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let Ok(mut term) = term else {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("\ngauntlet: stopping — in-flight requests get {}s, then results are written", engine::GRACE.as_secs());
+    stop.cancel();
+}
+
+async fn progress_line(mut rx: watch::Receiver<Arc<Snapshot>>, tty: bool) {
+    let mut last = Instant::now() - Duration::from_secs(2);
+    while rx.changed().await.is_ok() {
+        let s = rx.borrow_and_update().clone();
+        if s.done {
+            break;
+        }
+        if !tty && last.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        last = Instant::now();
+        let line = line(&s);
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+}
+
+fn line(s: &Snapshot) -> String {
+    let q = |x: f64| s.window_latency.value_at_quantile(x) as f64 / 1000.0;
+    let (p50, p99) = if s.window_latency.is_empty() { (0.0, 0.0) } else { (q(0.5), q(0.99)) };
+    let phase_len = s.phase_length.map_or_else(|| "?".to_string(), |d| format!("{:.0}s", d.as_secs_f64()));
+    let offered = s.offered_rps.map_or_else(|| "closed".to_string(), |r| format!("{r:.0}/s"));
+    format!(
+        "[{:>6.1}s] {} {:.1}/{} | offered {} achieved {:.0}/s | p50 {:.2}ms p99 {:.2}ms | sent {} err {} | violations {}",
+        s.elapsed.as_secs_f64(),
+        s.phase_name,
+        s.phase_elapsed.as_secs_f64(),
+        phase_len,
+        offered,
+        s.achieved_rps,
+        p50,
+        p99,
+        s.totals.sent,
+        s.totals.error_total(),
+        s.totals.violation_total()
+    )
+}

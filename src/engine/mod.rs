@@ -1,0 +1,349 @@
+//! Runs a plan through one protocol: generator threads, workers, pacing, cancellation.
+//!
+//! Thread-per-core: each generator thread runs its own single-threaded tokio runtime with
+//! its workers, connection pools and [`Recorder`], so the hot path shares nothing but one
+//! atomic claim counter per phase. Open loop: a worker claims request *i*, sleeps until its
+//! intended time, sends; latency is measured from the intended time, so a stalled gateway
+//! (or a busy generator) shows up as latency, never as silently skipped sends.
+//! Knows nothing about protocols beyond the [`Protocol`] trait, and nothing about YAML.
+
+mod pool;
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::conformance::{Expect, Outcome, classify};
+use crate::metrics::{Delta, Dims, Key, Progress, Recorder, Sample, TICK};
+use crate::plan::{Pace, Plan};
+use crate::proto::{Prepared, Protocol};
+
+use pool::Pools;
+
+/// How long in-flight requests may finish after a stop before they are abandoned.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the engine needs besides the protocol.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The schedule.
+    pub plan: Arc<Plan>,
+    /// One prepared request per check.
+    pub requests: Arc<Vec<Prepared>>,
+    /// One expectation per check.
+    pub expects: Arc<Vec<Expect>>,
+    /// Check ids (for tags).
+    pub check_ids: Arc<Vec<String>>,
+    /// Run id (for tags).
+    pub run_id: String,
+    /// Number of identities.
+    pub identities: usize,
+    /// Generator threads.
+    pub threads: usize,
+    /// Most requests in flight in open-loop phases.
+    pub max_in_flight: usize,
+    /// Multiplexed connections per identity (whole generator).
+    pub connections: usize,
+    /// Hint that connections are multiplexed (h2), so workers wait for the first one.
+    pub multiplexed: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Counter dimensions.
+    pub dims: Dims,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finish {
+    /// Stopped by the stop token before the plan completed.
+    pub interrupted: bool,
+}
+
+struct PhaseState {
+    next: AtomicU64,
+    completed: AtomicU64,
+    all_done: Notify,
+}
+
+struct Shared {
+    phases: Vec<PhaseState>,
+    started: Notify,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    hard: CancellationToken,
+}
+
+impl Shared {
+    /// Waits until phase `i` has a start instant; `None` if the run stopped first.
+    async fn phase_start(&self, i: usize) -> Option<Instant> {
+        loop {
+            let notified = self.started.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(t) = self.progress.started(i) {
+                return Some(t);
+            }
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.stop.cancelled() => return None,
+            }
+        }
+    }
+}
+
+/// Runs the whole plan. Deltas go to `deltas` every tick; `stop` ends the run early.
+pub async fn run<P: Protocol>(
+    proto: Arc<P>,
+    job: Job,
+    progress: Arc<Progress>,
+    deltas: mpsc::UnboundedSender<Delta>,
+    stop: CancellationToken,
+) -> Finish {
+    let job = Arc::new(job);
+    let shared = Arc::new(Shared {
+        phases: job
+            .plan
+            .phases
+            .iter()
+            .map(|_| PhaseState { next: AtomicU64::new(0), completed: AtomicU64::new(0), all_done: Notify::new() })
+            .collect(),
+        started: Notify::new(),
+        progress: progress.clone(),
+        stop: stop.clone(),
+        hard: CancellationToken::new(),
+    });
+    let users_max = job.plan.phases.iter().filter_map(|p| p.users()).max().unwrap_or(0) as usize;
+    let workers = job.max_in_flight.max(users_max).max(1);
+    let threads = job.threads.clamp(1, workers);
+
+    let mut done = Vec::new();
+    for t in 0..threads {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (proto, job, shared, deltas) = (proto.clone(), job.clone(), shared.clone(), deltas.clone());
+        let ids: Vec<usize> = (t..workers).step_by(threads).collect();
+        let spawned = std::thread::Builder::new().name(format!("gauntlet-gen-{t}")).spawn(move || {
+            generator_thread(proto, job, shared, deltas, ids, threads);
+            let _ = tx.send(());
+        });
+        if spawned.is_ok() {
+            done.push(rx);
+        }
+    }
+    drop(deltas);
+
+    let interrupted = coordinate(&job, &shared).await;
+    if interrupted {
+        let hard = shared.hard.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            hard.cancel();
+        });
+    }
+    for rx in done {
+        let _ = rx.await;
+    }
+    Finish { interrupted }
+}
+
+/// Starts each phase at the right instant and ends it; returns true if stopped early.
+async fn coordinate(job: &Job, shared: &Shared) -> bool {
+    let mut start = shared.progress.run_start;
+    for (i, phase) in job.plan.phases.iter().enumerate() {
+        start = shared.progress.start(i, start);
+        shared.started.notify_waiters();
+        let deadline = phase.nominal_end().map(|d| start + d);
+        let all_done = async {
+            match (phase.pace, phase.requests) {
+                (Pace::Closed { .. }, Some(n)) => loop {
+                    let notified = shared.phases[i].all_done.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if shared.phases[i].completed.load(Ordering::Acquire) >= n {
+                        return;
+                    }
+                    notified.await;
+                },
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let end = tokio::select! {
+            _ = sleep => deadline.unwrap_or_else(Instant::now),
+            _ = all_done => Instant::now(),
+            _ = shared.stop.cancelled() => {
+                shared.progress.end(i, Instant::now());
+                return true;
+            }
+        };
+        shared.progress.end(i, end);
+        start = end;
+    }
+    false
+}
+
+fn generator_thread<P: Protocol>(
+    proto: Arc<P>,
+    job: Arc<Job>,
+    shared: Arc<Shared>,
+    deltas: mpsc::UnboundedSender<Delta>,
+    workers: Vec<usize>,
+    threads: usize,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return;
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let rec = Rc::new(RefCell::new(Recorder::new(job.dims)));
+        let cap = job.connections.div_ceil(threads).max(1);
+        let pools = Rc::new(Pools::<P>::new(job.identities, cap, job.multiplexed));
+        let ticker = {
+            let (rec, deltas) = (rec.clone(), deltas.clone());
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(TICK);
+                loop {
+                    tick.tick().await;
+                    let d = rec.borrow_mut().take();
+                    let _ = deltas.send(d);
+                }
+            })
+        };
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|w| {
+                let ctx = WorkerCtx {
+                    proto: proto.clone(),
+                    job: job.clone(),
+                    shared: shared.clone(),
+                    rec: rec.clone(),
+                    pools: pools.clone(),
+                };
+                tokio::task::spawn_local(worker(ctx, w))
+            })
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+        ticker.abort();
+        let d = rec.borrow_mut().take();
+        let _ = deltas.send(d);
+    });
+}
+
+struct WorkerCtx<P: Protocol> {
+    proto: Arc<P>,
+    job: Arc<Job>,
+    shared: Arc<Shared>,
+    rec: Rc<RefCell<Recorder>>,
+    pools: Rc<Pools<P>>,
+}
+
+async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
+    let mut tag = String::with_capacity(64);
+    for (pi, phase) in cx.job.plan.phases.iter().enumerate() {
+        let Some(start) = cx.shared.phase_start(pi).await else { return };
+        let limit = phase.users().map_or(cx.job.max_in_flight, |u| u as usize);
+        if w >= limit {
+            continue;
+        }
+        let state = &cx.shared.phases[pi];
+        loop {
+            if cx.shared.stop.is_cancelled() {
+                return;
+            }
+            if cx.shared.progress.ended(pi).is_some() {
+                break;
+            }
+            let i = state.next.fetch_add(1, Ordering::AcqRel);
+            let Some(slot) = phase.slot(i) else { break };
+            let intended = match slot {
+                Some(off) => {
+                    let at = start + off;
+                    if at > Instant::now() {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = cx.shared.stop.cancelled() => return,
+                        }
+                    }
+                    at
+                }
+                None => {
+                    let now = Instant::now();
+                    if phase.duration.is_some_and(|d| now >= start + d) {
+                        break;
+                    }
+                    now
+                }
+            };
+            let check = phase.check(i);
+            tag.clear();
+            let _ = write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], ((pi as u64) << 48) | i);
+            let key = Key { phase: pi as u16, condition: 0, check: check as u16 };
+            one(&cx, key, check, intended, &tag).await;
+            if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
+                let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
+                if phase.requests.is_some_and(|r| n >= r) {
+                    state.all_done.notify_waiters();
+                }
+            }
+        }
+    }
+}
+
+/// Sends one request and records what became of it.
+async fn one<P: Protocol>(cx: &WorkerCtx<P>, key: Key, check: usize, intended: Instant, tag: &str) {
+    let req = &cx.job.requests[check];
+    let sent = Instant::now();
+    let attempt = async {
+        let mut lease = cx.pools.checkout(&cx.proto, req.identity).await?;
+        let r = cx.proto.exchange(&mut lease.conn, req, tag).await;
+        if r.is_ok() {
+            cx.pools.checkin(req.identity, lease);
+        }
+        r
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(cx.job.timeout, attempt) => match r {
+            Ok(Ok(status)) => Outcome::Answered { status },
+            Ok(Err(o)) => o,
+            Err(_) => Outcome::TimedOut,
+        },
+        _ = cx.shared.hard.cancelled() => {
+            cx.rec.borrow_mut().cancelled(key);
+            return;
+        }
+    };
+    let done = Instant::now();
+    let verdict = classify(&cx.job.expects[check], &outcome);
+    let sample = Sample {
+        key,
+        verdict,
+        status: match outcome {
+            Outcome::Answered { status } => Some(status),
+            _ => None,
+        },
+        tls_rejected: outcome == Outcome::TlsRejected,
+        latency_us: micros(done.saturating_duration_since(intended)),
+        service_us: micros(done.saturating_duration_since(sent)),
+        lag_us: micros(sent.saturating_duration_since(intended)),
+    };
+    cx.rec.borrow_mut().record(&sample);
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,18 @@
+//! gauntlet: stress-tests zero-trust security gateways and proves, under load, that they
+//! still enforce their policy.
+//!
+//! Data flow: [`scenario`] (YAML → validated model) → [`plan`] (send schedule, pure) →
+//! [`engine`] × [`proto`] (traffic) → [`conformance`] (verdicts) → [`metrics`] (histograms,
+//! snapshots) → [`report`] (results folder). [`testkit`] is an in-process HTTPS target used
+//! by tests and the demo. See ARCHITECTURE.md.
+
+pub mod auth;
+pub mod conformance;
+pub mod engine;
+pub mod metrics;
+pub mod plan;
+pub mod proto;
+pub mod report;
+pub mod scenario;
+pub mod testkit;
+pub mod tls;

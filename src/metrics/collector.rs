@@ -1,0 +1,238 @@
+//! The collector: merges recorder deltas into run totals, publishes a [`Snapshot`] every
+//! tick, and hands one-second interval histograms to an [`IntervalSink`] (the histogram log).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, watch};
+
+use super::{Cell, Counts, Delta, Dims, histogram};
+use crate::plan::Plan;
+
+/// Phase timing shared by the engine (writer) and the collector (reader).
+#[derive(Debug)]
+pub struct Progress {
+    /// When the run started.
+    pub run_start: Instant,
+    phase: AtomicUsize,
+    starts: Vec<OnceLock<Instant>>,
+    ends: Vec<OnceLock<Instant>>,
+}
+
+impl Progress {
+    /// Progress for `phases` phases starting at `run_start`.
+    pub fn new(phases: usize, run_start: Instant) -> Self {
+        Progress {
+            run_start,
+            phase: AtomicUsize::new(0),
+            starts: (0..phases).map(|_| OnceLock::new()).collect(),
+            ends: (0..phases).map(|_| OnceLock::new()).collect(),
+        }
+    }
+    /// Marks phase `i` started at `at`; returns the instant actually recorded.
+    pub fn start(&self, i: usize, at: Instant) -> Instant {
+        let t = *self.starts[i].get_or_init(|| at);
+        self.phase.fetch_max(i, Ordering::AcqRel);
+        t
+    }
+    /// Marks phase `i` ended at `at`.
+    pub fn end(&self, i: usize, at: Instant) {
+        let _ = self.ends[i].set(at);
+    }
+    /// Start of phase `i`, if it has started.
+    pub fn started(&self, i: usize) -> Option<Instant> {
+        self.starts.get(i).and_then(|s| s.get().copied())
+    }
+    /// End of phase `i`, if it has ended.
+    pub fn ended(&self, i: usize) -> Option<Instant> {
+        self.ends.get(i).and_then(|s| s.get().copied())
+    }
+    /// The phase most recently started.
+    pub fn current(&self) -> usize {
+        self.phase.load(Ordering::Acquire)
+    }
+}
+
+/// Receives interval histograms (the histogram log writer implements it).
+pub trait IntervalSink: Send {
+    /// One interval: start offset from the run start, length, latency and service time.
+    fn interval(&mut self, start: Duration, length: Duration, latency: &Histogram<u64>, service: &Histogram<u64>);
+}
+
+/// What consumers see, every tick.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Since the run started.
+    pub elapsed: Duration,
+    /// Current phase index.
+    pub phase: usize,
+    /// Current phase name.
+    pub phase_name: String,
+    /// Into the current phase.
+    pub phase_elapsed: Duration,
+    /// Planned phase length, when known.
+    pub phase_length: Option<Duration>,
+    /// Offered rate now (open loop).
+    pub offered_rps: Option<f64>,
+    /// Completions per second over the window.
+    pub achieved_rps: f64,
+    /// Latency over the last window (about one second).
+    pub window_latency: Histogram<u64>,
+    /// Run totals over every key.
+    pub totals: Counts,
+    /// Run totals per check.
+    pub per_check: Vec<Counts>,
+    /// The run has finished.
+    pub done: bool,
+}
+
+struct Tick {
+    at: Instant,
+    sent: u64,
+    latency: Histogram<u64>,
+}
+
+/// Merges deltas into totals.
+pub struct Collector {
+    dims: Dims,
+    plan: Arc<Plan>,
+    progress: Arc<Progress>,
+    /// Cumulative cells by flat key.
+    pub cells: Vec<Option<Box<Cell>>>,
+    /// Cumulative generator lag by phase.
+    pub lag: Vec<Histogram<u64>>,
+    window: VecDeque<Tick>,
+    tick_latency: Histogram<u64>,
+    tick_sent: u64,
+    interval_latency: Histogram<u64>,
+    interval_service: Histogram<u64>,
+    interval_start: Duration,
+}
+
+/// Snapshot period.
+pub const TICK: Duration = Duration::from_millis(250);
+const WINDOW_TICKS: usize = 4;
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Collector {
+    /// A collector for a plan.
+    pub fn new(dims: Dims, plan: Arc<Plan>, progress: Arc<Progress>) -> Self {
+        Collector {
+            dims,
+            plan,
+            progress,
+            cells: (0..dims.phases * dims.conditions * dims.checks).map(|_| None).collect(),
+            lag: (0..dims.phases).map(|_| histogram()).collect(),
+            window: VecDeque::new(),
+            tick_latency: histogram(),
+            tick_sent: 0,
+            interval_latency: histogram(),
+            interval_service: histogram(),
+            interval_start: Duration::ZERO,
+        }
+    }
+
+    /// Key dimensions.
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    fn merge(&mut self, d: Delta) {
+        for (i, cell) in d.cells {
+            self.tick_sent += cell.counts.sent;
+            let _ = self.tick_latency.add(&cell.latency);
+            let _ = self.interval_latency.add(&cell.latency);
+            let _ = self.interval_service.add(&cell.service);
+            match &mut self.cells[i] {
+                Some(c) => c.add(&cell),
+                slot => *slot = Some(Box::new(cell)),
+            }
+        }
+        for (p, h) in d.lag {
+            let _ = self.lag[p].add(&h);
+        }
+    }
+
+    /// Runs until every sender is dropped, publishing snapshots and log intervals.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Delta>, out: watch::Sender<Arc<Snapshot>>, sink: &mut dyn IntervalSink) -> Self {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                d = rx.recv() => match d {
+                    Some(d) => self.merge(d),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.roll(sink, false);
+                    let _ = out.send(Arc::new(self.snapshot(false)));
+                }
+            }
+        }
+        self.roll(sink, true);
+        let _ = out.send(Arc::new(self.snapshot(true)));
+        self
+    }
+
+    fn roll(&mut self, sink: &mut dyn IntervalSink, last: bool) {
+        let now = Instant::now();
+        let lat = std::mem::replace(&mut self.tick_latency, histogram());
+        self.window.push_back(Tick { at: now, sent: std::mem::take(&mut self.tick_sent), latency: lat });
+        while self.window.len() > WINDOW_TICKS {
+            self.window.pop_front();
+        }
+        let since = now.saturating_duration_since(self.progress.run_start);
+        if since >= self.interval_start + LOG_INTERVAL || last {
+            let len = since.saturating_sub(self.interval_start);
+            if !self.interval_latency.is_empty() || !last {
+                sink.interval(self.interval_start, len, &self.interval_latency, &self.interval_service);
+            }
+            self.interval_latency.reset();
+            self.interval_service.reset();
+            self.interval_start = since;
+        }
+    }
+
+    /// A snapshot of the totals now.
+    pub fn snapshot(&self, done: bool) -> Snapshot {
+        let now = Instant::now();
+        let phase = self.progress.current().min(self.plan.phases.len().saturating_sub(1));
+        let pstart = self.progress.started(phase).unwrap_or(self.progress.run_start);
+        let phase_elapsed = now.saturating_duration_since(pstart);
+        let pp = self.plan.phases.get(phase);
+        let mut window_latency = histogram();
+        let mut sent = 0;
+        for t in &self.window {
+            let _ = window_latency.add(&t.latency);
+            sent += t.sent;
+        }
+        let span = match (self.window.front(), self.window.back()) {
+            (Some(a), Some(b)) if self.window.len() > 1 => b.at.duration_since(a.at) + TICK,
+            _ => TICK,
+        };
+        let mut totals = Counts::default();
+        let mut per_check = vec![Counts::default(); self.dims.checks];
+        for (i, c) in self.cells.iter().enumerate() {
+            if let Some(c) = c {
+                totals.add(&c.counts);
+                per_check[self.dims.key(i).check as usize].add(&c.counts);
+            }
+        }
+        Snapshot {
+            elapsed: now.saturating_duration_since(self.progress.run_start),
+            phase,
+            phase_name: pp.map(|p| p.name.clone()).unwrap_or_default(),
+            phase_elapsed,
+            phase_length: pp.and_then(|p| p.nominal_end()),
+            offered_rps: if done { None } else { pp.and_then(|p| p.offered_rate(phase_elapsed)) },
+            achieved_rps: sent as f64 / span.as_secs_f64(),
+            window_latency,
+            totals,
+            per_check,
+            done,
+        }
+    }
+}

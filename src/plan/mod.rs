@@ -1,0 +1,274 @@
+//! Scenario phases → send schedules: when each request is *intended* to leave and which
+//! check it carries.
+//!
+//! Pure: no IO, no clock. A schedule is random-access (`offset(i)`), so any number of
+//! workers on any number of threads claim request indices from one atomic counter and
+//! agree on every intended send time without talking to each other.
+
+use std::time::Duration;
+
+use crate::scenario::{Load, Phase, Scenario};
+
+/// Every phase of a run, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Phases.
+    pub phases: Vec<PhasePlan>,
+}
+
+/// How a phase paces its requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Open loop: intended send times come from the arrival process.
+    Open(Arrival),
+    /// Closed loop: N users, each sends when its previous request completes.
+    Closed {
+        /// Users.
+        users: u32,
+    },
+}
+
+/// An arrival process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrival {
+    /// `rate` requests per second.
+    Constant {
+        /// Requests per second.
+        rate: f64,
+    },
+    /// Linear ramp from `from` to `to` requests per second over `over`.
+    Ramp {
+        /// Starting rate.
+        from: f64,
+        /// Final rate.
+        to: f64,
+        /// Ramp length.
+        over: Duration,
+    },
+}
+
+impl Arrival {
+    /// Offset from the phase start at which request `i` (0-based) is intended.
+    pub fn offset(&self, i: u64) -> Duration {
+        let n = i as f64;
+        let secs = match *self {
+            Arrival::Constant { rate } => n / rate,
+            Arrival::Ramp { from, to, over } => {
+                // N(t) = from·t + a·t², a = (to − from) / 2T; solve N(t) = n in a stable form.
+                let a = (to - from) / (2.0 * over.as_secs_f64());
+                let disc = from * from + 4.0 * a * n;
+                if disc < 0.0 {
+                    f64::INFINITY
+                } else {
+                    2.0 * n / (from + disc.sqrt())
+                }
+            }
+        };
+        if secs.is_finite() && secs >= 0.0 { Duration::from_secs_f64(secs) } else { Duration::MAX }
+    }
+
+    /// Instantaneous rate at `t` into the phase.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        match *self {
+            Arrival::Constant { rate } => rate,
+            Arrival::Ramp { from, to, over } => {
+                let f = (t.as_secs_f64() / over.as_secs_f64()).clamp(0.0, 1.0);
+                from + (to - from) * f
+            }
+        }
+    }
+
+    /// Requests intended within the first `t` of the phase.
+    pub fn count_until(&self, t: Duration) -> f64 {
+        let s = t.as_secs_f64();
+        match *self {
+            Arrival::Constant { rate } => rate * s,
+            Arrival::Ramp { from, to, over } => from * s + (to - from) * s * s / (2.0 * over.as_secs_f64()),
+        }
+    }
+}
+
+/// One phase's schedule.
+#[derive(Debug, Clone)]
+pub struct PhasePlan {
+    /// Name.
+    pub name: String,
+    /// Pacing.
+    pub pace: Pace,
+    /// Time bound.
+    pub duration: Option<Duration>,
+    /// Count bound.
+    pub requests: Option<u64>,
+    wheel: Vec<u16>,
+}
+
+impl PhasePlan {
+    /// The check carried by request `i`: a smooth weighted round-robin over the mix, so
+    /// every window of the phase sees the mix's proportions.
+    pub fn check(&self, i: u64) -> usize {
+        usize::from(self.wheel[(i % self.wheel.len() as u64) as usize])
+    }
+
+    /// Open loop: the intended offset of request `i`, or `None` once the phase is over.
+    /// Closed loop: `None` once the count bound is reached (time bounds are checked live).
+    pub fn slot(&self, i: u64) -> Option<Option<Duration>> {
+        if self.requests.is_some_and(|n| i >= n) {
+            return None;
+        }
+        match self.pace {
+            Pace::Closed { .. } => Some(None),
+            Pace::Open(a) => {
+                let off = a.offset(i);
+                if self.duration.is_some_and(|d| off >= d) || off == Duration::MAX {
+                    None
+                } else {
+                    Some(Some(off))
+                }
+            }
+        }
+    }
+
+    /// When an open-loop phase ends, relative to its start (known up front). Closed-loop
+    /// phases end at their duration or when their last request completes.
+    pub fn nominal_end(&self) -> Option<Duration> {
+        match self.pace {
+            Pace::Open(a) => {
+                let by_count = self.requests.map(|n| a.offset(n.saturating_sub(1)) + Duration::from_micros(1));
+                match (self.duration, by_count) {
+                    (Some(d), Some(c)) => Some(d.min(c)),
+                    (d, c) => d.or(c),
+                }
+            }
+            Pace::Closed { .. } => self.duration,
+        }
+    }
+
+    /// Offered rate at `t` into the phase (open loop only).
+    pub fn offered_rate(&self, t: Duration) -> Option<f64> {
+        match self.pace {
+            Pace::Open(a) => Some(a.rate_at(t)),
+            Pace::Closed { .. } => None,
+        }
+    }
+
+    /// Requests the phase intends to send, when that is known up front.
+    pub fn planned_requests(&self) -> Option<u64> {
+        match self.pace {
+            Pace::Open(a) => {
+                let by_time = self.duration.map(|d| a.count_until(d).ceil() as u64);
+                match (by_time, self.requests) {
+                    (Some(t), Some(r)) => Some(t.min(r)),
+                    (t, r) => t.or(r),
+                }
+            }
+            Pace::Closed { .. } => self.requests,
+        }
+    }
+
+    /// Workers a closed-loop phase needs.
+    pub fn users(&self) -> Option<u32> {
+        match self.pace {
+            Pace::Closed { users } => Some(users),
+            Pace::Open(_) => None,
+        }
+    }
+}
+
+/// Builds the plan for a validated scenario.
+pub fn build(s: &Scenario) -> Plan {
+    Plan { phases: s.phases.iter().map(phase).collect() }
+}
+
+fn phase(p: &Phase) -> PhasePlan {
+    let pace = match p.load {
+        Load::Constant(rate) => Pace::Open(Arrival::Constant { rate }),
+        Load::Ramp { from, to } => {
+            Pace::Open(Arrival::Ramp { from, to, over: p.duration.unwrap_or(Duration::from_secs(1)) })
+        }
+        Load::Closed { users } => Pace::Closed { users },
+    };
+    PhasePlan { name: p.name.clone(), pace, duration: p.duration, requests: p.requests, wheel: wheel(&p.mix) }
+}
+
+/// Integer weights summing to about `RESOLUTION`, interleaved by smooth weighted round-robin.
+fn wheel(mix: &[(usize, f64)]) -> Vec<u16> {
+    const RESOLUTION: f64 = 10_000.0;
+    let total: f64 = mix.iter().map(|(_, w)| w).sum();
+    if mix.is_empty() || total <= 0.0 {
+        return vec![0];
+    }
+    let weights: Vec<(u16, i64)> = mix
+        .iter()
+        .map(|&(c, w)| (c as u16, ((w / total) * RESOLUTION).round().max(1.0) as i64))
+        .collect();
+    let sum: i64 = weights.iter().map(|(_, w)| w).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(sum as usize);
+    for _ in 0..sum {
+        let mut best = 0;
+        for (j, (_, w)) in weights.iter().enumerate() {
+            current[j] += w;
+            if current[j] > current[best] {
+                best = j;
+            }
+        }
+        current[best] -= sum;
+        out.push(weights[best].0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(a: Arrival, d: Option<u64>, n: Option<u64>) -> PhasePlan {
+        PhasePlan { name: "p".into(), pace: Pace::Open(a), duration: d.map(Duration::from_secs), requests: n, wheel: vec![0] }
+    }
+
+    #[test]
+    fn constant_rate_spaces_requests_evenly() {
+        let a = Arrival::Constant { rate: 100.0 };
+        assert_eq!(a.offset(0), Duration::ZERO);
+        assert_eq!(a.offset(50), Duration::from_millis(500));
+        let p = open(a, Some(2), None);
+        assert_eq!(p.planned_requests(), Some(200));
+        assert!(p.slot(199).is_some());
+        assert!(p.slot(200).is_none());
+    }
+
+    #[test]
+    fn ramp_offsets_match_the_integrated_rate() {
+        let a = Arrival::Ramp { from: 100.0, to: 300.0, over: Duration::from_secs(10) };
+        // Over 10 s the ramp sends (100 + 300) / 2 * 10 = 2000 requests.
+        assert!((a.count_until(Duration::from_secs(10)) - 2000.0).abs() < 1e-9);
+        let t = a.offset(2000).as_secs_f64();
+        assert!((t - 10.0).abs() < 1e-6, "{t}");
+        // Inverse holds everywhere.
+        for i in [1u64, 10, 500, 1999] {
+            let back = a.count_until(a.offset(i));
+            assert!((back - i as f64).abs() < 1e-6);
+        }
+        // A ramp down also inverts.
+        let d = Arrival::Ramp { from: 300.0, to: 100.0, over: Duration::from_secs(10) };
+        assert!((d.count_until(d.offset(1500)) - 1500.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn count_bound_ends_an_open_phase_early() {
+        let p = open(Arrival::Constant { rate: 10.0 }, Some(60), Some(5));
+        assert_eq!(p.planned_requests(), Some(5));
+        assert!(p.slot(5).is_none());
+        assert!(p.nominal_end().expect("end") < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn wheel_follows_weights_and_interleaves() {
+        let w = wheel(&[(0, 95.0), (1, 5.0)]);
+        let ones = w.iter().filter(|&&c| c == 1).count();
+        assert_eq!(ones, 500);
+        // No long run without the rare check: it is spread out, not bunched at the end.
+        let first = w.iter().position(|&c| c == 1).expect("present");
+        assert!(first < 40, "{first}");
+    }
+}

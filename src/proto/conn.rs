@@ -1,0 +1,167 @@
+//! Dialing: TCP (no Nagle), then TLS as one identity, with ALPN. Shared by every protocol.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::conformance::{ErrorKind, Outcome};
+use crate::scenario::{Identity, Target};
+use crate::tls;
+
+/// Connector errors (at construction; dialing failures are outcomes).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An identity's TLS material was rejected.
+    #[error("identity `{name}`: {source}")]
+    Identity {
+        /// Identity name.
+        name: String,
+        /// Why.
+        #[source]
+        source: tls::Error,
+    },
+    /// The target name does not work for TLS.
+    #[error("target: {0}")]
+    Target(#[source] tls::Error),
+    /// The target host did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// Host.
+        host: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opens connections to the target as a given identity.
+pub struct Connector {
+    addr: SocketAddr,
+    server_name: ServerName<'static>,
+    /// One config per identity (`None` on plain http).
+    configs: Vec<Option<TlsConnector>>,
+}
+
+impl Connector {
+    /// Builds one TLS config per identity, offering `alpn`.
+    pub async fn new(target: &Target, identities: &[Identity], alpn: &[&[u8]]) -> Result<Self, Error> {
+        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+            .map_err(|source| Error::Resolve { host: target.host.clone(), source })?;
+        let server_name = tls::server_name(&target.server_name).map_err(Error::Target)?;
+        let mut configs = Vec::with_capacity(identities.len());
+        for id in identities {
+            if !target.tls {
+                configs.push(None);
+                continue;
+            }
+            let material = id.client_cert.as_ref().map(|c| (c.chain.as_slice(), &c.key));
+            let cfg: Arc<ClientConfig> = tls::client_config(&target.ca, material, alpn)
+                .map_err(|source| Error::Identity { name: id.name.clone(), source })?;
+            configs.push(Some(TlsConnector::from(cfg)));
+        }
+        Ok(Connector { addr, server_name, configs })
+    }
+
+    /// The resolved target address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Dials as `identity`; returns the stream and the negotiated ALPN protocol.
+    pub(crate) async fn dial(&self, identity: usize) -> Result<(Stream, Option<Vec<u8>>), Outcome> {
+        let tcp = TcpStream::connect(self.addr).await.map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+        let _ = tcp.set_nodelay(true);
+        match self.configs.get(identity).and_then(Option::as_ref) {
+            None => Ok((Stream::Plain(tcp), None)),
+            Some(c) => match c.connect(self.server_name.clone(), tcp).await {
+                Ok(s) => {
+                    let alpn = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    Ok((Stream::Tls(Box::new(s)), alpn))
+                }
+                Err(e) => Err(handshake_failure(&e)),
+            },
+        }
+    }
+}
+
+/// A failed handshake: a peer alert, or the peer closing/resetting mid-handshake, is the
+/// gateway refusing us; a local verification failure is our error.
+fn handshake_failure(e: &io::Error) -> Outcome {
+    if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return super::tls_failure(t);
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Outcome::TlsRejected,
+        io::ErrorKind::TimedOut => Outcome::TimedOut,
+        _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
+    }
+}
+
+/// A plain or TLS stream.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}

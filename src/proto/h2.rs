@@ -1,0 +1,88 @@
+//! HTTP/2 over hyper: many concurrent streams per connection. The engine shares one
+//! connection between workers through [`Protocol::fork`].
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::conn::{Connector, Stream};
+use super::{Prepared, Protocol, failure};
+use crate::conformance::Outcome;
+
+/// ALPN offered by [`Http2`].
+pub const ALPN: &[&[u8]] = &[b"h2"];
+
+/// A handle to an HTTP/2 connection.
+pub struct Conn {
+    sender: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    used: Rc<Cell<u64>>,
+    tls: bool,
+}
+
+/// HTTP/2 (over TLS with ALPN `h2`, or prior knowledge on plain http).
+pub struct Http2 {
+    connector: Connector,
+}
+
+impl Http2 {
+    /// Uses `connector`, which must offer [`ALPN`].
+    pub fn new(connector: Connector) -> Self {
+        Http2 { connector }
+    }
+}
+
+pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
+    let tls = stream.is_tls();
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| failure(&e, tls))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn { sender, used: Rc::new(Cell::new(0)), tls })
+}
+
+pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    let n = c.used.get();
+    c.used.set(n + 1);
+    let fresh = n == 0 && c.tls;
+    c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
+    let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| failure(&e, fresh))?;
+    let status = resp.status().as_u16();
+    super::h1::drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
+    Ok(status)
+}
+
+pub(crate) fn fork(c: &Conn) -> Conn {
+    Conn { sender: c.sender.clone(), used: c.used.clone(), tls: c.tls }
+}
+
+pub(crate) fn is_open(c: &Conn) -> bool {
+    !c.sender.is_closed()
+}
+
+impl Protocol for Http2 {
+    type Conn = Conn;
+    const NAME: &'static str = "h2";
+
+    async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
+        let (stream, _) = self.connector.dial(identity).await?;
+        handshake(stream).await
+    }
+
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+        exchange(conn, req, tag).await
+    }
+
+    fn fork(conn: &Conn) -> Option<Conn> {
+        Some(fork(conn))
+    }
+
+    fn is_open(conn: &Conn) -> bool {
+        is_open(conn)
+    }
+}

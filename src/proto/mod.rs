@@ -1,0 +1,162 @@
+//! The `Protocol` seam: one implementation per wire protocol, all driven by the same engine.
+//!
+//! A protocol knows how to open a connection *as one identity* and how to carry one
+//! exchange on it; it knows nothing about rates, phases or verdicts. Failures come back as
+//! [`Outcome`]s (data), never as errors that stop a run.
+
+mod conn;
+pub mod h1;
+pub mod h2;
+pub mod auto;
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::Full;
+
+pub use conn::{Connector, Error};
+
+use crate::conformance::{ErrorKind, Outcome};
+
+/// The tag header name.
+pub const TAG_HEADER: &str = "x-gauntlet-tag";
+/// The tag query parameter name.
+pub const TAG_PARAM: &str = "gauntlet_tag";
+
+/// One protocol. The engine is generic over it; `app` picks the implementation.
+pub trait Protocol: Send + Sync + 'static {
+    /// Per-connection state.
+    type Conn: 'static;
+    /// Name for reports.
+    const NAME: &'static str;
+    /// Opens a connection as identity `identity` (TLS and client certificate pre-built).
+    fn connect(&self, identity: usize) -> impl Future<Output = Result<Self::Conn, Outcome>>;
+    /// Carries one request; returns the status once the whole body has arrived.
+    fn exchange(&self, conn: &mut Self::Conn, req: &Prepared, tag: &str) -> impl Future<Output = Result<u16, Outcome>>;
+    /// For multiplexed connections: another handle to the same connection.
+    fn fork(conn: &Self::Conn) -> Option<Self::Conn>;
+    /// Whether the connection can carry another exchange.
+    fn is_open(conn: &Self::Conn) -> bool;
+}
+
+/// Where the tag goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagging {
+    /// As `x-gauntlet-tag`.
+    Header,
+    /// As `?gauntlet_tag=`.
+    Query,
+    /// Not at all.
+    Off,
+}
+
+/// A request template, built once per check at run start (tokens already minted).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Identity index: which connections may carry it.
+    pub identity: usize,
+    /// Method.
+    pub method: Method,
+    /// Path and query exactly as sent.
+    pub path: PathAndQuery,
+    /// All headers except the tag (and, for h2, `host`).
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// Tag placement.
+    pub tagging: Tagging,
+    scheme: Scheme,
+    authority: Authority,
+    origin_uri: Uri,
+    absolute_uri: Uri,
+}
+
+impl Prepared {
+    /// Builds a template. `headers` is everything the check and identity contribute.
+    pub fn new(
+        identity: usize,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        tagging: Tagging,
+        tls: bool,
+        authority: Authority,
+    ) -> Result<Self, http::Error> {
+        let path: PathAndQuery = path.parse()?;
+        let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+        let origin_uri = Uri::builder().path_and_query(path.clone()).build()?;
+        let absolute_uri =
+            Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query(path.clone()).build()?;
+        Ok(Prepared { identity, method, path, headers, body, tagging, scheme, authority, origin_uri, absolute_uri })
+    }
+
+    /// The hyper request for one exchange. `absolute` for h2 (`:scheme`/`:authority`).
+    pub(crate) fn request(&self, tag: &str, absolute: bool) -> Request<Full<Bytes>> {
+        let uri = match self.tagging {
+            Tagging::Query => {
+                let sep = if self.path.query().is_some() { '&' } else { '?' };
+                let pq = format!("{}{sep}{TAG_PARAM}={tag}", self.path.as_str());
+                let b = Uri::builder().path_and_query(pq);
+                let b = if absolute { b.scheme(self.scheme.clone()).authority(self.authority.clone()) } else { b };
+                b.build().unwrap_or_else(|_| self.origin_uri.clone())
+            }
+            _ if absolute => self.absolute_uri.clone(),
+            _ => self.origin_uri.clone(),
+        };
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.clone_from(&self.headers);
+        if !absolute {
+            if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
+                h.insert(HOST, v);
+            }
+        }
+        if self.tagging == Tagging::Header {
+            if let Ok(v) = HeaderValue::from_str(tag) {
+                h.insert(HeaderName::from_static(TAG_HEADER), v);
+            }
+        }
+        req
+    }
+}
+
+/// Classifies a failed exchange from its error chain.
+pub(crate) fn failure(err: &(dyn std::error::Error + 'static), fresh: bool) -> Outcome {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut kind = ErrorKind::Reset;
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return tls_failure(t);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_failure(t);
+            }
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return Outcome::TimedOut;
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_user() {
+                kind = ErrorKind::Protocol;
+            }
+        }
+        cur = e.source();
+    }
+    Outcome::Broken { kind, fresh }
+}
+
+/// A TLS error: an alert from the peer is a refusal; anything else is a local TLS error
+/// (for example the gateway's certificate does not verify against the configured CA).
+pub(crate) fn tls_failure(e: &rustls::Error) -> Outcome {
+    match e {
+        rustls::Error::AlertReceived(_) => Outcome::TlsRejected,
+        _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
+    }
+}

@@ -1,0 +1,521 @@
+//! `summary.json`: the machine-readable result of a run, and its text rendering.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::conformance::{ErrorKind, Expect, Severity, Violation, limit_bypassed};
+use crate::metrics::{Cell, Counts, Dims, Progress, histogram};
+use crate::plan::Plan;
+use crate::scenario::{Metric, Scenario, Stat};
+
+/// Everything a summary is computed from.
+pub struct Inputs<'a> {
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Its plan.
+    pub plan: &'a Plan,
+    /// Key dimensions.
+    pub dims: Dims,
+    /// Cumulative cells by flat key.
+    pub cells: &'a [Option<Box<Cell>>],
+    /// Generator lag by phase.
+    pub lag: &'a [Histogram<u64>],
+    /// Phase timing.
+    pub progress: &'a Progress,
+    /// When the engine returned.
+    pub run_end: Instant,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// Run id (tags).
+    pub run_id: &'a str,
+    /// Protocol name.
+    pub protocol: &'a str,
+    /// Stopped early.
+    pub interrupted: bool,
+    /// The command line, for reproduction.
+    pub command: String,
+}
+
+/// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
+/// without a single 429.
+pub fn add_limit_bypass(s: &Scenario, dims: Dims, cells: &mut [Option<Box<Cell>>], progress: &Progress, end: Instant) {
+    for (i, cell) in cells.iter_mut().enumerate() {
+        let Some(cell) = cell else { continue };
+        let k = dims.key(i);
+        let Expect::Limit { requests, per } = s.checks[usize::from(k.check)].expect else { continue };
+        let p = usize::from(k.phase);
+        let Some(start) = progress.started(p) else { continue };
+        let elapsed = progress.ended(p).unwrap_or(end).saturating_duration_since(start);
+        if limit_bypassed(requests, per, cell.counts.sent, elapsed, cell.counts.limited) {
+            cell.counts.violations[Violation::LimitBypass.index()] += 1;
+        }
+    }
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th.
+    pub p90: f64,
+    /// 99th.
+    pub p99: f64,
+    /// 99.9th.
+    pub p999: f64,
+    /// Max.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+fn ms(us: f64) -> f64 {
+    (us / 1000.0 * 1000.0).round() / 1000.0
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency { count: 0, p50: 0.0, p90: 0.0, p99: 0.0, p999: 0.0, max: 0.0, mean: 0.0 };
+        }
+        let q = |x: f64| ms(h.value_at_quantile(x) as f64);
+        Latency { count: h.len(), p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: ms(h.max() as f64), mean: ms(h.mean()) }
+    }
+}
+
+/// Request counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requests {
+    /// Attempted.
+    pub sent: u64,
+    /// Reached a verdict.
+    pub completed: u64,
+    /// Transport errors and timeouts.
+    pub errors: u64,
+    /// Timeouts alone.
+    pub timeouts: u64,
+    /// Abandoned at shutdown.
+    pub cancelled: u64,
+}
+
+impl Requests {
+    fn of(c: &Counts) -> Self {
+        Requests {
+            sent: c.sent,
+            completed: c.completed,
+            errors: c.error_total(),
+            timeouts: c.error(ErrorKind::Timeout),
+            cancelled: c.cancelled,
+        }
+    }
+}
+
+fn violations(c: &Counts) -> BTreeMap<&'static str, u64> {
+    let mut m: BTreeMap<&'static str, u64> = Violation::ALL.iter().map(|v| (v.name(), c.violation(*v))).collect();
+    m.insert("total", c.violation_total());
+    m
+}
+
+fn errors(c: &Counts) -> BTreeMap<&'static str, u64> {
+    ErrorKind::ALL.iter().map(|e| (e.name(), c.error(*e))).collect()
+}
+
+fn statuses(c: &Counts) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = c.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+    if c.tls_rejected > 0 {
+        m.insert("tls_rejected".into(), c.tls_rejected);
+    }
+    m
+}
+
+/// One phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseSummary {
+    /// Name.
+    pub name: String,
+    /// Load model.
+    pub load: String,
+    /// Actual length, seconds.
+    pub duration_s: f64,
+    /// Planned arrivals per second (sent / length for closed loop).
+    pub offered_rps: f64,
+    /// Verdicts per second.
+    pub achieved_rps: f64,
+    /// Counters.
+    pub requests: Requests,
+    /// From the intended send time.
+    pub latency_ms: Latency,
+    /// From the actual send.
+    pub service_time_ms: Latency,
+    /// How late sends left.
+    pub generator_lag_ms: Latency,
+    /// By kind.
+    pub violations: BTreeMap<&'static str, u64>,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckSummary {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Expectation kind.
+    pub expect: &'static str,
+    /// Identity name.
+    pub identity: String,
+    /// Attempted.
+    pub sent: u64,
+    /// Reached a verdict.
+    pub completed: u64,
+    /// Transport errors.
+    pub errors: u64,
+    /// By kind.
+    pub violations: BTreeMap<&'static str, u64>,
+    /// Status histogram.
+    pub statuses: BTreeMap<String, u64>,
+    /// Latency.
+    pub latency_ms: Latency,
+    /// `pass`, `fail`, `inconclusive` (sent, no verdict) or `not_run`.
+    pub result: &'static str,
+}
+
+/// One threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdResult {
+    /// As written.
+    pub expr: String,
+    /// Held.
+    pub ok: bool,
+    /// Measured value (ms for times, a fraction for rates).
+    pub value: f64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Always `gauntlet.summary/v1`.
+    pub schema: &'static str,
+    /// gauntlet version.
+    pub gauntlet_version: &'static str,
+    /// Run id, as found in request tags.
+    pub run_id: String,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// Run length, seconds.
+    pub duration_s: f64,
+    /// Stopped early (Ctrl-C or signal).
+    pub interrupted: bool,
+    /// Scenario identity.
+    pub scenario: ScenarioInfo,
+    /// Target.
+    pub target: TargetInfo,
+    /// Counters.
+    pub requests: Requests,
+    /// Verdicts per second over the run.
+    pub achieved_rps: f64,
+    /// From the intended send time (coordinated-omission free).
+    pub latency_ms: Latency,
+    /// From the actual send.
+    pub service_time_ms: Latency,
+    /// How late sends left (generator saturation).
+    pub generator_lag_ms: Latency,
+    /// By kind.
+    pub violations: BTreeMap<&'static str, u64>,
+    /// By kind.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Status histogram.
+    pub statuses: BTreeMap<String, u64>,
+    /// Per phase.
+    pub phases: Vec<PhaseSummary>,
+    /// Per check.
+    pub checks: Vec<CheckSummary>,
+    /// Thresholds.
+    pub thresholds: Vec<ThresholdResult>,
+    /// `pass` or `fail`.
+    pub verdict: &'static str,
+    /// Why it failed, one line each.
+    pub reasons: Vec<String>,
+    /// How to run it again.
+    pub reproduce: Reproduce,
+}
+
+/// Scenario identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioInfo {
+    /// Name.
+    pub name: String,
+    /// sha256 over all source files.
+    pub sha256: String,
+    /// Source files.
+    pub sources: Vec<String>,
+}
+
+/// Target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// URL.
+    pub url: String,
+    /// Protocol requested.
+    pub protocol: String,
+    /// Target profile name.
+    pub profile: String,
+}
+
+/// Reproduction block.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reproduce {
+    /// Command line.
+    pub command: String,
+    /// Scenario digest.
+    pub scenario_sha256: String,
+}
+
+struct View<'a> {
+    inp: &'a Inputs<'a>,
+}
+
+impl View<'_> {
+    fn merged(&self, phase: Option<usize>, check: Option<usize>) -> Cell {
+        let mut out = Cell::default();
+        for (i, c) in self.inp.cells.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let k = self.inp.dims.key(i);
+            if phase.is_some_and(|p| p != usize::from(k.phase)) || check.is_some_and(|x| x != usize::from(k.check)) {
+                continue;
+            }
+            out.add(c);
+        }
+        out
+    }
+
+    fn phase_span(&self, p: usize) -> Duration {
+        match self.inp.progress.started(p) {
+            Some(s) => self.inp.progress.ended(p).unwrap_or(self.inp.run_end).saturating_duration_since(s),
+            None => Duration::ZERO,
+        }
+    }
+
+    fn run_span(&self) -> Duration {
+        self.inp.run_end.saturating_duration_since(self.inp.progress.run_start)
+    }
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    if d.is_zero() { 0.0 } else { (n as f64 / d.as_secs_f64() * 10.0).round() / 10.0 }
+}
+
+fn stat(h: &Histogram<u64>, s: Stat) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    match s.quantile() {
+        Some(1.0) => h.max() as f64 / 1000.0,
+        Some(q) => h.value_at_quantile(q) as f64 / 1000.0,
+        None => h.mean() / 1000.0,
+    }
+}
+
+impl Summary {
+    /// Computes the summary.
+    pub fn new(inp: &Inputs<'_>) -> Self {
+        let v = View { inp };
+        let s = inp.scenario;
+        let all = v.merged(None, None);
+        let mut lag_all = histogram();
+        for h in inp.lag {
+            let _ = lag_all.add(h);
+        }
+        let phases: Vec<PhaseSummary> = inp
+            .plan
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(p, pp)| {
+                let c = v.merged(Some(p), None);
+                let span = v.phase_span(p);
+                let offered = match pp.planned_requests().zip(pp.nominal_end()) {
+                    Some((n, d)) if pp.users().is_none() => per_sec(n, d),
+                    _ => per_sec(c.counts.sent, span),
+                };
+                PhaseSummary {
+                    name: pp.name.clone(),
+                    load: match pp.users() {
+                        Some(u) => format!("closed loop, {u} users"),
+                        None => "open loop".into(),
+                    },
+                    duration_s: (span.as_secs_f64() * 1000.0).round() / 1000.0,
+                    offered_rps: offered,
+                    achieved_rps: per_sec(c.counts.completed, span),
+                    requests: Requests::of(&c.counts),
+                    latency_ms: Latency::of(&c.latency),
+                    service_time_ms: Latency::of(&c.service),
+                    generator_lag_ms: inp.lag.get(p).map(Latency::of).unwrap_or_else(|| Latency::of(&histogram())),
+                    violations: violations(&c.counts),
+                }
+            })
+            .collect();
+        let checks: Vec<CheckSummary> = s
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, ck)| {
+                let c = v.merged(None, Some(i));
+                let result = if c.counts.violation_total() > 0 {
+                    "fail"
+                } else if c.counts.sent == 0 {
+                    "not_run"
+                } else if c.counts.completed == 0 {
+                    "inconclusive"
+                } else {
+                    "pass"
+                };
+                CheckSummary {
+                    id: ck.id.clone(),
+                    title: ck.title.clone(),
+                    severity: ck.severity,
+                    expect: ck.expect.kind(),
+                    identity: s.identities[ck.identity].name.clone(),
+                    sent: c.counts.sent,
+                    completed: c.counts.completed,
+                    errors: c.counts.error_total(),
+                    violations: violations(&c.counts),
+                    statuses: statuses(&c.counts),
+                    latency_ms: Latency::of(&c.latency),
+                    result,
+                }
+            })
+            .collect();
+        let thresholds: Vec<ThresholdResult> = s
+            .thresholds
+            .iter()
+            .map(|t| {
+                let c = v.merged(t.phase, t.check);
+                let span = t.phase.map_or_else(|| v.run_span(), |p| v.phase_span(p));
+                let value = match t.metric {
+                    Metric::Violation(k) => c.counts.violation(k) as f64,
+                    Metric::Violations => c.counts.violation_total() as f64,
+                    Metric::Errors => c.counts.error_total() as f64,
+                    Metric::Timeouts => c.counts.error(ErrorKind::Timeout) as f64,
+                    Metric::ErrorRate => {
+                        if c.counts.sent == 0 { 0.0 } else { c.counts.error_total() as f64 / c.counts.sent as f64 }
+                    }
+                    Metric::Latency(st) => stat(&c.latency, st),
+                    Metric::ServiceTime(st) => stat(&c.service, st),
+                    Metric::Rps => per_sec(c.counts.completed, span),
+                    Metric::Requests => c.counts.completed as f64,
+                };
+                ThresholdResult { expr: t.expr.clone(), ok: t.op.holds(value, t.value), value: (value * 1000.0).round() / 1000.0 }
+            })
+            .collect();
+        let mut reasons = Vec::new();
+        if inp.interrupted {
+            reasons.push("the run was interrupted: results cover only what ran".to_string());
+        }
+        for c in &checks {
+            match c.result {
+                "fail" => reasons.push(format!(
+                    "check {} failed: {}",
+                    c.id,
+                    c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+                )),
+                "inconclusive" => reasons.push(format!("check {} is inconclusive: {} sent, none reached a verdict", c.id, c.sent)),
+                _ => {}
+            }
+        }
+        for t in thresholds.iter().filter(|t| !t.ok) {
+            reasons.push(format!("threshold `{}` failed (value {})", t.expr, t.value));
+        }
+        let started_at = time::OffsetDateTime::from(inp.started_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        Summary {
+            schema: "gauntlet.summary/v1",
+            gauntlet_version: env!("CARGO_PKG_VERSION"),
+            run_id: inp.run_id.to_string(),
+            started_at,
+            duration_s: (v.run_span().as_secs_f64() * 1000.0).round() / 1000.0,
+            interrupted: inp.interrupted,
+            scenario: ScenarioInfo {
+                name: s.name.clone(),
+                sha256: s.sha256.clone(),
+                sources: s.sources.iter().map(|p| p.display().to_string()).collect(),
+            },
+            target: TargetInfo { url: s.target.url.clone(), protocol: inp.protocol.to_string(), profile: s.profile.name.clone() },
+            requests: Requests::of(&all.counts),
+            achieved_rps: per_sec(all.counts.completed, v.run_span()),
+            latency_ms: Latency::of(&all.latency),
+            service_time_ms: Latency::of(&all.service),
+            generator_lag_ms: Latency::of(&lag_all),
+            violations: violations(&all.counts),
+            errors: errors(&all.counts),
+            statuses: statuses(&all.counts),
+            phases,
+            checks,
+            thresholds,
+            verdict: if reasons.is_empty() { "pass" } else { "fail" },
+            reasons,
+            reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
+        }
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The human summary printed at the end of a run.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let l = &self.latency_ms;
+        o.push_str(&format!(
+            "gauntlet {} — scenario `{}` against {} ({})\n",
+            self.gauntlet_version, self.scenario.name, self.target.url, self.target.protocol
+        ));
+        o.push_str(&format!(
+            "  requests  {} sent, {} completed, {} errors ({} timeouts), {:.1}/s over {:.1}s\n",
+            self.requests.sent, self.requests.completed, self.requests.errors, self.requests.timeouts, self.achieved_rps, self.duration_s
+        ));
+        o.push_str(&format!(
+            "  latency   p50 {:.2}ms  p90 {:.2}ms  p99 {:.2}ms  p99.9 {:.2}ms  max {:.2}ms  (from intended send; service p99 {:.2}ms, generator lag p99 {:.2}ms)\n",
+            l.p50, l.p90, l.p99, l.p999, l.max, self.service_time_ms.p99, self.generator_lag_ms.p99
+        ));
+        for p in &self.phases {
+            o.push_str(&format!(
+                "  phase {:<12} {:>7.1}s offered {:>8.1}/s achieved {:>8.1}/s p99 {:>8.2}ms violations {}\n",
+                p.name, p.duration_s, p.offered_rps, p.achieved_rps, p.latency_ms.p99, p.violations.get("total").copied().unwrap_or(0)
+            ));
+        }
+        let total = self.violations.get("total").copied().unwrap_or(0);
+        let kinds: Vec<String> =
+            self.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        o.push_str(&format!(
+            "  violations {total}{}\n",
+            if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+        ));
+        let (pass, fail, other) = self.checks.iter().fold((0, 0, 0), |(p, f, x), c| match c.result {
+            "pass" => (p + 1, f, x),
+            "fail" => (p, f + 1, x),
+            _ => (p, f, x + 1),
+        });
+        o.push_str(&format!("  checks    {pass} passed, {fail} failed, {other} without verdict\n"));
+        for c in self.checks.iter().filter(|c| c.result != "pass") {
+            o.push_str(&format!("    {:<13} {:<28} {}\n", c.result.to_uppercase(), c.id, c.title));
+        }
+        for t in &self.thresholds {
+            o.push_str(&format!("  threshold {} {} (value {})\n", if t.ok { "ok  " } else { "FAIL" }, t.expr, t.value));
+        }
+        o.push_str(&format!("verdict: {}\n", self.verdict.to_uppercase()));
+        for r in &self.reasons {
+            o.push_str(&format!("  - {r}\n"));
+        }
+        o
+    }
+}

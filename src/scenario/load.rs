@@ -1,0 +1,206 @@
+//! Reading scenario files: size limit, YAML parse with located errors, `include:` (relative
+//! to the including file, cycles refused) and the merge of all documents into one.
+//!
+//! Merge rules: maps (`identities`) are unions and a name defined twice is an error;
+//! lists (`checks`, `phases`, `thresholds`) are concatenated, included files first;
+//! sections (`target`, `profile`) merge field by field and the main file wins.
+
+use std::path::{Path, PathBuf};
+
+use crate::scenario::locate::Locator;
+use crate::scenario::raw::{RawCheck, RawDoc, RawIdentity, RawPhase, RawProfile, RawTarget};
+use crate::scenario::{Error, Problem, units};
+
+/// Largest scenario file read.
+const MAX_BYTES: u64 = 1 << 20;
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// One file of a scenario.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) locator: Locator,
+}
+
+impl Source {
+    pub(crate) fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Where an item came from: source index and its path inside that file.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) file: usize,
+    pub(crate) path: String,
+}
+
+/// All documents merged, each item with its origin.
+#[derive(Debug, Default)]
+pub(crate) struct Merged {
+    pub(crate) gauntlet: Option<(u32, Origin)>,
+    pub(crate) name: Option<(String, Origin)>,
+    pub(crate) description: Option<String>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) target: Option<(RawTarget, Origin)>,
+    pub(crate) profile: Option<(RawProfile, Origin)>,
+    pub(crate) identities: Vec<(String, RawIdentity, Origin)>,
+    pub(crate) checks: Vec<(RawCheck, Origin)>,
+    pub(crate) phases: Vec<(RawPhase, Origin)>,
+    pub(crate) thresholds: Vec<(String, Origin)>,
+}
+
+/// Reads `main` and everything it includes.
+pub(crate) fn load(main: &Path) -> Result<(Vec<Source>, Merged), Error> {
+    let bytes = read(main).map_err(|source| Error::Read { path: main.to_path_buf(), source })?;
+    let mut st = State::default();
+    st.visit(main.to_path_buf(), bytes);
+    if st.problems.is_empty() { Ok((st.sources, st.merged)) } else { Err(Error::Invalid { problems: st.problems }) }
+}
+
+fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::other("is a directory, not a scenario file"));
+    }
+    if meta.len() > MAX_BYTES {
+        return Err(std::io::Error::other(format!("{} bytes is over the 1 MiB limit for a scenario file", meta.len())));
+    }
+    std::fs::read(path)
+}
+
+#[derive(Default)]
+struct State {
+    sources: Vec<Source>,
+    merged: Merged,
+    problems: Vec<Problem>,
+    stack: Vec<PathBuf>,
+}
+
+impl State {
+    fn problem(&mut self, file: usize, path: &str, msg: String) {
+        let pos = self.sources[file].locator.key(path);
+        self.problems.push(Problem { file: self.sources[file].path.clone(), pos, msg });
+    }
+
+    /// Loads one file: its includes first, then its own items.
+    fn visit(&mut self, path: PathBuf, bytes: Vec<u8>) {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let file = self.sources.len();
+        self.sources.push(Source { path: path.clone(), bytes, locator: Locator::new(&text) });
+        if text.trim().is_empty() {
+            self.problems.push(Problem { file: path, pos: None, msg: "the file is empty".into() });
+            return;
+        }
+        let doc: RawDoc = match serde_yaml::from_str(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problems.push(parse_problem(&path, &e));
+                return;
+            }
+        };
+        self.stack.push(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+        for (i, inc) in doc.include.iter().enumerate() {
+            let at = format!("include[{i}]");
+            let inc_path = self.sources[file].dir().join(inc);
+            let canon = std::fs::canonicalize(&inc_path).unwrap_or_else(|_| inc_path.clone());
+            if self.stack.contains(&canon) {
+                self.problem(file, &at, format!("include `{inc}` forms a cycle: a file cannot include itself"));
+                continue;
+            }
+            if self.stack.len() >= MAX_INCLUDE_DEPTH {
+                self.problem(file, &at, format!("include `{inc}`: includes nest deeper than {MAX_INCLUDE_DEPTH}"));
+                continue;
+            }
+            match read(&inc_path) {
+                Ok(b) => self.visit(inc_path, b),
+                Err(e) => self.problem(
+                    file,
+                    &at,
+                    format!("cannot read included file `{}`: {e} (paths are relative to this file)", inc_path.display()),
+                ),
+            }
+        }
+        self.stack.pop();
+        self.merge(file, doc);
+    }
+
+    fn merge(&mut self, file: usize, doc: RawDoc) {
+        let origin = |path: &str| Origin { file, path: path.to_string() };
+        let m = &mut self.merged;
+        if let Some(v) = doc.gauntlet {
+            m.gauntlet = Some((v, origin("gauntlet")));
+        }
+        if let Some(v) = doc.name {
+            m.name = Some((v, origin("name")));
+        }
+        if doc.description.is_some() {
+            m.description = doc.description;
+        }
+        if doc.seed.is_some() {
+            m.seed = doc.seed;
+        }
+        if let Some(t) = doc.target {
+            m.target = Some((t, origin("target")));
+        }
+        if let Some(p) = doc.profile {
+            m.profile = Some((p, origin("profile")));
+        }
+        let mut dups = Vec::new();
+        for (name, ident) in doc.identities {
+            let at = format!("identities.{name}");
+            if let Some((_, _, first)) = m.identities.iter().find(|(n, _, _)| *n == name) {
+                dups.push((at, format!("identity `{name}` is already defined in {}", self.sources[first.file].path.display())));
+                continue;
+            }
+            m.identities.push((name, ident, origin(&at)));
+        }
+        for (i, c) in doc.checks.into_iter().enumerate() {
+            m.checks.push((c, origin(&format!("checks[{i}]"))));
+        }
+        for (i, p) in doc.phases.into_iter().enumerate() {
+            m.phases.push((p, origin(&format!("phases[{i}]"))));
+        }
+        for (i, t) in doc.thresholds.into_iter().enumerate() {
+            m.thresholds.push((t, origin(&format!("thresholds[{i}]"))));
+        }
+        for (at, msg) in dups {
+            self.problem(file, &at, msg);
+        }
+    }
+}
+
+/// Turns a serde error into a located problem, with a suggestion for a misspelt key.
+fn parse_problem(path: &Path, e: &serde_yaml::Error) -> Problem {
+    let pos = e.location().map(|l| crate::scenario::locate::Pos { line: l.line(), col: l.column() });
+    let mut msg = e.to_string();
+    // serde_yaml appends " at line L column C"; the position is already in front.
+    if let Some(cut) = msg.find(" at line ") {
+        msg.truncate(cut);
+    }
+    if let Some(hint) = unknown_field_hint(&msg) {
+        msg.push_str(&hint);
+    }
+    Problem { file: path.to_path_buf(), pos, msg }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`": " (did you mean `a`?)".
+fn unknown_field_hint(msg: &str) -> Option<String> {
+    let rest = msg.split("unknown field `").nth(1)?;
+    let (word, tail) = rest.split_once('`')?;
+    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    units::suggest(word, expected).map(|s| format!(" (did you mean `{s}`?)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_hint_picks_the_closest_key() {
+        let m = "phases[0]: unknown field `durration`, expected one of `name`, `duration`, `requests`";
+        assert_eq!(unknown_field_hint(m).as_deref(), Some(" (did you mean `duration`?)"));
+        assert_eq!(unknown_field_hint("something else"), None);
+    }
+}

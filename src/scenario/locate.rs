@@ -1,0 +1,145 @@
+//! Maps a field path (`checks[3].identity`) to its line and column in a YAML source.
+//!
+//! serde reports where *parsing* failed; semantic problems found later (an identity that
+//! does not exist, a rate of zero) need the same precision. This walks the YAML event
+//! stream once and remembers where every key and value starts. It does not interpret
+//! anything: `raw` and `validate` own the meaning.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub col: usize,
+}
+
+impl Pos {
+    fn from_marker(m: &Marker) -> Self {
+        Pos { line: m.line(), col: m.col() + 1 }
+    }
+}
+
+/// Positions of every node of one document, by dotted path.
+#[derive(Debug, Default)]
+pub(crate) struct Locator {
+    keys: HashMap<String, Pos>,
+    values: HashMap<String, Pos>,
+}
+
+impl Locator {
+    /// Indexes `text`. A text that does not parse yields an empty locator: serde reports
+    /// the syntax error itself.
+    pub(crate) fn new(text: &str) -> Self {
+        let mut loc = Locator::default();
+        let mut parser = Parser::new_from_str(text);
+        let mut path = String::new();
+        // Skip stream/document starts, then walk the root node.
+        loop {
+            match parser.next_token() {
+                Ok((Event::StreamStart | Event::DocumentStart, _)) => continue,
+                Ok((Event::StreamEnd | Event::DocumentEnd, _)) | Err(_) => break,
+                Ok((ev, mark)) => {
+                    let _ = loc.walk(&mut parser, ev, mark, &mut path);
+                    break;
+                }
+            }
+        }
+        loc
+    }
+
+    fn walk(
+        &mut self,
+        parser: &mut Parser<std::str::Chars<'_>>,
+        ev: Event,
+        mark: Marker,
+        path: &mut String,
+    ) -> Result<(), ()> {
+        self.values.insert(path.clone(), Pos::from_marker(&mark));
+        match ev {
+            Event::SequenceStart(..) => {
+                let mut i = 0usize;
+                loop {
+                    let (ev, mark) = parser.next_token().map_err(|_| ())?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        return Ok(());
+                    }
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.walk(parser, ev, mark, path)?;
+                    path.truncate(len);
+                    i += 1;
+                }
+            }
+            Event::MappingStart(..) => loop {
+                let (kev, kmark) = parser.next_token().map_err(|_| ())?;
+                let key = match kev {
+                    Event::MappingEnd => return Ok(()),
+                    Event::Scalar(s, ..) => s,
+                    other => {
+                        // A complex key: walk it into a throwaway path.
+                        let mut scratch = String::from("\u{0}");
+                        self.walk(parser, other, kmark, &mut scratch)?;
+                        String::from("?")
+                    }
+                };
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&key);
+                self.keys.insert(path.clone(), Pos::from_marker(&kmark));
+                let (vev, vmark) = parser.next_token().map_err(|_| ())?;
+                self.walk(parser, vev, vmark, path)?;
+                path.truncate(len);
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the value at `path` starts, or the nearest enclosing node that exists.
+    pub(crate) fn value(&self, path: &str) -> Option<Pos> {
+        self.find(path, &self.values)
+    }
+
+    /// Where the key of `path` stands (for "unknown"/"missing" problems), else its value.
+    pub(crate) fn key(&self, path: &str) -> Option<Pos> {
+        self.keys.get(path).copied().or_else(|| self.value(path))
+    }
+
+    fn find(&self, path: &str, map: &HashMap<String, Pos>) -> Option<Pos> {
+        let mut p = path;
+        loop {
+            if let Some(pos) = map.get(p) {
+                return Some(*pos);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+            if p.is_empty() {
+                return map.get("").copied();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_keys_values_and_sequence_items() {
+        let text = "name: x\nchecks:\n  - id: A\n    identity: alice\n  - id: B\n    request: {path: /x}\n";
+        let loc = Locator::new(text);
+        assert_eq!(loc.key("name"), Some(Pos { line: 1, col: 1 }));
+        assert_eq!(loc.key("checks[1].id"), Some(Pos { line: 5, col: 5 }));
+        assert_eq!(loc.value("checks[0].identity"), Some(Pos { line: 4, col: 15 }));
+        assert_eq!(loc.value("checks[1].request.path"), Some(Pos { line: 6, col: 21 }));
+        // Missing leaf falls back to its parent.
+        assert_eq!(loc.value("checks[1].request.method"), loc.value("checks[1].request"));
+    }
+}

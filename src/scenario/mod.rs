@@ -1,0 +1,67 @@
+//! Scenario files: YAML → a validated [`Scenario`].
+//!
+//! Owns the YAML crates (nothing else names them). Every problem carries `file:line:col`
+//! and, for misspelt names, a suggestion; all problems are collected, not just the first.
+//! Does not plan, schedule or touch the network.
+
+mod load;
+mod locate;
+pub use locate::Pos;
+mod model;
+mod raw;
+mod threshold;
+pub(crate) mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use threshold::{Metric, Op, Stat, Threshold};
+pub use validate::Overrides;
+
+/// One located problem.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// Line and column, when known.
+    pub pos: Option<Pos>,
+    /// What is wrong and what to do.
+    pub msg: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}:{}: {}", self.file.display(), p.line, p.col, self.msg),
+            None => write!(f, "{}: {}", self.file.display(), self.msg),
+        }
+    }
+}
+
+/// Scenario errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scenario file itself could not be read.
+    #[error("cannot read scenario {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The scenario is invalid; every problem found.
+    #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Problems, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Reads, merges and validates a scenario and everything it includes.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, Error> {
+    let (sources, merged) = load::load(path)?;
+    validate::resolve(&sources, merged, overrides).map_err(|problems| Error::Invalid { problems })
+}

@@ -1,0 +1,262 @@
+//! The validated scenario: typed, resolved, every referenced file already read.
+//! Nothing past this point parses YAML or opens input files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::auth::JwtSpec;
+use crate::conformance::{Expect, Severity};
+
+/// A scenario ready to plan and run.
+#[derive(Debug)]
+pub struct Scenario {
+    /// Scenario name (also the results folder suffix).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Seed for everything random in a run.
+    pub seed: u64,
+    /// Where traffic goes.
+    pub target: Target,
+    /// How the check pack maps onto this gateway.
+    pub profile: Profile,
+    /// Identities, indexed by checks.
+    pub identities: Vec<Identity>,
+    /// Checks, in file order.
+    pub checks: Vec<Check>,
+    /// Load phases, run in order.
+    pub phases: Vec<Phase>,
+    /// Pass/fail rules on the results.
+    pub thresholds: Vec<crate::scenario::Threshold>,
+    /// Every source file (main first), for provenance.
+    pub sources: Vec<PathBuf>,
+    /// sha256 over every source file's bytes, in order (hex).
+    pub sha256: String,
+    /// The merged scenario as YAML, with file paths made absolute: re-runnable as it is.
+    pub resolved_yaml: String,
+}
+
+/// Which HTTP version to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolKind {
+    /// HTTP/1.1 with a keep-alive pool.
+    H1,
+    /// HTTP/2, multiplexed.
+    H2,
+    /// Whatever ALPN negotiates (h2 preferred); HTTP/1.1 on plain `http://`.
+    Auto,
+}
+
+impl ProtocolKind {
+    /// The name used in YAML and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolKind::H1 => "h1",
+            ProtocolKind::H2 => "h2",
+            ProtocolKind::Auto => "auto",
+        }
+    }
+}
+
+/// Where the request tag travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagMode {
+    /// `x-gauntlet-tag` request header.
+    Header,
+    /// `gauntlet_tag` query parameter (for gateways that strip unknown headers).
+    Query,
+    /// No tag at all.
+    Off,
+}
+
+/// `target:` resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL as written.
+    pub url: String,
+    /// `true` for `https://`.
+    pub tls: bool,
+    /// Host part of the URL (name or IP literal, without brackets).
+    pub host: String,
+    /// Port (defaulted from the scheme).
+    pub port: u16,
+    /// The `authority` to send (`host:port` as in the URL).
+    pub authority: http::uri::Authority,
+    /// Path prefix from the URL, without trailing slash (often empty).
+    pub base_path: String,
+    /// PEM bundle of trust anchors for the gateway's certificate.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// Name used for SNI and certificate verification.
+    pub server_name: String,
+    /// Protocol to speak.
+    pub protocol: ProtocolKind,
+    /// h2: connections per identity. h1: ignored (one connection per in-flight request).
+    pub connections: u32,
+    /// Most requests in flight at once (the number of workers).
+    pub max_in_flight: u32,
+    /// Per-request timeout (connect + exchange).
+    pub timeout: Duration,
+    /// Generator threads (0 = one per core).
+    pub threads: u32,
+}
+
+/// `profile:` resolved — one gateway's conventions.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Implementation under test, for reports.
+    pub implementation: Implementation,
+    /// Route name → path prefix.
+    pub routes: Vec<(String, String)>,
+    /// Header the gateway injects with the verified identity.
+    pub identity_header: Option<HeaderName>,
+    /// Statuses the gateway denies with.
+    pub deny_status: Vec<u16>,
+    /// Where the request tag goes.
+    pub tag: Option<TagMode>,
+    /// The gateway's declared per-identity rate limit: (requests, window).
+    pub rate_limit: Option<(u32, Duration)>,
+}
+
+/// The implementation under test (Gateway API conformance report fields).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Implementation {
+    /// Organization.
+    pub organization: String,
+    /// Project.
+    pub project: String,
+    /// Project URL.
+    pub url: String,
+    /// Version tested.
+    pub version: String,
+    /// Contacts.
+    pub contact: Vec<String>,
+}
+
+/// Who a request is sent as.
+#[derive(Debug)]
+pub struct Identity {
+    /// Name in the scenario.
+    pub name: String,
+    /// The principal a gateway should derive from it (defaults to the name).
+    pub principal: String,
+    /// Client certificate chain and key, for mutual TLS.
+    pub client_cert: Option<ClientCert>,
+    /// Bearer credential.
+    pub token: Option<Token>,
+    /// Extra static headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A client certificate with its key, already parsed.
+#[derive(Debug)]
+pub struct ClientCert {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// A bearer credential and where it goes.
+#[derive(Debug)]
+pub struct Token {
+    /// Header carrying it (default `authorization`).
+    pub header: HeaderName,
+    /// Scheme prefix (default `Bearer`; empty for none).
+    pub scheme: String,
+    /// Static or minted value.
+    pub source: TokenSource,
+}
+
+/// Where a token's value comes from.
+#[derive(Debug)]
+pub enum TokenSource {
+    /// A fixed string.
+    Static(String),
+    /// Minted at run start from a template.
+    Jwt(JwtSpec),
+}
+
+/// One probe and its expected verdict.
+#[derive(Debug)]
+pub struct Check {
+    /// Stable id (letters, digits, `-`, `_`).
+    pub id: String,
+    /// One line.
+    pub title: String,
+    /// Maximum severity.
+    pub severity: Severity,
+    /// Where the requirement comes from.
+    pub reference: String,
+    /// Free tags, usable in phase mixes as `tag:NAME`.
+    pub tags: Vec<String>,
+    /// Index into `Scenario::identities`.
+    pub identity: usize,
+    /// What to send.
+    pub request: Request,
+    /// What a conforming gateway does.
+    pub expect: Expect,
+    /// What the upstream must (not) see.
+    pub upstream: UpstreamExpect,
+}
+
+/// A request template.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Path and query, exactly as sent.
+    pub path: String,
+    /// Headers from the check (identity headers are added at send time).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Expectations checked by the oracle upstream.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamExpect {
+    /// Headers that must arrive with exactly this value.
+    pub headers: Vec<(HeaderName, String)>,
+    /// Headers that must not arrive.
+    pub absent: Vec<HeaderName>,
+}
+
+/// One load phase.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// Name (used in thresholds as `during NAME`).
+    pub name: String,
+    /// Time bound.
+    pub duration: Option<Duration>,
+    /// Count bound.
+    pub requests: Option<u64>,
+    /// Open or closed loop.
+    pub load: Load,
+    /// Check index and weight (> 0).
+    pub mix: Vec<(usize, f64)>,
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Constant arrival rate (requests per second).
+    Constant(f64),
+    /// Linear ramp between two rates over the phase duration.
+    Ramp {
+        /// Starting rate.
+        from: f64,
+        /// Final rate.
+        to: f64,
+    },
+    /// N virtual users, each sending as soon as its previous request completes.
+    Closed {
+        /// Number of users.
+        users: u32,
+    },
+}

@@ -1,0 +1,902 @@
+//! Merged raw documents → a typed [`Scenario`], collecting every problem with its place.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{self, Claim, Corrupt, JwtSpec};
+use crate::conformance::{Expect, Severity};
+use crate::scenario::load::{Merged, Origin, Source};
+use crate::scenario::model::*;
+use crate::scenario::raw::{RawDoc, RawIdentity, RawRateLimit, RawToken};
+use crate::scenario::{Problem, Threshold, threshold, units};
+
+/// CLI overrides, applied to raw fields before validation so there is one validation path.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Replaces `target.url`.
+    pub target_url: Option<String>,
+    /// Replaces `target.ca` (relative to the working directory).
+    pub target_ca: Option<PathBuf>,
+    /// Replaces every phase's `duration` (and drops its `requests` bound).
+    pub duration: Option<String>,
+}
+
+struct Ctx<'a> {
+    sources: &'a [Source],
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
+        let path = join(&o.path, sub);
+        let pos = self.sources[o.file].locator.value(&path);
+        self.problems.push(Problem { file: self.sources[o.file].path.clone(), pos, msg: format!("{path}: {}", msg.into()) });
+    }
+
+    fn file(&self, o: &Origin, rel: &str) -> PathBuf {
+        let p = Path::new(rel);
+        if p.is_absolute() { p.to_path_buf() } else { self.sources[o.file].dir().join(p) }
+    }
+
+    fn read(&mut self, o: &Origin, sub: &str, rel: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let path = self.file(o, rel);
+        match std::fs::read(&path) {
+            Ok(b) => Some((path, b)),
+            Err(e) => {
+                let hint = if rel.contains("certs/") { " (run `gauntlet certs init` to create the test PKI)" } else { "" };
+                self.at(o, sub, format!("cannot read `{}`: {e}{hint}", path.display()));
+                None
+            }
+        }
+    }
+}
+
+fn join(base: &str, sub: &str) -> String {
+    match (base.is_empty(), sub.is_empty()) {
+        (_, true) => base.to_string(),
+        (true, false) => sub.to_string(),
+        _ if sub.starts_with('[') => format!("{base}{sub}"),
+        _ => format!("{base}.{sub}"),
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Validates everything; returns the scenario or every problem found.
+pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Result<Scenario, Vec<Problem>> {
+    apply_overrides(&mut m, ov);
+    let mut cx = Ctx { sources, problems: Vec::new() };
+    let root = Origin { file: 0, path: String::new() };
+
+    match &m.gauntlet {
+        None => cx.at(&root, "gauntlet", "missing `gauntlet: 1` (the scenario format version) at the top of the file"),
+        Some((1, _)) => {}
+        Some((v, o)) => cx.at(o, "", format!("format version {v} is not supported; this gauntlet reads version 1")),
+    }
+    let name = match &m.name {
+        Some((n, o)) => {
+            if !valid_name(n) {
+                cx.at(o, "", format!("`{n}` is not a valid name: use letters, digits, `-`, `_` and `.`"));
+            }
+            n.clone()
+        }
+        None => {
+            cx.at(&root, "name", "missing `name:` (it names the results folder)");
+            String::new()
+        }
+    };
+    let profile = resolve_profile(&mut cx, &m);
+    let target = resolve_target(&mut cx, &m);
+    let identities = resolve_identities(&mut cx, &m);
+    let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref());
+    let phases = resolve_phases(&mut cx, &m, &checks);
+    let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
+
+    if cx.problems.is_empty() {
+        let resolved_yaml = resolved_yaml(sources, &m);
+        let mut h = Sha256::new();
+        for s in sources {
+            h.update(&s.bytes);
+        }
+        let Some(target) = target else { return Err(cx.problems) };
+        Ok(Scenario {
+            name,
+            description: m.description.clone().unwrap_or_default(),
+            seed: m.seed.unwrap_or(1),
+            target,
+            profile,
+            identities,
+            checks,
+            phases,
+            thresholds,
+            sources: sources.iter().map(|s| s.path.clone()).collect(),
+            sha256: hex(&h.finalize()),
+            resolved_yaml,
+        })
+    } else {
+        Err(cx.problems)
+    }
+}
+
+fn apply_overrides(m: &mut Merged, ov: &Overrides) {
+    if ov.target_url.is_some() || ov.target_ca.is_some() {
+        let (t, _) = m.target.get_or_insert_with(|| (Default::default(), Origin { file: 0, path: "target".into() }));
+        if let Some(u) = &ov.target_url {
+            t.url = Some(u.clone());
+        }
+        if let Some(ca) = &ov.target_ca {
+            let abs = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+            t.ca = Some(abs.display().to_string());
+        }
+    }
+    if let Some(d) = &ov.duration {
+        for (p, _) in &mut m.phases {
+            p.duration = Some(d.clone());
+            p.requests = None;
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
+    let Some((p, o)) = &m.profile else {
+        return Profile { name: "default".into(), deny_status: vec![401, 403], ..Default::default() };
+    };
+    let mut out = Profile { name: p.name.clone().unwrap_or_else(|| "default".into()), ..Default::default() };
+    if let Some(i) = &p.implementation {
+        out.implementation = Implementation {
+            organization: i.organization.clone().unwrap_or_default(),
+            project: i.project.clone().unwrap_or_default(),
+            url: i.url.clone().unwrap_or_default(),
+            version: i.version.clone().unwrap_or_default(),
+            contact: i.contact.clone(),
+        };
+    }
+    for (name, prefix) in &p.routes {
+        if !prefix.starts_with('/') {
+            cx.at(o, &format!("routes.{name}"), format!("route prefix `{prefix}` must start with `/`"));
+        }
+        out.routes.push((name.clone(), prefix.trim_end_matches('/').to_string()));
+    }
+    if let Some(h) = &p.identity_header {
+        match HeaderName::from_str(h) {
+            Ok(n) => out.identity_header = Some(n),
+            Err(_) => cx.at(o, "identity_header", format!("`{h}` is not a valid header name")),
+        }
+    }
+    out.deny_status = if p.deny_status.is_empty() { vec![401, 403] } else { p.deny_status.clone() };
+    for (i, s) in out.deny_status.iter().enumerate() {
+        if !(100..=599).contains(s) {
+            cx.at(o, &format!("deny_status[{i}]"), format!("{s} is not an HTTP status"));
+        }
+    }
+    out.tag = match p.tag.as_deref() {
+        None | Some("header") => Some(TagMode::Header),
+        Some("query") => Some(TagMode::Query),
+        Some("off") => Some(TagMode::Off),
+        Some(other) => {
+            cx.at(o, "tag", format!("`{other}` is not a tag mode: use `header`, `query` or `off`"));
+            None
+        }
+    };
+    if let Some(rl) = &p.rate_limit {
+        out.rate_limit = rate_limit(cx, o, "rate_limit", rl);
+    }
+    out
+}
+
+fn rate_limit(cx: &mut Ctx<'_>, o: &Origin, sub: &str, rl: &RawRateLimit) -> Option<(u32, Duration)> {
+    match units::duration(&rl.per) {
+        Ok(d) if !d.is_zero() && rl.requests > 0 => Some((rl.requests, d)),
+        Ok(_) => {
+            cx.at(o, sub, "a rate limit needs `requests` > 0 and a `per` window > 0");
+            None
+        }
+        Err(e) => {
+            cx.at(o, &join(sub, "per"), e);
+            None
+        }
+    }
+}
+
+fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
+    let Some((t, o)) = &m.target else {
+        cx.at(&Origin { file: 0, path: String::new() }, "target", "missing `target:` (at least `url:`)");
+        return None;
+    };
+    let Some(raw_url) = &t.url else {
+        cx.at(o, "url", "missing `url:` (e.g. `https://127.0.0.1:8443`)");
+        return None;
+    };
+    let url = match url::Url::parse(raw_url) {
+        Ok(u) => u,
+        Err(e) => {
+            cx.at(o, "url", format!("`{raw_url}` is not a URL ({e}): write e.g. `https://127.0.0.1:8443`"));
+            return None;
+        }
+    };
+    let tls = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        s => {
+            cx.at(o, "url", format!("scheme `{s}` is not supported: use `https://` or `http://`"));
+            return None;
+        }
+    };
+    let Some(host) = url.host() else {
+        cx.at(o, "url", format!("`{raw_url}` has no host"));
+        return None;
+    };
+    let host_plain = match &host {
+        url::Host::Ipv6(a) => a.to_string(),
+        h => h.to_string(),
+    };
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let auth_str = match &host {
+        url::Host::Ipv6(a) => format!("[{a}]:{port}"),
+        h => format!("{h}:{port}"),
+    };
+    let authority = match http::uri::Authority::from_str(&auth_str) {
+        Ok(a) => a,
+        Err(e) => {
+            cx.at(o, "url", format!("`{raw_url}`: bad authority ({e})"));
+            return None;
+        }
+    };
+    let mut ca = Vec::new();
+    if let Some(rel) = &t.ca {
+        if let Some((path, bytes)) = cx.read(o, "ca", rel) {
+            let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
+            match certs {
+                Ok(c) if !c.is_empty() => ca = c,
+                Ok(_) => cx.at(o, "ca", format!("`{}` holds no PEM certificate", path.display())),
+                Err(e) => cx.at(o, "ca", format!("`{}` is not a PEM certificate bundle: {e}", path.display())),
+            }
+        }
+    } else if tls {
+        cx.at(o, "ca", "an https target needs `ca:`, the PEM file of the CA that signed the gateway's certificate");
+    }
+    let protocol = match t.protocol.as_deref() {
+        None | Some("auto") => ProtocolKind::Auto,
+        Some("h1") | Some("http1") => ProtocolKind::H1,
+        Some("h2") | Some("http2") => ProtocolKind::H2,
+        Some(p) => {
+            cx.at(o, "protocol", format!("`{p}` is not a protocol: use `h1`, `h2` or `auto`"));
+            ProtocolKind::Auto
+        }
+    };
+    let timeout = match &t.timeout {
+        None => Duration::from_secs(10),
+        Some(s) => match units::duration(s) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                cx.at(o, "timeout", "a timeout must be greater than zero");
+                Duration::from_secs(10)
+            }
+            Err(e) => {
+                cx.at(o, "timeout", e);
+                Duration::from_secs(10)
+            }
+        },
+    };
+    let connections = t.connections.unwrap_or(2);
+    let max_in_flight = t.max_in_flight.unwrap_or(64);
+    if connections == 0 {
+        cx.at(o, "connections", "must be at least 1");
+    }
+    if max_in_flight == 0 {
+        cx.at(o, "max_in_flight", "must be at least 1");
+    }
+    Some(Target {
+        url: raw_url.clone(),
+        tls,
+        server_name: t.server_name.clone().unwrap_or_else(|| host_plain.clone()),
+        host: host_plain,
+        port,
+        authority,
+        base_path: url.path().trim_end_matches('/').to_string(),
+        ca,
+        protocol,
+        connections: connections.max(1),
+        max_in_flight: max_in_flight.max(1),
+        timeout,
+        threads: t.threads.unwrap_or(0),
+    })
+}
+
+fn headers(cx: &mut Ctx<'_>, o: &Origin, sub: &str, raw: &std::collections::BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (k, v) in raw {
+        let at = join(sub, k);
+        match (HeaderName::from_str(k), HeaderValue::from_str(v)) {
+            (Ok(n), Ok(val)) => out.push((n, val)),
+            (Err(_), _) => cx.at(o, &at, format!("`{k}` is not a valid header name")),
+            (_, Err(_)) => cx.at(o, &at, "the value has characters a header cannot carry"),
+        }
+    }
+    out
+}
+
+fn resolve_identities(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for (name, raw, o) in &m.identities {
+        if !valid_name(name) {
+            cx.at(o, "", format!("`{name}` is not a valid identity name: use letters, digits, `-`, `_`, `.`"));
+        }
+        let client_cert = client_cert(cx, o, raw);
+        let token = raw.token.as_ref().and_then(|t| token(cx, o, t));
+        let headers = headers(cx, o, "headers", &raw.headers);
+        out.push(Identity {
+            name: name.clone(),
+            principal: raw.principal.clone().unwrap_or_else(|| name.clone()),
+            client_cert,
+            token,
+            headers,
+        });
+    }
+    out
+}
+
+fn client_cert(cx: &mut Ctx<'_>, o: &Origin, raw: &RawIdentity) -> Option<ClientCert> {
+    let (cert, key) = match (&raw.cert, &raw.key) {
+        (None, None) => return None,
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => {
+            cx.at(o, "cert", "a client certificate needs its private key: add `key:`");
+            return None;
+        }
+        (None, Some(_)) => {
+            cx.at(o, "key", "a private key needs its certificate: add `cert:`");
+            return None;
+        }
+    };
+    let (cpath, cbytes) = cx.read(o, "cert", cert)?;
+    let (kpath, kbytes) = cx.read(o, "key", key)?;
+    let chain: Vec<CertificateDer<'static>> = match CertificateDer::pem_slice_iter(&cbytes).collect() {
+        Ok(c) => c,
+        Err(e) => {
+            cx.at(o, "cert", format!("`{}` is not a PEM certificate: {e}", cpath.display()));
+            return None;
+        }
+    };
+    if chain.is_empty() {
+        cx.at(o, "cert", format!("`{}` holds no PEM certificate", cpath.display()));
+        return None;
+    }
+    match PrivateKeyDer::from_pem_slice(&kbytes) {
+        Ok(key) => Some(ClientCert { chain, key }),
+        Err(e) => {
+            cx.at(o, "key", format!("`{}` is not a PEM private key: {e}", kpath.display()));
+            None
+        }
+    }
+}
+
+fn claim(cx: &mut Ctx<'_>, o: &Origin, sub: &str, v: &Value) -> Option<Claim> {
+    if let Value::String(s) = v {
+        if let Some(r) = units::relative_secs(s) {
+            return match r {
+                Ok(secs) => Some(Claim::Relative(secs)),
+                Err(e) => {
+                    cx.at(o, sub, e);
+                    None
+                }
+            };
+        }
+    }
+    match serde_json::to_value(v) {
+        Ok(j) => Some(Claim::Json(j)),
+        Err(e) => {
+            cx.at(o, sub, format!("cannot be a JSON claim: {e}"));
+            None
+        }
+    }
+}
+
+fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token> {
+    let header = match &t.header {
+        None => HeaderName::from_static("authorization"),
+        Some(h) => match HeaderName::from_str(h) {
+            Ok(n) => n,
+            Err(_) => {
+                cx.at(o, "token.header", format!("`{h}` is not a valid header name"));
+                return None;
+            }
+        },
+    };
+    let scheme = t.scheme.clone().unwrap_or_else(|| "Bearer".into());
+    let source = match (&t.static_value, &t.jwt) {
+        (Some(s), None) => TokenSource::Static(s.clone()),
+        (None, Some(j)) => {
+            let Some(alg) = &j.alg else {
+                cx.at(o, "token.jwt", format!("missing `alg:` (one of {})", auth::ALGORITHMS.join(", ")));
+                return None;
+            };
+            if !alg.eq_ignore_ascii_case("none") && !auth::ALGORITHMS.contains(&alg.as_str()) {
+                let hint = units::suggest(alg, auth::ALGORITHMS.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                cx.at(o, "token.jwt.alg", format!("unknown algorithm `{alg}`{hint}"));
+                return None;
+            }
+            let key = match &j.key {
+                Some(k) => Some(cx.read(o, "token.jwt.key", k)?.1),
+                None => None,
+            };
+            let mut claims = Vec::new();
+            for (k, v) in &j.claims {
+                claims.push((k.clone(), claim(cx, o, &format!("token.jwt.claims.{k}"), v)?));
+            }
+            let mut tamper = Vec::new();
+            for (k, v) in &j.tamper {
+                tamper.push((k.clone(), claim(cx, o, &format!("token.jwt.tamper.{k}"), v)?));
+            }
+            let corrupt = match &j.corrupt {
+                None => None,
+                Some(c) => match Corrupt::parse(c) {
+                    Some(c) => Some(c),
+                    None => {
+                        cx.at(o, "token.jwt.corrupt", format!("`{c}` is not a corruption: use `signature` or `strip_signature`"));
+                        return None;
+                    }
+                },
+            };
+            match JwtSpec::new(alg, key.as_deref(), j.kid.clone(), j.typ.clone(), claims, tamper, corrupt) {
+                Ok(spec) => TokenSource::Jwt(spec),
+                Err(e) => {
+                    cx.at(o, "token.jwt.key", e.to_string());
+                    return None;
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            cx.at(o, "token", "give either `static:` or `jwt:`, not both");
+            return None;
+        }
+        (None, None) => {
+            cx.at(o, "token", "a token needs `static:` or `jwt:`");
+            return None;
+        }
+    };
+    Some(Token { header, scheme, source })
+}
+
+fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) -> Option<Expect> {
+    const KINDS: [&str; 4] = ["allow", "deny", "tls_reject", "limit"];
+    let bad = |cx: &mut Ctx<'_>, what: &str| {
+        let hint = units::suggest(what, KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        cx.at(
+            o,
+            "expect",
+            format!("`{what}` is not an expectation{hint}: use `allow`, `deny`, `{{deny: [401, 403]}}`, `tls_reject` or `limit`"),
+        );
+    };
+    let default_limit = |cx: &mut Ctx<'_>| match profile.rate_limit {
+        Some((requests, per)) => Some(Expect::Limit { requests, per }),
+        None => {
+            cx.at(o, "expect", "`limit` needs `{limit: {requests: N, per: 1s}}` or a `rate_limit` in the target profile");
+            None
+        }
+    };
+    match v {
+        None => {
+            cx.at(o, "", "missing `expect:` (allow, deny, tls_reject or limit)");
+            None
+        }
+        Some(Value::String(s)) => match s.as_str() {
+            "allow" => Some(Expect::Allow),
+            "deny" => Some(Expect::Deny { statuses: profile.deny_status.clone() }),
+            "tls_reject" => Some(Expect::TlsReject),
+            "limit" => default_limit(cx),
+            other => {
+                bad(cx, other);
+                None
+            }
+        },
+        Some(Value::Mapping(map)) if map.len() == 1 => {
+            let (k, val) = map.iter().next()?;
+            match k.as_str() {
+                Some("deny") => match serde_yaml::from_value::<Vec<u16>>(val.clone()) {
+                    Ok(s) if !s.is_empty() && s.iter().all(|c| (100..=599).contains(c)) => Some(Expect::Deny { statuses: s }),
+                    _ => {
+                        cx.at(o, "expect.deny", "give the deny statuses as a list, e.g. `{deny: [401, 403]}`");
+                        None
+                    }
+                },
+                Some("limit") => match serde_yaml::from_value::<RawRateLimit>(val.clone()) {
+                    Ok(rl) => rate_limit(cx, o, "expect.limit", &rl).map(|(requests, per)| Expect::Limit { requests, per }),
+                    Err(e) => {
+                        cx.at(o, "expect.limit", format!("{e}: write e.g. `{{limit: {{requests: 50, per: 1s}}}}`"));
+                        None
+                    }
+                },
+                Some(other) => {
+                    bad(cx, other);
+                    None
+                }
+                None => {
+                    bad(cx, "?");
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            bad(cx, "?");
+            None
+        }
+    }
+}
+
+fn resolve_checks(
+    cx: &mut Ctx<'_>,
+    m: &Merged,
+    profile: &Profile,
+    target: Option<&Target>,
+) -> Vec<Check> {
+    let mut out: Vec<Check> = Vec::new();
+    if m.checks.is_empty() {
+        cx.at(&Origin { file: 0, path: String::new() }, "checks", "no `checks:`: a scenario needs at least one check");
+    }
+    let names: Vec<&str> = m.identities.iter().map(|(n, _, _)| n.as_str()).collect();
+    for (c, o) in &m.checks {
+        let Some(id) = c.id.clone() else {
+            cx.at(o, "", "missing `id:`");
+            continue;
+        };
+        if !valid_name(&id) || id.contains('.') {
+            cx.at(o, "id", format!("`{id}` is not a valid check id: use letters, digits, `-` and `_`"));
+        }
+        if out.iter().any(|x| x.id == id) {
+            cx.at(o, "id", format!("check id `{id}` is used twice"));
+        }
+        let identity = match &c.identity {
+            None => {
+                cx.at(o, "", "missing `identity:` (the name of an entry under `identities:`)");
+                None
+            }
+            Some(n) => match names.iter().position(|x| x == n) {
+                Some(i) => Some(i),
+                None => {
+                    let hint = units::suggest(n, names.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_else(|| format!(" (defined: {})", names.join(", ")));
+                    cx.at(o, "identity", format!("no identity named `{n}`{hint}"));
+                    None
+                }
+            },
+        };
+        let expect = expect(cx, o, c.expect.as_ref(), profile);
+        if matches!(expect, Some(Expect::TlsReject)) && target.is_some_and(|t| !t.tls) {
+            cx.at(o, "expect", "`tls_reject` needs an https target");
+        }
+        let severity = match &c.severity {
+            None => {
+                if expect.as_ref().is_some_and(Expect::is_deny_class) {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                }
+            }
+            Some(s) => Severity::parse(s).unwrap_or_else(|| {
+                cx.at(o, "severity", format!("`{s}` is not a severity: use critical, high, medium or low"));
+                Severity::High
+            }),
+        };
+        let request = request(cx, o, c.request.as_ref(), profile, target);
+        let mut upstream = UpstreamExpect::default();
+        if let Some(u) = &c.upstream {
+            for (k, v) in &u.headers {
+                match HeaderName::from_str(k) {
+                    Ok(n) => upstream.headers.push((n, v.clone())),
+                    Err(_) => cx.at(o, &format!("upstream.headers.{k}"), format!("`{k}` is not a valid header name")),
+                }
+            }
+            for (i, k) in u.absent.iter().enumerate() {
+                match HeaderName::from_str(k) {
+                    Ok(n) => upstream.absent.push(n),
+                    Err(_) => cx.at(o, &format!("upstream.absent[{i}]"), format!("`{k}` is not a valid header name")),
+                }
+            }
+        }
+        if let (Some(identity), Some(expect), Some(request)) = (identity, expect, request) {
+            out.push(Check {
+                id,
+                title: c.title.clone().unwrap_or_default(),
+                severity,
+                reference: c.reference.clone().unwrap_or_default(),
+                tags: c.tags.clone(),
+                identity,
+                request,
+                expect,
+                upstream,
+            });
+        }
+    }
+    out
+}
+
+fn request(
+    cx: &mut Ctx<'_>,
+    o: &Origin,
+    r: Option<&crate::scenario::raw::RawRequest>,
+    profile: &Profile,
+    target: Option<&Target>,
+) -> Option<Request> {
+    let Some(r) = r else {
+        cx.at(o, "", "missing `request:` (at least `path:` or `route:`)");
+        return None;
+    };
+    let method = match &r.method {
+        None => Method::GET,
+        Some(m) => match Method::from_bytes(m.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                cx.at(o, "request.method", format!("`{m}` is not a valid HTTP method token"));
+                return None;
+            }
+        },
+    };
+    let mut path = target.map(|t| t.base_path.clone()).unwrap_or_default();
+    if let Some(route) = &r.route {
+        match profile.routes.iter().find(|(n, _)| n == route) {
+            Some((_, prefix)) => path.push_str(prefix),
+            None => {
+                let names: Vec<&str> = profile.routes.iter().map(|(n, _)| n.as_str()).collect();
+                let hint = units::suggest(route, names.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_else(|| format!(" (the target profile defines: {})", names.join(", ")));
+                cx.at(o, "request.route", format!("no route named `{route}` in the target profile{hint}"));
+                return None;
+            }
+        }
+    }
+    match (&r.path, &r.route) {
+        (Some(p), _) => path.push_str(p),
+        (None, Some(_)) => {}
+        (None, None) => {
+            cx.at(o, "request", "give `path:` or `route:`");
+            return None;
+        }
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if !path.starts_with('/') && path != "*" {
+        cx.at(o, "request.path", format!("`{path}` must start with `/`"));
+        return None;
+    }
+    if let Err(e) = http::uri::PathAndQuery::from_str(&path) {
+        cx.at(o, "request.path", format!("`{path}` cannot be sent as a request target ({e})"));
+        return None;
+    }
+    let headers = headers(cx, o, "request.headers", &r.headers);
+    Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()) })
+}
+
+fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> {
+    let mut out: Vec<Phase> = Vec::new();
+    if m.phases.is_empty() {
+        cx.at(&Origin { file: 0, path: String::new() }, "phases", "no `phases:`: add e.g. `- {name: main, duration: 30s, rate: 100/s}`");
+    }
+    for (p, o) in &m.phases {
+        let name = p.name.clone().unwrap_or_else(|| format!("phase{}", out.len() + 1));
+        if !valid_name(&name) {
+            cx.at(o, "name", format!("`{name}` is not a valid phase name"));
+        }
+        if out.iter().any(|x| x.name == name) {
+            cx.at(o, "name", format!("phase name `{name}` is used twice"));
+        }
+        let duration = p.duration.as_ref().and_then(|d| match units::duration(d) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                cx.at(o, "duration", "a phase duration must be greater than zero");
+                None
+            }
+            Err(e) => {
+                cx.at(o, "duration", e);
+                None
+            }
+        });
+        if p.duration.is_none() && p.requests.is_none() {
+            cx.at(o, "", "a phase needs `duration:` and/or `requests:` to end");
+        }
+        if p.requests == Some(0) {
+            cx.at(o, "requests", "must be at least 1");
+        }
+        let load = match (&p.rate, p.users) {
+            (Some(_), Some(_)) => {
+                cx.at(o, "users", "give `rate:` (open loop) or `users:` (closed loop), not both");
+                None
+            }
+            (None, None) => {
+                cx.at(o, "", "a phase needs `rate:` (e.g. `500/s`) or `users:` (e.g. `10`)");
+                None
+            }
+            (None, Some(0)) => {
+                cx.at(o, "users", "must be at least 1");
+                None
+            }
+            (None, Some(u)) => Some(Load::Closed { users: u }),
+            (Some(Value::String(s)), None) => match units::rate(s) {
+                Ok(r) => Some(Load::Constant(r)),
+                Err(e) => {
+                    cx.at(o, "rate", e);
+                    None
+                }
+            },
+            (Some(Value::Mapping(map)), None) => {
+                let get = |k: &str| map.get(k).and_then(Value::as_str).map(units::rate);
+                match (get("from"), get("to"), map.len()) {
+                    (Some(Ok(from)), Some(Ok(to)), 2) => {
+                        if p.duration.is_none() {
+                            cx.at(o, "rate", "a ramp needs the phase `duration:` it ramps over");
+                        }
+                        Some(Load::Ramp { from, to })
+                    }
+                    (Some(Err(e)), _, _) | (_, Some(Err(e)), _) => {
+                        cx.at(o, "rate", e);
+                        None
+                    }
+                    _ => {
+                        cx.at(o, "rate", "a ramp is `{from: 100/s, to: 1000/s}`");
+                        None
+                    }
+                }
+            }
+            (Some(_), None) => {
+                cx.at(o, "rate", "a rate is `500/s` or a ramp `{from: 100/s, to: 1000/s}`");
+                None
+            }
+        };
+        let mix = mix(cx, o, p.mix.as_ref(), checks);
+        if let Some(load) = load {
+            out.push(Phase { name, duration, requests: p.requests, load, mix });
+        }
+    }
+    out
+}
+
+fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec<(usize, f64)> {
+    let all = || (0..checks.len()).map(|i| (i, 1.0)).collect::<Vec<_>>();
+    let mut entries: Vec<(String, f64, String)> = Vec::new();
+    match v {
+        None => return all(),
+        Some(Value::String(s)) if s == "all" => return all(),
+        Some(Value::Sequence(seq)) => {
+            for (i, item) in seq.iter().enumerate() {
+                match item.as_str() {
+                    Some(s) => entries.push((s.to_string(), 1.0, format!("mix[{i}]"))),
+                    None => cx.at(o, &format!("mix[{i}]"), "expected a check id or `tag:NAME`"),
+                }
+            }
+        }
+        Some(Value::Mapping(map)) => {
+            for (k, w) in map {
+                let key = k.as_str().unwrap_or("?").to_string();
+                let at = format!("mix.{key}");
+                match w.as_f64() {
+                    Some(w) if w > 0.0 && w.is_finite() => entries.push((key, w, at)),
+                    _ => cx.at(o, &at, "a weight must be a number greater than zero"),
+                }
+            }
+        }
+        Some(_) => {
+            cx.at(o, "mix", "a mix is `all`, a list of check ids, or a map of check id (or `tag:NAME`) to weight");
+            return Vec::new();
+        }
+    }
+    let mut out: Vec<(usize, f64)> = Vec::new();
+    for (key, w, at) in entries {
+        let members: Vec<usize> = if let Some(tag) = key.strip_prefix("tag:") {
+            checks.iter().enumerate().filter(|(_, c)| c.tags.iter().any(|t| t == tag)).map(|(i, _)| i).collect()
+        } else {
+            checks.iter().position(|c| c.id == key).into_iter().collect()
+        };
+        if members.is_empty() {
+            let hint = units::suggest(&key, checks.iter().map(|c| c.id.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            cx.at(o, &at, format!("`{key}` matches no check{hint}"));
+            continue;
+        }
+        let share = w / members.len() as f64;
+        for i in members {
+            match out.iter_mut().find(|(j, _)| *j == i) {
+                Some(e) => e.1 += share,
+                None => out.push((i, share)),
+            }
+        }
+    }
+    out
+}
+
+fn resolve_thresholds(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], checks: &[Check]) -> Vec<Threshold> {
+    let pn: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+    let cn: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
+    let mut out = Vec::new();
+    for (t, o) in &m.thresholds {
+        match threshold::parse(t, &pn, &cn) {
+            Ok(th) => out.push(th),
+            Err(e) => cx.at(o, "", e),
+        }
+    }
+    out
+}
+
+/// The merged scenario as one YAML document, file paths made absolute.
+fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
+    let abs = |o: &Origin, p: &str| -> String {
+        let path = Path::new(p);
+        let full = if path.is_absolute() { path.to_path_buf() } else { sources[o.file].dir().join(path) };
+        std::path::absolute(&full).unwrap_or(full).display().to_string()
+    };
+    let mut doc = RawDoc {
+        gauntlet: m.gauntlet.as_ref().map(|g| g.0),
+        name: m.name.as_ref().map(|n| n.0.clone()),
+        description: m.description.clone(),
+        seed: m.seed,
+        ..Default::default()
+    };
+    if let Some((t, o)) = &m.target {
+        let mut t = t.clone();
+        t.ca = t.ca.map(|c| abs(o, &c));
+        doc.target = Some(t);
+    }
+    doc.profile = m.profile.as_ref().map(|p| p.0.clone());
+    for (name, ident, o) in &m.identities {
+        let mut i = ident.clone();
+        i.cert = i.cert.map(|c| abs(o, &c));
+        i.key = i.key.map(|c| abs(o, &c));
+        if let Some(t) = &mut i.token {
+            if t.static_value.is_some() {
+                t.static_value = Some("REDACTED".into());
+            }
+            if let Some(j) = &mut t.jwt {
+                j.key = j.key.as_ref().map(|k| abs(o, k));
+            }
+        }
+        for (k, v) in i.headers.iter_mut() {
+            if is_secret_header(k) {
+                *v = "REDACTED".into();
+            }
+        }
+        doc.identities.insert(name.clone(), i);
+    }
+    doc.checks = m
+        .checks
+        .iter()
+        .map(|(c, _)| {
+            let mut c = c.clone();
+            if let Some(r) = &mut c.request {
+                for (k, v) in r.headers.iter_mut() {
+                    if is_secret_header(k) {
+                        *v = "REDACTED".into();
+                    }
+                }
+            }
+            c
+        })
+        .collect();
+    doc.phases = m.phases.iter().map(|(p, _)| p.clone()).collect();
+    doc.thresholds = m.thresholds.iter().map(|(t, _)| t.clone()).collect();
+    let body = serde_yaml::to_string(&doc).unwrap_or_default();
+    format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
+}
+
+/// Header names whose values are credentials and never written to results.
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization" || n == "cookie" || n == "proxy-authorization" || n.contains("token") || n.contains("api-key")
+}

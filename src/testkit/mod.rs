@@ -1,0 +1,154 @@
+//! An in-process HTTPS target for tests and the interim demo: hyper (HTTP/1.1 and HTTP/2)
+//! behind rustls, optionally requiring client certificates, answering by path-prefix rules,
+//! with a one-shot stall to prove coordinated-omission handling.
+//!
+//! It is a *calibration target*, not a gateway: it has no JWT or RBAC logic. Binds
+//! 127.0.0.1:0 and reports its address; stops when told to.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::tls;
+
+/// TLS settings of the target.
+#[derive(Debug)]
+pub struct TlsSetup {
+    /// Server chain.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Server key.
+    pub key: PrivateKeyDer<'static>,
+    /// Verify client certificates against these CAs.
+    pub client_ca: Option<Vec<CertificateDer<'static>>>,
+    /// Refuse handshakes without a valid client certificate.
+    pub require_client_cert: bool,
+}
+
+/// What the target does.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// TLS, or plain HTTP when `None`.
+    pub tls: Option<TlsSetup>,
+    /// Path prefix → status, first match wins; anything else is 200.
+    pub rules: Vec<(String, u16)>,
+    /// When request number `.0` (1-based) arrives, every response is held until `.1` has
+    /// passed since then.
+    pub stall: Option<(u64, Duration)>,
+}
+
+/// A running target.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests answered so far.
+    pub requests: Arc<AtomicU64>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and waits for the accept loop to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct State {
+    rules: Vec<(String, u16)>,
+    stall: Option<(u64, Duration)>,
+    stalled_until: Mutex<Option<Instant>>,
+    requests: Arc<AtomicU64>,
+}
+
+/// Starts the target on 127.0.0.1:0.
+pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = match cfg.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            t.chain,
+            t.key,
+            t.client_ca.as_deref(),
+            t.require_client_cert,
+            &[b"h2", b"http/1.1"],
+        )?)),
+        None => None,
+    };
+    let requests = Arc::new(AtomicU64::new(0));
+    let state = Arc::new(State { rules: cfg.rules, stall: cfg.stall, stalled_until: Mutex::new(None), requests: requests.clone() });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(listener, acceptor, state, stop.clone()));
+    Ok(Running { addr, requests, stop, task })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    stop: CancellationToken,
+) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (state, acceptor, stop) = (state.clone(), acceptor.clone(), stop.clone());
+        conns.spawn(async move {
+            let svc = service_fn(move |req| handle(state.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                Some(a) => {
+                    // A refused handshake just ends this connection.
+                    let Ok(tls) = a.accept(tcp).await else { return };
+                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+            }
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let n = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
+    let hold = {
+        let mut until = state.stalled_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, d)) = state.stall {
+            if n == at {
+                *until = Some(Instant::now() + d);
+            }
+        }
+        until.filter(|u| *u > Instant::now())
+    };
+    if let Some(u) = hold {
+        tokio::time::sleep_until(u.into()).await;
+    }
+    let path = req.uri().path();
+    let status = state.rules.iter().find(|(p, _)| path.starts_with(p.as_str())).map_or(200, |(_, s)| *s);
+    let body = if status == 200 { "{\"ok\":true}" } else { "{\"denied\":true}" };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    Ok(resp)
+}

@@ -1,0 +1,269 @@
+//! The test PKI: a CA, a server certificate for loopback, client identities, the negative
+//! material conformance needs (expired, not yet valid, rogue CA, no clientAuth EKU), and
+//! JWT signing keys with a JWKS.
+//!
+//! Idempotent: existing files are kept unless `force`. Private keys are written mode 0600
+//! through a temporary name, so a file is either whole or absent.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration as TDuration, OffsetDateTime};
+
+/// PKI errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing a file failed.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An existing CA file could not be reused.
+    #[error("cannot reuse {}: {reason} (use --force to regenerate everything)", .path.display())]
+    Reuse {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Certificate generation failed.
+    #[error("cannot generate {what}: {source}")]
+    Generate {
+        /// What was being made.
+        what: String,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// RSA key generation failed.
+    #[error("cannot generate the RSA JWT key: {0}")]
+    Rsa(String),
+}
+
+/// What `init` did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Files written.
+    pub written: Vec<PathBuf>,
+    /// Files kept as they were.
+    pub kept: Vec<PathBuf>,
+}
+
+const CA_CN: &str = "gauntlet test CA";
+
+/// A client identity the PKI issues: file stem, CN, OU, validity and EKU variant.
+struct Leaf {
+    stem: &'static str,
+    cn: &'static str,
+    ou: &'static str,
+    validity: Validity,
+    eku: ExtendedKeyUsagePurpose,
+    rogue: bool,
+    about: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Validity {
+    Current,
+    Expired,
+    NotYetValid,
+}
+
+const LEAVES: &[Leaf] = &[
+    Leaf { stem: "alice", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity alice (OU=eng)" },
+    Leaf { stem: "bob", cn: "bob", ou: "finance", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity bob (OU=finance)" },
+    Leaf { stem: "carol", cn: "carol", ou: "admin", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity carol (OU=admin)" },
+    Leaf { stem: "alice-expired", cn: "alice", ou: "eng", validity: Validity::Expired, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "alice, expired an hour ago (negative)" },
+    Leaf { stem: "alice-future", cn: "alice", ou: "eng", validity: Validity::NotYetValid, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "alice, valid only from an hour from now (negative)" },
+    Leaf { stem: "alice-rogue", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: true, about: "alice, signed by the rogue CA that copies the real CA's name (negative)" },
+    Leaf { stem: "alice-noclientauth", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ServerAuth, rogue: false, about: "alice, without the clientAuth extended key usage (negative)" },
+];
+
+/// Creates (or completes) the test PKI in `dir`.
+pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
+    fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
+    let mut out = Outcome::default();
+    let p = |name: &str| dir.join(name);
+    let exists = |name: &str| !force && p(name).exists();
+
+    let now = OffsetDateTime::now_utc();
+    let ca_params = ca_params(now);
+    let ca = Issuer::new(ca_params.clone(), ca_key(dir, "ca", &ca_params, force, &mut out)?);
+    let rogue_params = ca_params_named(now);
+    let rogue = Issuer::new(rogue_params.clone(), ca_key(dir, "rogue-ca", &rogue_params, force, &mut out)?);
+
+    if exists("server.pem") && exists("server.key") {
+        out.kept.extend([p("server.pem"), p("server.key")]);
+    } else {
+        let key = keypair("server key")?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
+            .map_err(|source| Error::Generate { what: "server params".into(), source })?;
+        params.distinguished_name = dn("localhost", "gateway");
+        params.not_before = now - TDuration::hours(1);
+        params.not_after = now + TDuration::days(825);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &ca).map_err(|source| Error::Generate { what: "server cert".into(), source })?;
+        write(&p("server.pem"), cert.pem().as_bytes(), false, &mut out)?;
+        write(&p("server.key"), key.serialize_pem().as_bytes(), true, &mut out)?;
+    }
+
+    for leaf in LEAVES {
+        let (cert_name, key_name) = (format!("{}.pem", leaf.stem), format!("{}.key", leaf.stem));
+        if exists(&cert_name) && exists(&key_name) {
+            out.kept.extend([p(&cert_name), p(&key_name)]);
+            continue;
+        }
+        let key = keypair(leaf.stem)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|source| Error::Generate { what: leaf.stem.into(), source })?;
+        params.distinguished_name = dn(leaf.cn, leaf.ou);
+        (params.not_before, params.not_after) = match leaf.validity {
+            Validity::Current => (now - TDuration::hours(1), now + TDuration::days(825)),
+            Validity::Expired => (now - TDuration::days(30), now - TDuration::hours(1)),
+            Validity::NotYetValid => (now + TDuration::hours(1), now + TDuration::days(825)),
+        };
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![leaf.eku.clone()];
+        let issuer = if leaf.rogue { &rogue } else { &ca };
+        let cert = params.signed_by(&key, issuer).map_err(|source| Error::Generate { what: leaf.stem.into(), source })?;
+        write(&p(&cert_name), cert.pem().as_bytes(), false, &mut out)?;
+        write(&p(&key_name), key.serialize_pem().as_bytes(), true, &mut out)?;
+    }
+
+    jwt_material(dir, force, &mut out)?;
+    write(&p("README.md"), readme().as_bytes(), false, &mut out)?;
+    Ok(out)
+}
+
+fn dn(cn: &str, ou: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::OrganizationName, "gauntlet");
+    d.push(DnType::OrganizationalUnitName, ou);
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn ca_params(now: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(CA_CN, "test PKI");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = now - TDuration::days(1);
+    params.not_after = now + TDuration::days(3650);
+    params
+}
+
+/// The rogue CA copies the real CA's name exactly: only its key differs.
+fn ca_params_named(now: OffsetDateTime) -> CertificateParams {
+    ca_params(now)
+}
+
+/// Loads the CA key when the CA files exist (and not `force`), else makes a new CA.
+fn ca_key(dir: &Path, stem: &str, params: &CertificateParams, force: bool, out: &mut Outcome) -> Result<KeyPair, Error> {
+    let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    if !force && cert_path.exists() && key_path.exists() {
+        let pem = fs::read_to_string(&key_path).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
+        let key = KeyPair::from_pem(&pem).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
+        out.kept.extend([cert_path, key_path]);
+        return Ok(key);
+    }
+    let key = keypair(stem)?;
+    let cert = params.self_signed(&key).map_err(|source| Error::Generate { what: stem.into(), source })?;
+    write(&cert_path, cert.pem().as_bytes(), false, out)?;
+    write(&key_path, key.serialize_pem().as_bytes(), true, out)?;
+    Ok(key)
+}
+
+fn keypair(what: &str) -> Result<KeyPair, Error> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| Error::Generate { what: format!("{what} key"), source })
+}
+
+fn jwt_material(dir: &Path, force: bool, out: &mut Outcome) -> Result<(), Error> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+
+    let names = ["jwt-rs256.key", "jwt-rs256.pub.pem", "jwt-es256.key", "jwt-es256.pub.pem", "jwt-hs256.secret", "jwks.json"];
+    if !force && names.iter().all(|n| dir.join(n).exists()) {
+        out.kept.extend(names.iter().map(|n| dir.join(n)));
+        return Ok(());
+    }
+    let mut rng = rand::thread_rng();
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| Error::Rsa(e.to_string()))?;
+    let rsa_pub = rsa_key.to_public_key();
+    let rsa_pem = rsa_key.to_pkcs8_pem(LineEnding::LF).map_err(|e| Error::Rsa(e.to_string()))?;
+    let rsa_pub_pem = rsa_pub.to_public_key_pem(LineEnding::LF).map_err(|e| Error::Rsa(e.to_string()))?;
+    let ec = keypair("ES256 JWT")?;
+    let raw = ec.public_key_raw();
+    let (x, y) = if raw.len() == 65 { (&raw[1..33], &raw[33..65]) } else { (raw, raw) };
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rng, &mut secret);
+    let jwks = serde_json::json!({
+        "keys": [
+            {"kty": "RSA", "kid": "rs256-1", "use": "sig", "alg": "RS256",
+             "n": B64.encode(rsa_pub.n().to_bytes_be()), "e": B64.encode(rsa_pub.e().to_bytes_be())},
+            {"kty": "EC", "kid": "es256-1", "use": "sig", "alg": "ES256", "crv": "P-256",
+             "x": B64.encode(x), "y": B64.encode(y)}
+        ]
+    });
+    write(&dir.join("jwt-rs256.key"), rsa_pem.as_bytes(), true, out)?;
+    write(&dir.join("jwt-rs256.pub.pem"), rsa_pub_pem.as_bytes(), false, out)?;
+    write(&dir.join("jwt-es256.key"), ec.serialize_pem().as_bytes(), true, out)?;
+    write(&dir.join("jwt-es256.pub.pem"), ec.public_key_pem().as_bytes(), false, out)?;
+    write(&dir.join("jwt-hs256.secret"), B64.encode(secret).as_bytes(), true, out)?;
+    let pretty = serde_json::to_string_pretty(&jwks).unwrap_or_default();
+    write(&dir.join("jwks.json"), pretty.as_bytes(), false, out)?;
+    Ok(())
+}
+
+/// Writes through a temporary name; private material gets mode 0600 from creation.
+fn write(path: &Path, bytes: &[u8], private: bool, out: &mut Outcome) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp~");
+    let err = |source| Error::Write { path: path.to_path_buf(), source };
+    let _ = fs::remove_file(&tmp);
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(&tmp).map_err(err)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)?;
+    out.written.push(path.to_path_buf());
+    Ok(())
+}
+
+fn readme() -> String {
+    let mut s = String::from(
+        "# Test PKI (generated by `gauntlet certs init`)\n\n\
+         Throw-away material for testing gateways on loopback. Never use it anywhere else.\n\
+         Regenerate with `gauntlet certs init --force`. Private keys (`*.key`, `*.secret`) are mode 0600\n\
+         and are git-ignored.\n\n| file | what it is |\n|---|---|\n\
+         | `ca.pem` / `ca.key` | the test CA (`CN=gauntlet test CA`) that signs everything below unless noted |\n\
+         | `server.pem` / `server.key` | gateway certificate for `localhost`, `127.0.0.1`, `::1` |\n",
+    );
+    for l in LEAVES {
+        s.push_str(&format!("| `{0}.pem` / `{0}.key` | {1} |\n", l.stem, l.about));
+    }
+    s.push_str(
+        "| `rogue-ca.pem` / `rogue-ca.key` | a second CA with the *same name* as the test CA and another key |\n\
+         | `jwt-rs256.key` / `jwt-rs256.pub.pem` | RS256 JWT signing key (PKCS#8) and its public half (kid `rs256-1`); the public PEM doubles as the HS256 key-confusion secret |\n\
+         | `jwt-es256.key` / `jwt-es256.pub.pem` | ES256 JWT signing key (PKCS#8, P-256) and its public half (kid `es256-1`) |\n\
+         | `jwt-hs256.secret` | HS256 shared secret (base64url text; the bytes of the file are the key) |\n\
+         | `jwks.json` | JWKS with the RS256 and ES256 public keys |\n",
+    );
+    s
+}
