@@ -11,14 +11,23 @@ use http::{HeaderMap, HeaderValue};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use gauntlet::engine::{self, Job};
-use gauntlet::metrics::{Collector, Dims, Progress, Snapshot};
-use gauntlet::proto::{self, Connector, Prepared, Protocol, Tagging};
-use gauntlet::report::{self, Hlog, ResultsDir, Summary};
-use gauntlet::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
-use gauntlet::{plan, testkit, tls};
+use crate::engine::{self, Job};
+use crate::metrics::{Collector, Dims, Progress, Snapshot};
+use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
+use crate::report::{self, Hlog, ResultsDir, Summary};
+use crate::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use crate::{plan, testkit, tls};
 
 use crate::cli::{CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, OutputArgs, RunArgs, ValidateArgs};
+
+/// stderr output that never panics (a closed pipe must not stop a run or its results).
+macro_rules! errln {
+    () => {{ let _ = writeln!(std::io::stderr()); }};
+    ($($t:tt)*) => {{ let _ = writeln!(std::io::stderr(), $($t)*); }};
+}
+macro_rules! errp {
+    ($($t:tt)*) => {{ let _ = write!(std::io::stderr(), $($t)*); }};
+}
 
 const PASS: u8 = 0;
 const FAIL: u8 = 1;
@@ -26,7 +35,7 @@ const USAGE: u8 = 2;
 const RUNTIME: u8 = 3;
 
 /// Runs one command; returns the exit code.
-pub(crate) async fn run(cli: Cli) -> u8 {
+pub async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(a) => run_cmd(a).await,
         Command::Validate(a) => validate(a),
@@ -50,14 +59,14 @@ fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
     match scenario::load(path, ov) {
         Ok(s) => Ok(s),
         Err(e @ scenario::Error::Read { .. }) => {
-            eprintln!("gauntlet: {e}");
+            errln!("gauntlet: {e}");
             Err(RUNTIME)
         }
         Err(scenario::Error::Invalid { problems }) => {
             for p in &problems {
-                eprintln!("{p}");
+                errln!("{p}");
             }
-            eprintln!("gauntlet: {} problem(s) in {}; nothing was sent", problems.len(), path.display());
+            errln!("gauntlet: {} problem(s) in {}; nothing was sent", problems.len(), path.display());
             Err(USAGE)
         }
     }
@@ -66,7 +75,7 @@ fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
 async fn run_cmd(a: RunArgs) -> u8 {
     let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration };
     match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, &a.output).await,
+        Ok(s) => execute(s, &opts(&a.output)).await.code,
         Err(code) => code,
     }
 }
@@ -103,7 +112,7 @@ fn certs_init(a: CertsInitArgs) -> u8 {
             PASS
         }
         Err(e) => {
-            eprintln!("gauntlet: {e}");
+            errln!("gauntlet: {e}");
             RUNTIME
         }
     }
@@ -112,12 +121,12 @@ fn certs_init(a: CertsInitArgs) -> u8 {
 async fn demo(a: DemoArgs) -> u8 {
     let certs = Path::new("certs");
     if let Err(e) = tls::pki::init(certs, false) {
-        eprintln!("gauntlet: cannot prepare the test PKI: {e}");
+        errln!("gauntlet: cannot prepare the test PKI: {e}");
         return RUNTIME;
     }
     let read = |name: &str| std::fs::read(certs.join(name));
     let (Ok(chain), Ok(key), Ok(ca)) = (read("server.pem"), read("server.key"), read("ca.pem")) else {
-        eprintln!("gauntlet: the test PKI in {} is incomplete: run `gauntlet certs init --force`", certs.display());
+        errln!("gauntlet: the test PKI in {} is incomplete: run `gauntlet certs init --force`", certs.display());
         return RUNTIME;
     };
     use rustls_pki_types::pem::PemObject;
@@ -128,7 +137,7 @@ async fn demo(a: DemoArgs) -> u8 {
         Some(testkit::TlsSetup { chain, key, client_ca: Some(ca), require_client_cert: true })
     };
     let Some(tls_setup) = parse() else {
-        eprintln!("gauntlet: the test PKI in {} does not parse: run `gauntlet certs init --force`", certs.display());
+        errln!("gauntlet: the test PKI in {} does not parse: run `gauntlet certs init --force`", certs.display());
         return RUNTIME;
     };
     let cfg = testkit::Config {
@@ -139,11 +148,11 @@ async fn demo(a: DemoArgs) -> u8 {
     let target = match testkit::spawn(cfg).await {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("gauntlet: cannot start the demo target: {e}");
+            errln!("gauntlet: cannot start the demo target: {e}");
             return RUNTIME;
         }
     };
-    eprintln!(
+    errln!(
         "demo: in-process mutual-TLS test target on https://{} (a calibration target: it checks client\n      certificates and denies /admin; the JWT/RBAC reference gateway is not built yet)",
         target.addr
     );
@@ -153,15 +162,50 @@ async fn demo(a: DemoArgs) -> u8 {
         duration: a.duration,
     };
     let code = match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, &a.output).await,
+        Ok(s) => execute(s, &opts(&a.output)).await.code,
         Err(c) => c,
     };
     target.stop().await;
     code
 }
 
+/// How [`execute`] runs.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// Results folder (default: `results/<stamp>-<name>/`).
+    pub out: Option<std::path::PathBuf>,
+    /// No dashboard.
+    pub headless: bool,
+    /// Print nothing (tests).
+    pub quiet: bool,
+    /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
+    pub stop: Option<CancellationToken>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Exit code.
+    pub code: u8,
+    /// Results folder, when one was written.
+    pub dir: Option<std::path::PathBuf>,
+    /// The summary, when the run happened.
+    pub summary: Option<Summary>,
+}
+
+impl RunOutcome {
+    fn early(code: u8) -> Self {
+        RunOutcome { code, dir: None, summary: None }
+    }
+}
+
+fn opts(o: &OutputArgs) -> ExecOptions {
+    ExecOptions { out: o.out.clone(), headless: o.headless, ..Default::default() }
+}
+
 /// Runs a validated scenario end to end and writes its results folder.
-async fn execute(s: Scenario, output: &OutputArgs) -> u8 {
+pub async fn execute(s: Scenario, opt: &ExecOptions) -> RunOutcome {
+    let code = RunOutcome::early;
     let s = Arc::new(s);
     let plan = Arc::new(plan::build(&s));
     let alpn = match s.target.protocol {
@@ -172,42 +216,53 @@ async fn execute(s: Scenario, output: &OutputArgs) -> u8 {
     let connector = match Connector::new(&s.target, &s.identities, alpn).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("gauntlet: cannot prepare connections to {}: {e}", s.target.url);
-            return RUNTIME;
+            say(opt, format!("gauntlet: cannot prepare connections to {}: {e}", s.target.url));
+            return code(RUNTIME);
         }
     };
     let probe = tokio::time::timeout(s.target.timeout, tokio::net::TcpStream::connect(connector.addr())).await;
     match probe {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
-            eprintln!("gauntlet: cannot reach target {} ({}): {e}; nothing was sent", s.target.url, connector.addr());
-            return RUNTIME;
+            say(
+                opt,
+                format!("gauntlet: cannot reach target {} ({}): {e}; nothing was sent", s.target.url, connector.addr()),
+            );
+            return code(RUNTIME);
         }
         Err(_) => {
-            eprintln!("gauntlet: target {} ({}) did not accept a connection within {:?}; nothing was sent", s.target.url, connector.addr(), s.target.timeout);
-            return RUNTIME;
+            say(
+                opt,
+                format!(
+                    "gauntlet: target {} ({}) did not accept a connection within {:?}; nothing was sent",
+                    s.target.url,
+                    connector.addr(),
+                    s.target.timeout
+                ),
+            );
+            return code(RUNTIME);
         }
     }
     let requests = match prepare(&s) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("gauntlet: {e}");
-            return USAGE;
+            say(opt, format!("gauntlet: {e}"));
+            return code(USAGE);
         }
     };
-    let dir = match ResultsDir::create(output.out.as_deref(), &s.name) {
+    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("gauntlet: {e}");
-            return RUNTIME;
+            say(opt, format!("gauntlet: {e}"));
+            return code(RUNTIME);
         }
     };
     let started_at = SystemTime::now();
     let mut hlog = match Hlog::create(&dir.path, started_at) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("gauntlet: {e}");
-            return RUNTIME;
+            say(opt, format!("gauntlet: {e}"));
+            return code(RUNTIME);
         }
     };
     let run_id = format!("{:08x}", rand::random::<u32>());
@@ -240,22 +295,28 @@ async fn execute(s: Scenario, output: &OutputArgs) -> u8 {
         (c, hlog)
     });
     let stop = CancellationToken::new();
-    let signals = tokio::spawn(stop_on_signal(stop.clone()));
-    let printer = tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal()));
-    if !output.headless && std::io::stdout().is_terminal() {
-        eprintln!("(the live dashboard is not built yet; showing the progress line)");
+    let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone()));
+    let printer = tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal(), opt.quiet));
+    if !opt.headless && !opt.quiet && std::io::stdout().is_terminal() {
+        say(opt, "(the live dashboard is not built yet; showing the progress line)");
     }
 
     let finish = match s.target.protocol {
-        ProtocolKind::H1 => engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await,
-        ProtocolKind::H2 => engine::run(Arc::new(proto::h2::Http2::new(connector)), job, progress.clone(), tx, stop.clone()).await,
-        ProtocolKind::Auto => engine::run(Arc::new(proto::auto::Auto::new(connector)), job, progress.clone(), tx, stop.clone()).await,
+        ProtocolKind::H1 => {
+            engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await
+        }
+        ProtocolKind::H2 => {
+            engine::run(Arc::new(proto::h2::Http2::new(connector)), job, progress.clone(), tx, stop.clone()).await
+        }
+        ProtocolKind::Auto => {
+            engine::run(Arc::new(proto::auto::Auto::new(connector)), job, progress.clone(), tx, stop.clone()).await
+        }
     };
     let run_end = Instant::now();
     signals.abort();
     let Ok((mut collector, hlog)) = collecting.await else {
-        eprintln!("gauntlet: the metrics collector failed; no results written");
-        return RUNTIME;
+        say(opt, "gauntlet: the metrics collector failed; no results written");
+        return code(RUNTIME);
     };
     let _ = printer.await;
     let protocol_name = match s.target.protocol {
@@ -280,16 +341,21 @@ async fn execute(s: Scenario, output: &OutputArgs) -> u8 {
     });
     let written = dir
         .write("scenario.yaml", s.resolved_yaml.as_bytes())
-        .and_then(|_| dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes()))
+        .and_then(|_| {
+            dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes())
+        })
         .and_then(|_| hlog.finish())
         .and_then(|_| dir.write("summary.json", summary.to_json().as_bytes()));
     if let Err(e) = written {
-        eprintln!("gauntlet: {e}");
-        return RUNTIME;
+        say(opt, format!("gauntlet: {e}"));
+        return code(RUNTIME);
     }
-    out(&summary.text());
-    out(&format!("results: {}\n", dir.path.display()));
-    if summary.verdict == "pass" { PASS } else { FAIL }
+    if !opt.quiet {
+        out(&summary.text());
+        out(&format!("results: {}\n", dir.path.display()));
+    }
+    let code = if summary.verdict == "pass" { PASS } else { FAIL };
+    RunOutcome { code, dir: Some(dir.path), summary: Some(summary) }
 }
 
 /// One prepared request per check, tokens minted now.
@@ -306,7 +372,8 @@ fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
             TokenSource::Jwt(spec) => spec.mint(now).map_err(|e| format!("identity `{}`: {e}", id.name))?,
         };
         let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
-        let hv = HeaderValue::from_str(&value).map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
+        let hv = HeaderValue::from_str(&value)
+            .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
         tokens.push(Some((t.header.clone(), hv)));
     }
     let tagging = match s.profile.tag.unwrap_or(TagMode::Header) {
@@ -314,6 +381,7 @@ fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
         TagMode::Query => Tagging::Query,
         TagMode::Off => Tagging::Off,
     };
+    let endpoint = Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging };
     s.checks
         .iter()
         .map(|c| {
@@ -328,48 +396,58 @@ fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
             for (k, v) in &c.request.headers {
                 h.append(k.clone(), v.clone());
             }
-            Prepared::new(
-                c.identity,
-                c.request.method.clone(),
-                &c.request.path,
-                h,
-                c.request.body.clone(),
-                tagging,
-                s.target.tls,
-                s.target.authority.clone(),
-            )
-            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))
+            Prepared::new(c.identity, c.request.method.clone(), &c.request.path, h, c.request.body.clone(), &endpoint)
+                .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))
         })
         .collect()
 }
 
-async fn stop_on_signal(stop: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let Ok(mut term) = term else {
-            let _ = tokio::signal::ctrl_c().await;
-            stop.cancel();
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+fn say(opt: &ExecOptions, msg: impl std::fmt::Display) {
+    if !opt.quiet {
+        errln!("{msg}");
     }
+}
+
+/// Cancels `stop` on Ctrl-C, SIGTERM or when `external` is cancelled.
+async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationToken>) {
+    let external = async {
+        match external {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut t) => {
+                t.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("\ngauntlet: stopping — in-flight requests get {}s, then results are written", engine::GRACE.as_secs());
+    let term = std::future::pending::<()>();
+    let by_signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => true,
+        _ = term => true,
+        _ = external => false,
+    };
+    if by_signal {
+        errln!("\ngauntlet: stopping — in-flight requests get {}s, then results are written", engine::GRACE.as_secs());
+    }
     stop.cancel();
 }
 
-async fn progress_line(mut rx: watch::Receiver<Arc<Snapshot>>, tty: bool) {
+async fn progress_line(mut rx: watch::Receiver<Arc<Snapshot>>, tty: bool, quiet: bool) {
     let mut last = Instant::now() - Duration::from_secs(2);
     while rx.changed().await.is_ok() {
         let s = rx.borrow_and_update().clone();
         if s.done {
             break;
+        }
+        if quiet {
+            continue;
         }
         if !tty && last.elapsed() < Duration::from_secs(1) {
             continue;
@@ -377,13 +455,13 @@ async fn progress_line(mut rx: watch::Receiver<Arc<Snapshot>>, tty: bool) {
         last = Instant::now();
         let line = line(&s);
         if tty {
-            eprint!("\r{line}\x1b[K");
+            errp!("\r{line}\x1b[K");
         } else {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     }
-    if tty {
-        eprintln!();
+    if tty && !quiet {
+        errln!();
     }
 }
 

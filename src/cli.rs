@@ -1,4 +1,4 @@
-//! Command-line types (clap derive). No logic.
+//! Command-line types (clap derive). No logic; only `main.rs` and `app` use them.
 
 use std::path::PathBuf;
 
@@ -7,15 +7,15 @@ use clap::{Args, Parser, Subcommand};
 /// Stress-tests zero-trust security gateways: load, latency and policy verdicts at once.
 #[derive(Debug, Parser)]
 #[command(name = "gauntlet", version, about, long_about = None, propagate_version = true)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Run a scenario against its target and write a results folder.
     Run(RunArgs),
     /// Check scenario files exactly as `run` would, without sending anything.
@@ -29,73 +29,73 @@ pub(crate) enum Command {
 
 /// Output options shared by `run` and `demo`.
 #[derive(Debug, Args, Clone)]
-pub(crate) struct OutputArgs {
+pub struct OutputArgs {
     /// Results folder (default: results/<YYYYmmdd-HHMMSS>-<scenario>/).
     #[arg(long, value_name = "DIR")]
-    pub(crate) out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// Print a progress line instead of a dashboard (always the case when stdout is not a terminal).
     #[arg(long)]
-    pub(crate) headless: bool,
+    pub headless: bool,
 }
 
 /// `gauntlet run`.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub struct RunArgs {
     /// Scenario file (YAML).
-    pub(crate) scenario: PathBuf,
+    pub scenario: PathBuf,
     /// Output options.
     #[command(flatten)]
-    pub(crate) output: OutputArgs,
+    pub output: OutputArgs,
     /// Replace the scenario's `target.url`.
     #[arg(long, value_name = "URL")]
-    pub(crate) target_url: Option<String>,
+    pub target_url: Option<String>,
     /// Replace the scenario's `target.ca` (PEM file).
     #[arg(long, value_name = "FILE")]
-    pub(crate) target_ca: Option<PathBuf>,
+    pub target_ca: Option<PathBuf>,
     /// Replace every phase's length (e.g. `10s`); drops request-count bounds.
     #[arg(long, value_name = "DURATION")]
-    pub(crate) duration: Option<String>,
+    pub duration: Option<String>,
 }
 
 /// `gauntlet validate`.
 #[derive(Debug, Args)]
-pub(crate) struct ValidateArgs {
+pub struct ValidateArgs {
     /// Scenario files.
     #[arg(required = true)]
-    pub(crate) files: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
 }
 
 /// `gauntlet certs`.
 #[derive(Debug, Subcommand)]
-pub(crate) enum CertsCommand {
+pub enum CertsCommand {
     /// Create the test PKI (CA, server, client identities, negative material, JWT keys).
     Init(CertsInitArgs),
 }
 
 /// `gauntlet certs init`.
 #[derive(Debug, Args)]
-pub(crate) struct CertsInitArgs {
+pub struct CertsInitArgs {
     /// Folder to write to.
     #[arg(long, default_value = "certs")]
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
     /// Regenerate everything, replacing existing files.
     #[arg(long)]
-    pub(crate) force: bool,
+    pub force: bool,
 }
 
 /// `gauntlet demo`.
 #[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Output options.
     #[command(flatten)]
-    pub(crate) output: OutputArgs,
+    pub output: OutputArgs,
     /// Length of each phase (default: as in the scenario).
     #[arg(long, value_name = "DURATION")]
-    pub(crate) duration: Option<String>,
+    pub duration: Option<String>,
     /// Scenario to run against the in-process target instead of scenarios/demo.yaml.
     #[arg(long, value_name = "FILE", default_value = "scenarios/demo.yaml")]
-    pub(crate) scenario: PathBuf,
+    pub scenario: PathBuf,
     /// Folder of the test PKI (created if missing).
     #[arg(long, value_name = "DIR", default_value = "certs")]
-    pub(crate) certs: PathBuf,
+    pub certs: PathBuf,
 }

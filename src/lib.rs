@@ -6,7 +6,9 @@
 //! snapshots) → [`report`] (results folder). [`testkit`] is an in-process HTTPS target used
 //! by tests and the demo. See ARCHITECTURE.md.
 
+pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod conformance;
 pub mod engine;
 pub mod metrics;

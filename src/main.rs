@@ -1,12 +1,9 @@
 //! The `gauntlet` binary: parse, run, map the result to an exit code.
 
-mod app;
-mod cli;
-
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = gauntlet::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("GAUNTLET_LOG"))
@@ -18,7 +15,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(3);
         }
     };
-    let code = rt.block_on(app::run(cli));
+    let code = rt.block_on(gauntlet::app::run(cli));
     // Generator threads are joined by then; don't wait for stray connection tasks.
     rt.shutdown_background();
     std::process::ExitCode::from(code)

@@ -80,8 +80,9 @@ impl std::fmt::Debug for JwtSpec {
 }
 
 /// Algorithms a template may name (besides any casing of `none`).
-pub const ALGORITHMS: &[&str] =
-    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "HS256", "HS384", "HS512", "EdDSA", "none"];
+pub const ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "HS256", "HS384", "HS512", "EdDSA", "none",
+];
 
 impl JwtSpec {
     /// Builds a template. `key` is the PEM file's bytes (RSA/EC/Ed) or the raw secret (HS*):
@@ -176,16 +177,14 @@ mod tests {
     use super::*;
 
     fn parts(t: &str) -> Vec<Value> {
-        t.split('.')
-            .take(2)
-            .map(|p| serde_json::from_slice(&B64.decode(p).expect("b64")).expect("json"))
-            .collect()
+        t.split('.').take(2).map(|p| serde_json::from_slice(&B64.decode(p).expect("b64")).expect("json")).collect()
     }
 
     #[test]
     fn alg_none_has_empty_signature_and_keeps_header_casing() {
-        let spec = JwtSpec::new("nOnE", None, None, None, vec![("sub".into(), Claim::Json("admin".into()))], vec![], None)
-            .expect("spec");
+        let spec =
+            JwtSpec::new("nOnE", None, None, None, vec![("sub".into(), Claim::Json("admin".into()))], vec![], None)
+                .expect("spec");
         let t = spec.mint(1000).expect("mint");
         assert!(t.ends_with('.'));
         assert_eq!(parts(&t)[0]["alg"], "nOnE");

@@ -158,8 +158,14 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 6] =
-        [ErrorKind::Connect, ErrorKind::Tls, ErrorKind::Reset, ErrorKind::Timeout, ErrorKind::Protocol, ErrorKind::Status];
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::Protocol,
+        ErrorKind::Status,
+    ];
 
     /// snake_case name.
     pub fn name(self) -> &'static str {
@@ -268,7 +274,10 @@ mod tests {
     #[test]
     fn deny_class_success_is_a_leak() {
         assert_eq!(classify(&deny(), &Outcome::Answered { status: 200 }), Verdict::Violation(Violation::Leak));
-        assert_eq!(classify(&Expect::TlsReject, &Outcome::Answered { status: 204 }), Verdict::Violation(Violation::Leak));
+        assert_eq!(
+            classify(&Expect::TlsReject, &Outcome::Answered { status: 204 }),
+            Verdict::Violation(Violation::Leak)
+        );
     }
 
     #[test]
@@ -284,12 +293,18 @@ mod tests {
         let reused = Outcome::Broken { kind: ErrorKind::Reset, fresh: false };
         assert_eq!(classify(&Expect::TlsReject, &fresh), Verdict::Denied);
         assert_eq!(classify(&Expect::TlsReject, &reused), Verdict::Error(ErrorKind::Reset));
-        assert_eq!(classify(&Expect::TlsReject, &Outcome::Answered { status: 403 }), Verdict::Violation(Violation::TlsAccept));
+        assert_eq!(
+            classify(&Expect::TlsReject, &Outcome::Answered { status: 403 }),
+            Verdict::Violation(Violation::TlsAccept)
+        );
     }
 
     #[test]
     fn allow_refusals_are_false_denies_and_5xx_are_errors() {
-        assert_eq!(classify(&Expect::Allow, &Outcome::Answered { status: 403 }), Verdict::Violation(Violation::FalseDeny));
+        assert_eq!(
+            classify(&Expect::Allow, &Outcome::Answered { status: 403 }),
+            Verdict::Violation(Violation::FalseDeny)
+        );
         assert_eq!(classify(&Expect::Allow, &Outcome::TlsRejected), Verdict::Violation(Violation::FalseDeny));
         assert_eq!(classify(&Expect::Allow, &Outcome::Answered { status: 503 }), Verdict::Error(ErrorKind::Status));
         assert_eq!(classify(&Expect::Allow, &Outcome::TimedOut), Verdict::Error(ErrorKind::Timeout));

@@ -157,7 +157,12 @@ impl Collector {
     }
 
     /// Runs until every sender is dropped, publishing snapshots and log intervals.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Delta>, out: watch::Sender<Arc<Snapshot>>, sink: &mut dyn IntervalSink) -> Self {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Delta>,
+        out: watch::Sender<Arc<Snapshot>>,
+        sink: &mut dyn IntervalSink,
+    ) -> Self {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -57,11 +57,7 @@ impl Arrival {
                 // N(t) = from·t + a·t², a = (to − from) / 2T; solve N(t) = n in a stable form.
                 let a = (to - from) / (2.0 * over.as_secs_f64());
                 let disc = from * from + 4.0 * a * n;
-                if disc < 0.0 {
-                    f64::INFINITY
-                } else {
-                    2.0 * n / (from + disc.sqrt())
-                }
+                if disc < 0.0 { f64::INFINITY } else { 2.0 * n / (from + disc.sqrt()) }
             }
         };
         if secs.is_finite() && secs >= 0.0 { Duration::from_secs_f64(secs) } else { Duration::MAX }
@@ -119,11 +115,7 @@ impl PhasePlan {
             Pace::Closed { .. } => Some(None),
             Pace::Open(a) => {
                 let off = a.offset(i);
-                if self.duration.is_some_and(|d| off >= d) || off == Duration::MAX {
-                    None
-                } else {
-                    Some(Some(off))
-                }
+                if self.duration.is_some_and(|d| off >= d) || off == Duration::MAX { None } else { Some(Some(off)) }
             }
         }
     }
@@ -197,10 +189,8 @@ fn wheel(mix: &[(usize, f64)]) -> Vec<u16> {
     if mix.is_empty() || total <= 0.0 {
         return vec![0];
     }
-    let weights: Vec<(u16, i64)> = mix
-        .iter()
-        .map(|&(c, w)| (c as u16, ((w / total) * RESOLUTION).round().max(1.0) as i64))
-        .collect();
+    let weights: Vec<(u16, i64)> =
+        mix.iter().map(|&(c, w)| (c as u16, ((w / total) * RESOLUTION).round().max(1.0) as i64)).collect();
     let sum: i64 = weights.iter().map(|(_, w)| w).sum();
     let mut current = vec![0i64; weights.len()];
     let mut out = Vec::with_capacity(sum as usize);
@@ -223,7 +213,13 @@ mod tests {
     use super::*;
 
     fn open(a: Arrival, d: Option<u64>, n: Option<u64>) -> PhasePlan {
-        PhasePlan { name: "p".into(), pace: Pace::Open(a), duration: d.map(Duration::from_secs), requests: n, wheel: vec![0] }
+        PhasePlan {
+            name: "p".into(),
+            pace: Pace::Open(a),
+            duration: d.map(Duration::from_secs),
+            requests: n,
+            wheel: vec![0],
+        }
     }
 
     #[test]

@@ -80,7 +80,9 @@ impl Connector {
 
     /// Dials as `identity`; returns the stream and the negotiated ALPN protocol.
     pub(crate) async fn dial(&self, identity: usize) -> Result<(Stream, Option<Vec<u8>>), Outcome> {
-        let tcp = TcpStream::connect(self.addr).await.map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
         let _ = tcp.set_nodelay(true);
         match self.configs.get(identity).and_then(Option::as_ref) {
             None => Ok((Stream::Plain(tcp), None)),
@@ -102,7 +104,9 @@ fn handshake_failure(e: &io::Error) -> Outcome {
         return super::tls_failure(t);
     }
     match e.kind() {
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Outcome::TlsRejected,
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+            Outcome::TlsRejected
+        }
         io::ErrorKind::TimedOut => Outcome::TimedOut,
         _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
     }

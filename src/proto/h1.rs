@@ -15,7 +15,7 @@ pub const ALPN: &[&[u8]] = &[b"http/1.1"];
 /// An HTTP/1.1 connection.
 pub struct Conn {
     sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-    used: u64,
+    served: u64,
     tls: bool,
 }
 
@@ -41,16 +41,18 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         // The connection ends when the sender is dropped or the peer closes; either is fine.
         let _ = conn.await;
     });
-    Ok(Conn { sender, used: 0, tls })
+    Ok(Conn { sender, served: 0, tls })
 }
 
 pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
-    let fresh = c.used == 0 && c.tls;
-    c.used += 1;
+    // Fresh: nothing has been served on this TLS connection yet, so a failure now is the
+    // gateway refusing the client (TLS 1.3 reports a rejected certificate after the handshake).
+    let fresh = c.served == 0 && c.tls;
     c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
     let resp = c.sender.send_request(req.request(tag, false)).await.map_err(|e| failure(&e, fresh))?;
     let status = resp.status().as_u16();
     drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
+    c.served += 1;
     Ok(status)
 }
 

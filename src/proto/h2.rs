@@ -16,7 +16,7 @@ pub const ALPN: &[&[u8]] = &[b"h2"];
 /// A handle to an HTTP/2 connection.
 pub struct Conn {
     sender: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
-    used: Rc<Cell<u64>>,
+    served: Rc<Cell<u64>>,
     tls: bool,
 }
 
@@ -43,22 +43,22 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(Conn { sender, used: Rc::new(Cell::new(0)), tls })
+    Ok(Conn { sender, served: Rc::new(Cell::new(0)), tls })
 }
 
 pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
-    let n = c.used.get();
-    c.used.set(n + 1);
-    let fresh = n == 0 && c.tls;
+    // Fresh: no stream on this connection has been answered yet (see h1).
+    let fresh = c.served.get() == 0 && c.tls;
     c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
     let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| failure(&e, fresh))?;
     let status = resp.status().as_u16();
     super::h1::drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
+    c.served.set(c.served.get() + 1);
     Ok(status)
 }
 
 pub(crate) fn fork(c: &Conn) -> Conn {
-    Conn { sender: c.sender.clone(), used: c.used.clone(), tls: c.tls }
+    Conn { sender: c.sender.clone(), served: c.served.clone(), tls: c.tls }
 }
 
 pub(crate) fn is_open(c: &Conn) -> bool {

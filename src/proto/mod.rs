@@ -4,10 +4,10 @@
 //! exchange on it; it knows nothing about rates, phases or verdicts. Failures come back as
 //! [`Outcome`]s (data), never as errors that stop a run.
 
+pub mod auto;
 mod conn;
 pub mod h1;
 pub mod h2;
-pub mod auto;
 
 use std::future::Future;
 
@@ -53,6 +53,17 @@ pub enum Tagging {
     Off,
 }
 
+/// Where prepared requests go and how they are tagged.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https`.
+    pub tls: bool,
+    /// `host:port` for `Host` / `:authority`.
+    pub authority: Authority,
+    /// Tag placement.
+    pub tagging: Tagging,
+}
+
 /// A request template, built once per check at run start (tokens already minted).
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -82,15 +93,15 @@ impl Prepared {
         path: &str,
         headers: HeaderMap,
         body: Bytes,
-        tagging: Tagging,
-        tls: bool,
-        authority: Authority,
+        endpoint: &Endpoint,
     ) -> Result<Self, http::Error> {
         let path: PathAndQuery = path.parse()?;
-        let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+        let scheme = if endpoint.tls { Scheme::HTTPS } else { Scheme::HTTP };
+        let authority = endpoint.authority.clone();
         let origin_uri = Uri::builder().path_and_query(path.clone()).build()?;
         let absolute_uri =
             Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query(path.clone()).build()?;
+        let tagging = endpoint.tagging;
         Ok(Prepared { identity, method, path, headers, body, tagging, scheme, authority, origin_uri, absolute_uri })
     }
 
@@ -141,6 +152,11 @@ pub(crate) fn failure(err: &(dyn std::error::Error + 'static), fresh: bool) -> O
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return Outcome::TimedOut;
             }
+        }
+        // h2 flattens I/O errors to their text, losing the rustls type: recognise the alert
+        // by rustls's own wording.
+        if e.to_string().contains("received fatal alert") {
+            return Outcome::TlsRejected;
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_parse() || h.is_parse_status() || h.is_user() {

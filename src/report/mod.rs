@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use hlog::Hlog;
-pub use summary::{Inputs, Summary, add_limit_bypass};
+pub use summary::{CheckSummary, Inputs, Latency, PhaseSummary, Summary, ThresholdResult, add_limit_bypass};
 
 /// Report errors.
 #[derive(Debug, thiserror::Error)]

@@ -84,7 +84,15 @@ impl Latency {
             return Latency { count: 0, p50: 0.0, p90: 0.0, p99: 0.0, p999: 0.0, max: 0.0, mean: 0.0 };
         }
         let q = |x: f64| ms(h.value_at_quantile(x) as f64);
-        Latency { count: h.len(), p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: ms(h.max() as f64), mean: ms(h.mean()) }
+        Latency {
+            count: h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: ms(h.max() as f64),
+            mean: ms(h.mean()),
+        }
     }
 }
 
@@ -405,14 +413,22 @@ impl Summary {
                     Metric::Errors => c.counts.error_total() as f64,
                     Metric::Timeouts => c.counts.error(ErrorKind::Timeout) as f64,
                     Metric::ErrorRate => {
-                        if c.counts.sent == 0 { 0.0 } else { c.counts.error_total() as f64 / c.counts.sent as f64 }
+                        if c.counts.sent == 0 {
+                            0.0
+                        } else {
+                            c.counts.error_total() as f64 / c.counts.sent as f64
+                        }
                     }
                     Metric::Latency(st) => stat(&c.latency, st),
                     Metric::ServiceTime(st) => stat(&c.service, st),
                     Metric::Rps => per_sec(c.counts.completed, span),
                     Metric::Requests => c.counts.completed as f64,
                 };
-                ThresholdResult { expr: t.expr.clone(), ok: t.op.holds(value, t.value), value: (value * 1000.0).round() / 1000.0 }
+                ThresholdResult {
+                    expr: t.expr.clone(),
+                    ok: t.op.holds(value, t.value),
+                    value: (value * 1000.0).round() / 1000.0,
+                }
             })
             .collect();
         let mut reasons = Vec::new();
@@ -424,9 +440,16 @@ impl Summary {
                 "fail" => reasons.push(format!(
                     "check {} failed: {}",
                     c.id,
-                    c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+                    c.violations
+                        .iter()
+                        .filter(|(k, n)| **k != "total" && **n > 0)
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
-                "inconclusive" => reasons.push(format!("check {} is inconclusive: {} sent, none reached a verdict", c.id, c.sent)),
+                "inconclusive" => {
+                    reasons.push(format!("check {} is inconclusive: {} sent, none reached a verdict", c.id, c.sent))
+                }
                 _ => {}
             }
         }
@@ -448,7 +471,11 @@ impl Summary {
                 sha256: s.sha256.clone(),
                 sources: s.sources.iter().map(|p| p.display().to_string()).collect(),
             },
-            target: TargetInfo { url: s.target.url.clone(), protocol: inp.protocol.to_string(), profile: s.profile.name.clone() },
+            target: TargetInfo {
+                url: s.target.url.clone(),
+                protocol: inp.protocol.to_string(),
+                profile: s.profile.name.clone(),
+            },
             requests: Requests::of(&all.counts),
             achieved_rps: per_sec(all.counts.completed, v.run_span()),
             latency_ms: Latency::of(&all.latency),
@@ -481,7 +508,12 @@ impl Summary {
         ));
         o.push_str(&format!(
             "  requests  {} sent, {} completed, {} errors ({} timeouts), {:.1}/s over {:.1}s\n",
-            self.requests.sent, self.requests.completed, self.requests.errors, self.requests.timeouts, self.achieved_rps, self.duration_s
+            self.requests.sent,
+            self.requests.completed,
+            self.requests.errors,
+            self.requests.timeouts,
+            self.achieved_rps,
+            self.duration_s
         ));
         o.push_str(&format!(
             "  latency   p50 {:.2}ms  p90 {:.2}ms  p99 {:.2}ms  p99.9 {:.2}ms  max {:.2}ms  (from intended send; service p99 {:.2}ms, generator lag p99 {:.2}ms)\n",
@@ -490,12 +522,21 @@ impl Summary {
         for p in &self.phases {
             o.push_str(&format!(
                 "  phase {:<12} {:>7.1}s offered {:>8.1}/s achieved {:>8.1}/s p99 {:>8.2}ms violations {}\n",
-                p.name, p.duration_s, p.offered_rps, p.achieved_rps, p.latency_ms.p99, p.violations.get("total").copied().unwrap_or(0)
+                p.name,
+                p.duration_s,
+                p.offered_rps,
+                p.achieved_rps,
+                p.latency_ms.p99,
+                p.violations.get("total").copied().unwrap_or(0)
             ));
         }
         let total = self.violations.get("total").copied().unwrap_or(0);
-        let kinds: Vec<String> =
-            self.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = self
+            .violations
+            .iter()
+            .filter(|(k, n)| **k != "total" && **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         o.push_str(&format!(
             "  violations {total}{}\n",
             if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }

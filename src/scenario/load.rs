@@ -89,8 +89,8 @@ impl State {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let file = self.sources.len();
         self.sources.push(Source { path: path.clone(), bytes, locator: Locator::new(&text) });
-        if text.trim().is_empty() {
-            self.problems.push(Problem { file: path, pos: None, msg: "the file is empty".into() });
+        if matches!(serde_yaml::from_str::<serde_yaml::Value>(&text), Ok(serde_yaml::Value::Null)) {
+            self.problems.push(Problem { file: path, pos: None, msg: "the file is empty (no YAML content)".into() });
             return;
         }
         let doc: RawDoc = match serde_yaml::from_str(&text) {
@@ -118,7 +118,10 @@ impl State {
                 Err(e) => self.problem(
                     file,
                     &at,
-                    format!("cannot read included file `{}`: {e} (paths are relative to this file)", inc_path.display()),
+                    format!(
+                        "cannot read included file `{}`: {e} (paths are relative to this file)",
+                        inc_path.display()
+                    ),
                 ),
             }
         }
@@ -151,7 +154,10 @@ impl State {
         for (name, ident) in doc.identities {
             let at = format!("identities.{name}");
             if let Some((_, _, first)) = m.identities.iter().find(|(n, _, _)| *n == name) {
-                dups.push((at, format!("identity `{name}` is already defined in {}", self.sources[first.file].path.display())));
+                dups.push((
+                    at,
+                    format!("identity `{name}` is already defined in {}", self.sources[first.file].path.display()),
+                ));
                 continue;
             }
             m.identities.push((name, ident, origin(&at)));

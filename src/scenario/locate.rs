@@ -118,11 +118,10 @@ impl Locator {
             if let Some(pos) = map.get(p) {
                 return Some(*pos);
             }
-            let cut = p.rfind(['.', '['])?;
-            p = &p[..cut];
-            if p.is_empty() {
+            let Some(cut) = p.rfind(['.', '[']) else {
                 return map.get("").copied();
-            }
+            };
+            p = &p[..cut];
         }
     }
 }

@@ -110,9 +110,30 @@ pub struct Threshold {
 }
 
 const METRICS: &[&str] = &[
-    "leak", "tls_accept", "spoofed_header", "false_deny", "wrong_status", "missing_identity", "limit_bypass",
-    "violations", "errors", "timeouts", "error_rate", "p50", "p90", "p99", "p999", "max", "mean",
-    "service_p50", "service_p90", "service_p99", "service_p999", "service_max", "rps", "requests",
+    "leak",
+    "tls_accept",
+    "spoofed_header",
+    "false_deny",
+    "wrong_status",
+    "missing_identity",
+    "limit_bypass",
+    "violations",
+    "errors",
+    "timeouts",
+    "error_rate",
+    "p50",
+    "p90",
+    "p99",
+    "p999",
+    "max",
+    "mean",
+    "service_p50",
+    "service_p90",
+    "service_p99",
+    "service_p999",
+    "service_max",
+    "rps",
+    "requests",
 ];
 
 fn stat(s: &str) -> Option<Stat> {
@@ -186,8 +207,9 @@ pub(crate) fn parse(expr: &str, phases: &[&str], checks: &[&str]) -> Result<Thre
             other => return Err(format!("unexpected `{other}` in `{expr}`: {usage}")),
         };
         let idx = list.iter().position(|n| n == name).ok_or_else(|| {
-            let hint =
-                units::suggest(name, list.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            let hint = units::suggest(name, list.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
             format!("no {what} named `{name}`{hint}")
         })?;
         *slot = Some(idx);

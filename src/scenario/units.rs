@@ -24,10 +24,7 @@ pub(crate) fn rate(s: &str) -> Result<f64, String> {
     let Some((num, unit)) = t.split_once('/') else {
         return Err(format!("`{t}` is not a rate: write e.g. `500/s` or `30/m`"));
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{t}` is not a rate: `{}` is not a number", num.trim()))?;
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{t}` is not a rate: `{}` is not a number", num.trim()))?;
     let per = match unit.trim() {
         "s" | "sec" | "second" => 1.0,
         "m" | "min" | "minute" => 60.0,
@@ -58,9 +55,10 @@ pub(crate) fn relative_secs(s: &str) -> Option<Result<i64, String>> {
     if !rest.starts_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
-    Some(duration(rest).and_then(|d| {
-        i64::try_from(d.as_secs()).map(|v| sign * v).map_err(|_| format!("`{t}` is too far away"))
-    }))
+    Some(
+        duration(rest)
+            .and_then(|d| i64::try_from(d.as_secs()).map(|v| sign * v).map_err(|_| format!("`{t}` is too far away"))),
+    )
 }
 
 /// Parses a percentage `1%`, `0.5 %` into a fraction.
@@ -80,18 +78,27 @@ pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
     best.filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1)).map(|(_, c)| c)
 }
 
+/// Edit distance counting a transposition of neighbours as one edit (`laek` → `leak`).
 fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

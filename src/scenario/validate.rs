@@ -37,7 +37,11 @@ impl Ctx<'_> {
     fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
         let path = join(&o.path, sub);
         let pos = self.sources[o.file].locator.value(&path);
-        self.problems.push(Problem { file: self.sources[o.file].path.clone(), pos, msg: format!("{path}: {}", msg.into()) });
+        self.problems.push(Problem {
+            file: self.sources[o.file].path.clone(),
+            pos,
+            msg: format!("{path}: {}", msg.into()),
+        });
     }
 
     fn file(&self, o: &Origin, rel: &str) -> PathBuf {
@@ -50,7 +54,8 @@ impl Ctx<'_> {
         match std::fs::read(&path) {
             Ok(b) => Some((path, b)),
             Err(e) => {
-                let hint = if rel.contains("certs/") { " (run `gauntlet certs init` to create the test PKI)" } else { "" };
+                let hint =
+                    if rel.contains("certs/") { " (run `gauntlet certs init` to create the test PKI)" } else { "" };
                 self.at(o, sub, format!("cannot read `{}`: {e}{hint}", path.display()));
                 None
             }
@@ -316,7 +321,12 @@ fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     })
 }
 
-fn headers(cx: &mut Ctx<'_>, o: &Origin, sub: &str, raw: &std::collections::BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
+fn headers(
+    cx: &mut Ctx<'_>,
+    o: &Origin,
+    sub: &str,
+    raw: &std::collections::BTreeMap<String, String>,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     for (k, v) in raw {
         let at = join(sub, k);
@@ -448,7 +458,11 @@ fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token> {
                 Some(c) => match Corrupt::parse(c) {
                     Some(c) => Some(c),
                     None => {
-                        cx.at(o, "token.jwt.corrupt", format!("`{c}` is not a corruption: use `signature` or `strip_signature`"));
+                        cx.at(
+                            o,
+                            "token.jwt.corrupt",
+                            format!("`{c}` is not a corruption: use `signature` or `strip_signature`"),
+                        );
                         return None;
                     }
                 },
@@ -486,7 +500,11 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
     let default_limit = |cx: &mut Ctx<'_>| match profile.rate_limit {
         Some((requests, per)) => Some(Expect::Limit { requests, per }),
         None => {
-            cx.at(o, "expect", "`limit` needs `{limit: {requests: N, per: 1s}}` or a `rate_limit` in the target profile");
+            cx.at(
+                o,
+                "expect",
+                "`limit` needs `{limit: {requests: N, per: 1s}}` or a `rate_limit` in the target profile",
+            );
             None
         }
     };
@@ -509,14 +527,18 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
             let (k, val) = map.iter().next()?;
             match k.as_str() {
                 Some("deny") => match serde_yaml::from_value::<Vec<u16>>(val.clone()) {
-                    Ok(s) if !s.is_empty() && s.iter().all(|c| (100..=599).contains(c)) => Some(Expect::Deny { statuses: s }),
+                    Ok(s) if !s.is_empty() && s.iter().all(|c| (100..=599).contains(c)) => {
+                        Some(Expect::Deny { statuses: s })
+                    }
                     _ => {
                         cx.at(o, "expect.deny", "give the deny statuses as a list, e.g. `{deny: [401, 403]}`");
                         None
                     }
                 },
                 Some("limit") => match serde_yaml::from_value::<RawRateLimit>(val.clone()) {
-                    Ok(rl) => rate_limit(cx, o, "expect.limit", &rl).map(|(requests, per)| Expect::Limit { requests, per }),
+                    Ok(rl) => {
+                        rate_limit(cx, o, "expect.limit", &rl).map(|(requests, per)| Expect::Limit { requests, per })
+                    }
                     Err(e) => {
                         cx.at(o, "expect.limit", format!("{e}: write e.g. `{{limit: {{requests: 50, per: 1s}}}}`"));
                         None
@@ -539,12 +561,7 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
     }
 }
 
-fn resolve_checks(
-    cx: &mut Ctx<'_>,
-    m: &Merged,
-    profile: &Profile,
-    target: Option<&Target>,
-) -> Vec<Check> {
+fn resolve_checks(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile, target: Option<&Target>) -> Vec<Check> {
     let mut out: Vec<Check> = Vec::new();
     if m.checks.is_empty() {
         cx.at(&Origin { file: 0, path: String::new() }, "checks", "no `checks:`: a scenario needs at least one check");
@@ -688,7 +705,11 @@ fn request(
 fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> {
     let mut out: Vec<Phase> = Vec::new();
     if m.phases.is_empty() {
-        cx.at(&Origin { file: 0, path: String::new() }, "phases", "no `phases:`: add e.g. `- {name: main, duration: 30s, rate: 100/s}`");
+        cx.at(
+            &Origin { file: 0, path: String::new() },
+            "phases",
+            "no `phases:`: add e.g. `- {name: main, duration: 30s, rate: 100/s}`",
+        );
     }
     for (p, o) in &m.phases {
         let name = p.name.clone().unwrap_or_else(|| format!("phase{}", out.len() + 1));

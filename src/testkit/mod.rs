@@ -90,7 +90,12 @@ pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + S
         None => None,
     };
     let requests = Arc::new(AtomicU64::new(0));
-    let state = Arc::new(State { rules: cfg.rules, stall: cfg.stall, stalled_until: Mutex::new(None), requests: requests.clone() });
+    let state = Arc::new(State {
+        rules: cfg.rules,
+        stall: cfg.stall,
+        stalled_until: Mutex::new(None),
+        requests: requests.clone(),
+    });
     let stop = CancellationToken::new();
     let task = tokio::spawn(accept_loop(listener, acceptor, state, stop.clone()));
     Ok(Running { addr, requests, stop, task })

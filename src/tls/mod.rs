@@ -50,7 +50,9 @@ pub fn client_config(
         .map_err(Error::Ca)?
         .with_root_certificates(roots);
     let mut cfg = match identity {
-        Some((chain, key)) => builder.with_client_auth_cert(chain.to_vec(), key.clone_key()).map_err(Error::Identity)?,
+        Some((chain, key)) => {
+            builder.with_client_auth_cert(chain.to_vec(), key.clone_key()).map_err(Error::Identity)?
+        }
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -69,7 +71,8 @@ pub fn server_config(
     require_client_cert: bool,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, Error> {
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(Error::Ca)?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(Error::Ca)?;
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();

@@ -81,13 +81,69 @@ enum Validity {
 }
 
 const LEAVES: &[Leaf] = &[
-    Leaf { stem: "alice", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity alice (OU=eng)" },
-    Leaf { stem: "bob", cn: "bob", ou: "finance", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity bob (OU=finance)" },
-    Leaf { stem: "carol", cn: "carol", ou: "admin", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "client identity carol (OU=admin)" },
-    Leaf { stem: "alice-expired", cn: "alice", ou: "eng", validity: Validity::Expired, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "alice, expired an hour ago (negative)" },
-    Leaf { stem: "alice-future", cn: "alice", ou: "eng", validity: Validity::NotYetValid, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: false, about: "alice, valid only from an hour from now (negative)" },
-    Leaf { stem: "alice-rogue", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ClientAuth, rogue: true, about: "alice, signed by the rogue CA that copies the real CA's name (negative)" },
-    Leaf { stem: "alice-noclientauth", cn: "alice", ou: "eng", validity: Validity::Current, eku: ExtendedKeyUsagePurpose::ServerAuth, rogue: false, about: "alice, without the clientAuth extended key usage (negative)" },
+    Leaf {
+        stem: "alice",
+        cn: "alice",
+        ou: "eng",
+        validity: Validity::Current,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: false,
+        about: "client identity alice (OU=eng)",
+    },
+    Leaf {
+        stem: "bob",
+        cn: "bob",
+        ou: "finance",
+        validity: Validity::Current,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: false,
+        about: "client identity bob (OU=finance)",
+    },
+    Leaf {
+        stem: "carol",
+        cn: "carol",
+        ou: "admin",
+        validity: Validity::Current,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: false,
+        about: "client identity carol (OU=admin)",
+    },
+    Leaf {
+        stem: "alice-expired",
+        cn: "alice",
+        ou: "eng",
+        validity: Validity::Expired,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: false,
+        about: "alice, expired an hour ago (negative)",
+    },
+    Leaf {
+        stem: "alice-future",
+        cn: "alice",
+        ou: "eng",
+        validity: Validity::NotYetValid,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: false,
+        about: "alice, valid only from an hour from now (negative)",
+    },
+    Leaf {
+        stem: "alice-rogue",
+        cn: "alice",
+        ou: "eng",
+        validity: Validity::Current,
+        eku: ExtendedKeyUsagePurpose::ClientAuth,
+        rogue: true,
+        about: "alice, signed by the rogue CA that copies the real CA's name (negative)",
+    },
+    Leaf {
+        stem: "alice-noclientauth",
+        cn: "alice",
+        ou: "eng",
+        validity: Validity::Current,
+        eku: ExtendedKeyUsagePurpose::ServerAuth,
+        rogue: false,
+        about: "alice, without the clientAuth extended key usage (negative)",
+    },
 ];
 
 /// Creates (or completes) the test PKI in `dir`.
@@ -107,14 +163,16 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
         out.kept.extend([p("server.pem"), p("server.key")]);
     } else {
         let key = keypair("server key")?;
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
-            .map_err(|source| Error::Generate { what: "server params".into(), source })?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
+                .map_err(|source| Error::Generate { what: "server params".into(), source })?;
         params.distinguished_name = dn("localhost", "gateway");
         params.not_before = now - TDuration::hours(1);
         params.not_after = now + TDuration::days(825);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &ca).map_err(|source| Error::Generate { what: "server cert".into(), source })?;
+        let cert =
+            params.signed_by(&key, &ca).map_err(|source| Error::Generate { what: "server cert".into(), source })?;
         write(&p("server.pem"), cert.pem().as_bytes(), false, &mut out)?;
         write(&p("server.key"), key.serialize_pem().as_bytes(), true, &mut out)?;
     }
@@ -137,13 +195,18 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![leaf.eku.clone()];
         let issuer = if leaf.rogue { &rogue } else { &ca };
-        let cert = params.signed_by(&key, issuer).map_err(|source| Error::Generate { what: leaf.stem.into(), source })?;
+        let cert =
+            params.signed_by(&key, issuer).map_err(|source| Error::Generate { what: leaf.stem.into(), source })?;
         write(&p(&cert_name), cert.pem().as_bytes(), false, &mut out)?;
         write(&p(&key_name), key.serialize_pem().as_bytes(), true, &mut out)?;
     }
 
     jwt_material(dir, force, &mut out)?;
-    write(&p("README.md"), readme().as_bytes(), false, &mut out)?;
+    if exists("README.md") {
+        out.kept.push(p("README.md"));
+    } else {
+        write(&p("README.md"), readme().as_bytes(), false, &mut out)?;
+    }
     Ok(out)
 }
 
@@ -171,11 +234,19 @@ fn ca_params_named(now: OffsetDateTime) -> CertificateParams {
 }
 
 /// Loads the CA key when the CA files exist (and not `force`), else makes a new CA.
-fn ca_key(dir: &Path, stem: &str, params: &CertificateParams, force: bool, out: &mut Outcome) -> Result<KeyPair, Error> {
+fn ca_key(
+    dir: &Path,
+    stem: &str,
+    params: &CertificateParams,
+    force: bool,
+    out: &mut Outcome,
+) -> Result<KeyPair, Error> {
     let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
     if !force && cert_path.exists() && key_path.exists() {
-        let pem = fs::read_to_string(&key_path).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
-        let key = KeyPair::from_pem(&pem).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
+        let pem = fs::read_to_string(&key_path)
+            .map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
+        let key =
+            KeyPair::from_pem(&pem).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
         out.kept.extend([cert_path, key_path]);
         return Ok(key);
     }
@@ -187,14 +258,16 @@ fn ca_key(dir: &Path, stem: &str, params: &CertificateParams, force: bool, out: 
 }
 
 fn keypair(what: &str) -> Result<KeyPair, Error> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| Error::Generate { what: format!("{what} key"), source })
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|source| Error::Generate { what: format!("{what} key"), source })
 }
 
 fn jwt_material(dir: &Path, force: bool, out: &mut Outcome) -> Result<(), Error> {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     use rsa::traits::PublicKeyParts;
 
-    let names = ["jwt-rs256.key", "jwt-rs256.pub.pem", "jwt-es256.key", "jwt-es256.pub.pem", "jwt-hs256.secret", "jwks.json"];
+    let names =
+        ["jwt-rs256.key", "jwt-rs256.pub.pem", "jwt-es256.key", "jwt-es256.pub.pem", "jwt-hs256.secret", "jwks.json"];
     if !force && names.iter().all(|n| dir.join(n).exists()) {
         out.kept.extend(names.iter().map(|n| dir.join(n)));
         return Ok(());

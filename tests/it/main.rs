@@ -1,1 +1,10 @@
+//! The one integration-test binary (one link step). Every server binds 127.0.0.1:0; every
+//! load is bounded by a request count and wrapped in a timeout; no test asserts on speed.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
+mod cli;
+mod common;
+mod results;
+mod run;
+mod scenario;
+mod stall;

@@ -1,0 +1,186 @@
+//! The binary as a user meets it: exit codes, messages, files, signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gauntlet::testkit;
+
+use super::common;
+
+fn gauntlet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["certs", "init", "--help"],
+        &["demo", "--help"],
+    ] {
+        let o = gauntlet().args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn validate_exits_2_with_located_messages_and_0_on_shipped_scenarios() {
+    common::repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = gauntlet().current_dir(root).args(["validate", "scenarios/invalid/parsecs.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("scenarios/invalid/parsecs.yaml:8:"), "{err}");
+    assert!(err.contains("10 parsecs"), "{err}");
+    assert!(!err.contains("panicked"));
+    let o = gauntlet().current_dir(root).args(["validate", "scenarios/demo.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn a_missing_scenario_file_exits_3() {
+    let o = gauntlet().args(["run", "/nonexistent/scenario.yaml", "--headless"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read scenario /nonexistent/scenario.yaml"));
+}
+
+#[test]
+fn an_unreachable_target_exits_3_and_writes_nothing() {
+    // A port that was just free: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: dead\ntarget: {{ url: \"http://127.0.0.1:{port}\", timeout: 2s }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\nphases: [ {{ name: p, requests: 5, rate: 5/s }} ]\n"
+    ));
+    let out = d.path().join("out");
+    let o = gauntlet().arg("run").arg(&p).arg("--headless").arg("--out").arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach target"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn certs_init_writes_private_keys_0600_and_is_idempotent() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("certs");
+    let o = gauntlet().args(["certs", "init", "--dir"]).arg(&dir).output().unwrap();
+    assert!(o.status.success());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(!stdout.contains("PRIVATE KEY"));
+    for f in [
+        "ca.pem",
+        "server.pem",
+        "alice.pem",
+        "bob.pem",
+        "alice-expired.pem",
+        "alice-future.pem",
+        "alice-rogue.pem",
+        "alice-noclientauth.pem",
+        "rogue-ca.pem",
+        "jwks.json",
+        "jwt-rs256.pub.pem",
+        "jwt-es256.pub.pem",
+        "README.md",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["ca.key", "server.key", "alice.key", "jwt-rs256.key", "jwt-es256.key", "jwt-hs256.secret"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+    let jwks: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("jwks.json")).unwrap()).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let before = std::fs::read(dir.join("ca.pem")).unwrap();
+    let o = gauntlet().args(["certs", "init", "--dir"]).arg(&dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 written"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(before, std::fs::read(dir.join("ca.pem")).unwrap());
+    // A missing leaf is re-issued by the kept CA.
+    std::fs::remove_file(dir.join("bob.pem")).unwrap();
+    let o = gauntlet().args(["certs", "init", "--dir"]).arg(&dir).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(before, std::fs::read(dir.join("ca.pem")).unwrap());
+    assert!(dir.join("bob.pem").exists());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_still_leaves_a_valid_summary() {
+    let target = testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None }).await.unwrap();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: long, duration: 60s, rate: 100/s }} ]\n",
+        target.addr
+    ));
+    let out = d.path().join("out");
+    let mut child = gauntlet()
+        .arg("run")
+        .arg(&p)
+        .arg("--headless")
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is sending (a progress line with requests), bounded.
+    let stderr = child.stderr.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = BufReader::new(stderr).lines();
+        while let Some(line) = lines.next() {
+            let line = line.unwrap_or_default();
+            if line.contains("sent ") && !line.contains("sent 0 ") {
+                // Keep draining stderr so the child never writes into a closed pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return true;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(seen, "the run never reported progress");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("gauntlet exited after SIGINT");
+    target.stop().await;
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    assert!(json["requests"]["sent"].as_u64().unwrap() > 0);
+    assert!(out.join("latency.hlog").exists());
+    assert!(out.join("scenario.yaml").exists());
+}

@@ -1,0 +1,137 @@
+//! End-to-end classification against the in-process HTTPS target with client-cert checks.
+
+use std::collections::BTreeMap;
+
+use gauntlet::report::Summary;
+use gauntlet::testkit;
+
+use super::common;
+
+fn mixed_scenario(url: &str, protocol: &str) -> String {
+    format!(
+        "gauntlet: 1\nname: classify-{protocol}\n\
+         target: {{ url: \"{url}\", ca: \"{ca}\", server_name: localhost, protocol: {protocol}, max_in_flight: 16, connections: 2 }}\n\
+         {ids}\
+         checks:\n\
+         - {{ id: ALLOW, identity: alice, request: {{ path: /api/items }}, expect: allow }}\n\
+         - {{ id: DENY, identity: alice, request: {{ path: /admin/users }}, expect: {{ deny: [403] }} }}\n\
+         - {{ id: NO-CERT, identity: stranger, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         - {{ id: EXPIRED, identity: expired, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         - {{ id: ROGUE, identity: rogue, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         - {{ id: NO-EKU, identity: noclientauth, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         - {{ id: LEAKY, identity: bob, request: {{ path: /reports/secret }}, expect: deny }}\n\
+         - {{ id: REFUSED, identity: bob, request: {{ path: /admin/x }}, expect: allow }}\n\
+         - {{ id: WRONG, identity: bob, request: {{ path: /admin/y }}, expect: {{ deny: [401] }} }}\n\
+         phases:\n\
+         - {{ name: warm, requests: 90, rate: 300/s }}\n\
+         - {{ name: main, requests: 270, rate: 600/s }}\n\
+         thresholds: [ \"leak == 0\", \"p99 < 1h\" ]\n",
+        ca = common::cert("ca.pem"),
+        ids = common::identities(),
+    )
+}
+
+fn by_id(s: &Summary) -> BTreeMap<String, &gauntlet::report::CheckSummary> {
+    s.checks.iter().map(|c| (c.id.clone(), c)).collect()
+}
+
+async fn classify_over(protocol: &str) {
+    let target = testkit::spawn(testkit::Config {
+        tls: Some(common::tls_setup(true)),
+        rules: vec![("/admin".into(), 403)],
+        stall: None,
+    })
+    .await
+    .unwrap();
+    let (d, p) = common::scenario_file(&mixed_scenario(&format!("https://{}", target.addr), protocol));
+    let out = common::run(common::load(&p), &d.path().join("out")).await;
+    target.stop().await;
+    assert_eq!(out.code, 1, "violations must fail the run");
+    let s = out.summary.unwrap();
+    assert_eq!(s.requests.sent, 360);
+    assert_eq!(s.requests.errors, 0, "{:?}", s.errors);
+    let c = by_id(&s);
+    for id in ["ALLOW", "DENY", "NO-CERT", "EXPIRED", "ROGUE", "NO-EKU"] {
+        assert_eq!(c[id].result, "pass", "{id}: {:?} {:?}", c[id].violations, c[id].statuses);
+        assert!(c[id].sent > 0);
+    }
+    // Refused before HTTP: no status at all (h2 streams racing on a refused connection may
+    // see the close rather than the alert, which still counts as refused).
+    assert!(c["NO-CERT"].statuses.keys().all(|k| k == "tls_rejected"), "{:?}", c["NO-CERT"].statuses);
+    assert!(c["NO-CERT"].statuses.contains_key("tls_rejected"));
+    assert_eq!(c["LEAKY"].violations["leak"], c["LEAKY"].sent);
+    assert_eq!(c["REFUSED"].violations["false_deny"], c["REFUSED"].sent);
+    assert_eq!(c["WRONG"].violations["wrong_status"], c["WRONG"].sent);
+    assert_eq!(s.violations["leak"], c["LEAKY"].sent);
+    assert_eq!(s.violations["total"], c["LEAKY"].sent + c["REFUSED"].sent + c["WRONG"].sent);
+    assert!(!s.thresholds[0].ok && s.thresholds[1].ok);
+    assert_eq!(s.verdict, "fail");
+    assert!(s.reasons.iter().any(|r| r.contains("LEAKY")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_allow_deny_and_tls_reject_over_h1() {
+    classify_over("h1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_allow_deny_and_tls_reject_over_h2() {
+    classify_over("h2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conforming_target_passes_with_exit_zero() {
+    let target = testkit::spawn(testkit::Config {
+        tls: Some(common::tls_setup(true)),
+        rules: vec![("/admin".into(), 403)],
+        stall: None,
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: clean\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: auto }}\n{}\
+         checks:\n\
+         - {{ id: A, identity: alice, request: {{ path: /api }}, expect: allow }}\n\
+         - {{ id: D, identity: bob, request: {{ path: /admin }}, expect: deny }}\n\
+         - {{ id: T, identity: stranger, request: {{ path: /api }}, expect: tls_reject }}\n\
+         phases: [ {{ name: p, requests: 60, users: 3 }} ]\n",
+        target.addr,
+        common::cert("ca.pem"),
+        common::identities()
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out = common::run(common::load(&p), &d.path().join("out")).await;
+    target.stop().await;
+    let s = out.summary.unwrap();
+    assert_eq!((out.code, s.verdict, s.requests.sent), (0, "pass", 60), "{:?}", s.reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_ignores_client_certs_is_caught() {
+    // Client certificates are optional here: the handshake without one succeeds.
+    let target = testkit::spawn(testkit::Config {
+        tls: Some(common::tls_setup(false)),
+        rules: vec![("/admin".into(), 403)],
+        stall: None,
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: lax\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: h1 }}\n{}\
+         checks:\n\
+         - {{ id: SERVED, identity: stranger, request: {{ path: /api }}, expect: tls_reject }}\n\
+         - {{ id: DENIED-LATE, identity: stranger, request: {{ path: /admin }}, expect: tls_reject }}\n\
+         phases: [ {{ name: p, requests: 40, rate: 200/s }} ]\n",
+        target.addr,
+        common::cert("ca.pem"),
+        common::identities()
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out = common::run(common::load(&p), &d.path().join("out")).await;
+    target.stop().await;
+    let s = out.summary.unwrap();
+    let c = by_id(&s);
+    assert_eq!(c["SERVED"].violations["leak"], c["SERVED"].sent);
+    assert_eq!(c["DENIED-LATE"].violations["tls_accept"], c["DENIED-LATE"].sent);
+    assert_eq!(out.code, 1);
+}

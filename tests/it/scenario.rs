@@ -1,0 +1,92 @@
+//! Every shipped scenario loads; every invalid fixture fails with its stated message.
+
+use std::path::Path;
+
+use gauntlet::scenario::{self, Overrides};
+
+#[test]
+fn every_shipped_scenario_loads() {
+    super::common::repo_certs();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            if let Err(err) = scenario::load(&p, &Overrides::default()) {
+                panic!("{} does not load:\n{err}", p.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+/// Each file in scenarios/invalid/ starts with `# expect: TEXT`.
+#[test]
+fn every_invalid_fixture_fails_with_its_message_and_position() {
+    super::common::repo_certs();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/invalid");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let want = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line `# expect: ...`");
+        let err = match scenario::load(&p, &Overrides::default()) {
+            Ok(_) => panic!("{} loaded but must fail", p.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(want), "{}:\n  want: {want}\n  got:  {err}", p.display());
+        let first = err.lines().next().unwrap();
+        let file = p.display().to_string();
+        assert!(first.starts_with(&file), "{first}");
+        let rest = &first[file.len()..];
+        let located = rest.split(':').nth(1).is_some_and(|l| l.parse::<usize>().is_ok());
+        assert!(located || want.contains("empty"), "no line number: {first}");
+        n += 1;
+    }
+    assert!(n >= 15, "only {n} invalid fixtures");
+}
+
+#[test]
+fn include_merges_a_check_pack_and_a_target_profile_from_other_files() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("packs")).unwrap();
+    std::fs::write(
+        d.path().join("packs/pack.yaml"),
+        "checks:\n  - { id: P-1, identity: anon, request: { route: admin }, expect: deny }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("gw.yaml"),
+        "profile: { name: gw, routes: { admin: /private/admin }, deny_status: [401] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("main.yaml"),
+        "gauntlet: 1\nname: inc\ninclude: [packs/pack.yaml, gw.yaml]\ntarget: { url: \"http://127.0.0.1:9/base\" }\n\
+         identities: { anon: {} }\nphases: [ { name: p, requests: 10, rate: 10/s } ]\n",
+    )
+    .unwrap();
+    let s = super::common::load(&d.path().join("main.yaml"));
+    assert_eq!(s.checks.len(), 1);
+    assert_eq!(s.checks[0].request.path, "/base/private/admin");
+    assert_eq!(s.checks[0].expect, gauntlet::conformance::Expect::Deny { statuses: vec![401] });
+    assert_eq!(s.sources.len(), 3);
+    assert!(s.resolved_yaml.contains("P-1"));
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let (_d, p) = super::common::scenario_file(
+        "gauntlet: 1\nname: multi\ntarget: { url: \"http://127.0.0.1:9\" }\nidentities: { a: {} }\n\
+         checks: [ { id: X, identity: nobody, request: { path: / }, expect: allow } ]\n\
+         phases: [ { name: p, duration: 3 fortnights, rate: 10/s } ]\n",
+    );
+    let err = scenario::load(&p, &Overrides::default()).unwrap_err().to_string();
+    assert!(err.contains("no identity named `nobody`"), "{err}");
+    assert!(err.contains("3 fortnights"), "{err}");
+    assert!(err.contains("scenario.yaml:5:"), "{err}");
+}
