@@ -90,3 +90,21 @@ fn several_problems_are_reported_together() {
     assert!(err.contains("3 fortnights"), "{err}");
     assert!(err.contains("scenario.yaml:5:"), "{err}");
 }
+
+#[test]
+fn the_documented_example_validates() {
+    let certs = super::common::repo_certs();
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenario.md")).unwrap();
+    let start = doc.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let yaml = &doc[start..start + doc[start..].find("```").unwrap()];
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("docs")).unwrap();
+    std::os::unix::fs::symlink(&certs, d.path().join("certs")).unwrap();
+    let p = d.path().join("docs/example.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let s = super::common::load(&p);
+    assert_eq!(s.checks.len(), 5);
+    assert_eq!(s.phases.len(), 3);
+    assert_eq!(s.thresholds.len(), 5);
+    assert_eq!(s.identities.len(), 10);
+}
