@@ -9,7 +9,7 @@
 
 mod pool;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -226,22 +226,49 @@ fn generator_thread<P: Protocol>(
                 }
             })
         };
-        let handles: Vec<_> = workers
-            .into_iter()
-            .map(|w| {
-                let ctx = WorkerCtx {
-                    proto: proto.clone(),
-                    job: job.clone(),
-                    shared: shared.clone(),
-                    rec: rec.clone(),
-                    pools: pools.clone(),
-                };
-                tokio::task::spawn_local(worker(ctx, w))
+        let mut handles = Vec::new();
+        let mut states = Vec::new();
+        for w in workers {
+            let state = Rc::new(Cell::new(State::Idle));
+            let ctx = WorkerCtx {
+                proto: proto.clone(),
+                job: job.clone(),
+                shared: shared.clone(),
+                rec: rec.clone(),
+                pools: pools.clone(),
+                state: state.clone(),
+            };
+            handles.push(tokio::task::spawn_local(worker(ctx, w)));
+            states.push(state);
+        }
+        // Cancellation is handled here, once per thread, so the hot path never registers
+        // with a shared token: on stop, workers that are not sending are aborted at once;
+        // the others get until the hard deadline, then are aborted and counted cancelled.
+        let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+        let supervisor = {
+            let (shared, rec) = (shared.clone(), rec.clone());
+            tokio::task::spawn_local(async move {
+                shared.stop.cancelled().await;
+                for (a, s) in aborts.iter().zip(&states) {
+                    if !matches!(s.get(), State::InFlight(_)) {
+                        a.abort();
+                    }
+                }
+                shared.hard.cancelled().await;
+                for (a, s) in aborts.iter().zip(&states) {
+                    if let State::InFlight(key) = s.get() {
+                        if !a.is_finished() {
+                            rec.borrow_mut().cancelled(key);
+                            a.abort();
+                        }
+                    }
+                }
             })
-            .collect();
+        };
         for h in handles {
             let _ = h.await;
         }
+        supervisor.abort();
         ticker.abort();
         let d = rec.borrow_mut().take();
         let _ = deltas.send(d);
@@ -254,6 +281,16 @@ struct WorkerCtx<P: Protocol> {
     shared: Arc<Shared>,
     rec: Rc<RefCell<Recorder>>,
     pools: Rc<Pools<P>>,
+    state: Rc<Cell<State>>,
+}
+
+/// What a worker is doing, as seen by its thread's supervisor.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Between requests, or waiting for a phase or an intended send time.
+    Idle,
+    /// A request is on the wire.
+    InFlight(Key),
 }
 
 async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
@@ -279,10 +316,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                     let at = start + off;
                     let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
                     if wake > Instant::now() {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(wake.into()) => {}
-                            _ = cx.shared.stop.cancelled() => return,
-                        }
+                        tokio::time::sleep_until(wake.into()).await;
                     }
                     at
                 }
@@ -321,17 +355,13 @@ async fn one<P: Protocol>(cx: &WorkerCtx<P>, key: Key, check: usize, intended: I
         }
         r
     };
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(cx.job.timeout, attempt) => match r {
-            Ok(Ok(status)) => Outcome::Answered { status },
-            Ok(Err(o)) => o,
-            Err(_) => Outcome::TimedOut,
-        },
-        _ = cx.shared.hard.cancelled() => {
-            cx.rec.borrow_mut().cancelled(key);
-            return;
-        }
+    cx.state.set(State::InFlight(key));
+    let outcome = match tokio::time::timeout(cx.job.timeout, attempt).await {
+        Ok(Ok(status)) => Outcome::Answered { status },
+        Ok(Err(o)) => o,
+        Err(_) => Outcome::TimedOut,
     };
+    cx.state.set(State::Idle);
     let done = Instant::now();
     let verdict = classify(&cx.job.expects[check], &outcome);
     let sample = Sample {

@@ -83,6 +83,7 @@ pub struct Prepared {
     authority: Authority,
     origin_uri: Uri,
     absolute_uri: Uri,
+    host: Option<HeaderValue>,
 }
 
 impl Prepared {
@@ -102,7 +103,8 @@ impl Prepared {
         let absolute_uri =
             Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query(path.clone()).build()?;
         let tagging = endpoint.tagging;
-        Ok(Prepared { identity, method, path, headers, body, tagging, scheme, authority, origin_uri, absolute_uri })
+        let host = HeaderValue::from_str(authority.as_str()).ok();
+        Ok(Prepared { identity, method, path, headers, body, tagging, scheme, authority, origin_uri, absolute_uri, host })
     }
 
     /// The hyper request for one exchange. `absolute` for h2 (`:scheme`/`:authority`).
@@ -123,9 +125,9 @@ impl Prepared {
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         h.clone_from(&self.headers);
-        if !absolute {
-            if let Ok(v) = HeaderValue::from_str(self.authority.as_str()) {
-                h.insert(HOST, v);
+        if !absolute && !h.contains_key(HOST) {
+            if let Some(v) = &self.host {
+                h.insert(HOST, v.clone());
             }
         }
         if self.tagging == Tagging::Header {
