@@ -295,6 +295,8 @@ enum State {
 
 async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
     let mut tag = String::with_capacity(64);
+    // One timer per worker, re-armed per request: cheaper than a new timeout each time.
+    let mut deadline = Box::pin(tokio::time::sleep(cx.job.timeout));
     for (pi, phase) in cx.job.plan.phases.iter().enumerate() {
         let Some(start) = cx.shared.phase_start(pi).await else { return };
         let limit = phase.users().map_or(cx.job.max_in_flight, |u| u as usize);
@@ -332,7 +334,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             tag.clear();
             let _ = write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], ((pi as u64) << 48) | i);
             let key = Key { phase: pi as u16, condition: 0, check: check as u16 };
-            one(&cx, key, check, intended, &tag).await;
+            one(&cx, key, check, intended, &tag, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 if phase.requests.is_some_and(|r| n >= r) {
@@ -344,7 +346,14 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
 }
 
 /// Sends one request and records what became of it.
-async fn one<P: Protocol>(cx: &WorkerCtx<P>, key: Key, check: usize, intended: Instant, tag: &str) {
+async fn one<P: Protocol>(
+    cx: &WorkerCtx<P>,
+    key: Key,
+    check: usize,
+    intended: Instant,
+    tag: &str,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) {
     let req = &cx.job.requests[check];
     let sent = Instant::now();
     let attempt = async {
@@ -356,10 +365,14 @@ async fn one<P: Protocol>(cx: &WorkerCtx<P>, key: Key, check: usize, intended: I
         r
     };
     cx.state.set(State::InFlight(key));
-    let outcome = match tokio::time::timeout(cx.job.timeout, attempt).await {
-        Ok(Ok(status)) => Outcome::Answered { status },
-        Ok(Err(o)) => o,
-        Err(_) => Outcome::TimedOut,
+    deadline.as_mut().reset((sent + cx.job.timeout).into());
+    let outcome = tokio::select! {
+        biased;
+        r = attempt => match r {
+            Ok(status) => Outcome::Answered { status },
+            Err(o) => o,
+        },
+        _ = deadline => Outcome::TimedOut,
     };
     cx.state.set(State::Idle);
     let done = Instant::now();

@@ -37,7 +37,7 @@ impl Protocol for Auto {
         if alpn.as_deref() == Some(b"h2".as_slice()) {
             h2::handshake(stream).await.map(Conn::H2)
         } else {
-            h1::handshake(stream).await.map(Conn::H1)
+            Ok(Conn::H1(h1::handshake(stream)))
         }
     }
 

@@ -52,9 +52,21 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<
     c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
     let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| failure(&e, fresh))?;
     let status = resp.status().as_u16();
-    super::h1::drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
+    drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
     c.served.set(c.served.get() + 1);
     Ok(status)
+}
+
+/// Reads a body to its end without keeping it.
+async fn drain(mut body: hyper::body::Incoming) -> Result<u64, hyper::Error> {
+    use http_body_util::BodyExt;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame?.data_ref() {
+            n += d.len() as u64;
+        }
+    }
+    Ok(n)
 }
 
 pub(crate) fn fork(c: &Conn) -> Conn {

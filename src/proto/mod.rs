@@ -84,6 +84,7 @@ pub struct Prepared {
     origin_uri: Uri,
     absolute_uri: Uri,
     host: Option<HeaderValue>,
+    h1_head: Vec<u8>,
 }
 
 impl Prepared {
@@ -104,7 +105,44 @@ impl Prepared {
             Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query(path.clone()).build()?;
         let tagging = endpoint.tagging;
         let host = HeaderValue::from_str(authority.as_str()).ok();
-        Ok(Prepared { identity, method, path, headers, body, tagging, scheme, authority, origin_uri, absolute_uri, host })
+        let h1_head = h1_head(&method, &headers, &body, authority.as_str());
+        Ok(Prepared {
+            identity,
+            method,
+            path,
+            headers,
+            body,
+            tagging,
+            scheme,
+            authority,
+            origin_uri,
+            absolute_uri,
+            host,
+            h1_head,
+        })
+    }
+
+    /// Serialises the HTTP/1.1 request for one exchange into `out`.
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, tag: &str) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_str().as_bytes());
+        if self.tagging == Tagging::Query {
+            out.push(if self.path.query().is_some() { b'&' } else { b'?' });
+            out.extend_from_slice(TAG_PARAM.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(tag.as_bytes());
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        out.extend_from_slice(&self.h1_head);
+        if self.tagging == Tagging::Header {
+            out.extend_from_slice(TAG_HEADER.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(tag.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
     }
 
     /// The hyper request for one exchange. `absolute` for h2 (`:scheme`/`:authority`).
@@ -137,6 +175,33 @@ impl Prepared {
         }
         req
     }
+}
+
+/// The fixed part of an HTTP/1.1 request head: `host` (unless the check sets one), the
+/// check's and identity's headers in order, and `content-length` when a body needs one and
+/// the check did not frame it itself.
+fn h1_head(method: &Method, headers: &HeaderMap, body: &Bytes, authority: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    if !headers.contains_key(HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framed =
+        headers.contains_key(http::header::CONTENT_LENGTH) || headers.contains_key(http::header::TRANSFER_ENCODING);
+    let needs = !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if needs && !framed {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// Classifies a failed exchange from its error chain.
