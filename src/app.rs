@@ -16,6 +16,7 @@ use crate::metrics::{Collector, Dims, Progress, Snapshot};
 use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
 use crate::report::{self, Hlog, ResultsDir, Summary};
 use crate::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use crate::oracle::{self, Oracle, Rules};
 use crate::{plan, testkit, tls};
 
 use crate::cli::{CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, OutputArgs, RunArgs, ValidateArgs};
@@ -28,6 +29,9 @@ macro_rules! errln {
 macro_rules! errp {
     ($($t:tt)*) => {{ let _ = write!(std::io::stderr(), $($t)*); }};
 }
+
+/// How long the oracle keeps counting after the last response.
+const ORACLE_SETTLE: Duration = Duration::from_millis(300);
 
 const PASS: u8 = 0;
 const FAIL: u8 = 1;
@@ -75,7 +79,7 @@ fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
 async fn run_cmd(a: RunArgs) -> u8 {
     let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration };
     match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, &opts(&a.output)).await.code,
+        Ok(s) => execute(s, opts(&a.output)).await.code,
         Err(code) => code,
     }
 }
@@ -162,7 +166,7 @@ async fn demo(a: DemoArgs) -> u8 {
         duration: a.duration,
     };
     let code = match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, &opts(&a.output)).await.code,
+        Ok(s) => execute(s, opts(&a.output)).await.code,
         Err(c) => c,
     };
     target.stop().await;
@@ -170,7 +174,7 @@ async fn demo(a: DemoArgs) -> u8 {
 }
 
 /// How [`execute`] runs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct ExecOptions {
     /// Results folder (default: `results/<stamp>-<name>/`).
     pub out: Option<std::path::PathBuf>,
@@ -180,6 +184,9 @@ pub struct ExecOptions {
     pub quiet: bool,
     /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
     pub stop: Option<CancellationToken>,
+    /// A listener for the oracle already bound by the caller (the demo binds it before it
+    /// configures the gateway); otherwise the scenario's `oracle.listen` is bound.
+    pub oracle_listener: Option<tokio::net::TcpListener>,
 }
 
 /// What a run produced.
@@ -204,7 +211,9 @@ fn opts(o: &OutputArgs) -> ExecOptions {
 }
 
 /// Runs a validated scenario end to end and writes its results folder.
-pub async fn execute(s: Scenario, opt: &ExecOptions) -> RunOutcome {
+pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
+    let opt_listener = opt.oracle_listener.take();
+    let opt = &opt;
     let code = RunOutcome::early;
     let s = Arc::new(s);
     let plan = Arc::new(plan::build(&s));
@@ -266,6 +275,28 @@ pub async fn execute(s: Scenario, opt: &ExecOptions) -> RunOutcome {
         }
     };
     let run_id = format!("{:08x}", rand::random::<u32>());
+    let listener = match (opt_listener, s.oracle) {
+        (Some(l), _) => Some(l),
+        (None, Some(spec)) => match tokio::net::TcpListener::bind(spec.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                say(opt, format!("gauntlet: cannot listen for the oracle on {}: {e}", spec.listen));
+                return code(RUNTIME);
+            }
+        },
+        (None, None) => None,
+    };
+    let oracle = match listener.map(|l| oracle::spawn(l, Arc::new(Oracle::new(Rules::from_scenario(&s, &run_id))))) {
+        Some(Ok(o)) => {
+            say(opt, format!("oracle: upstream oracle listening on http://{}", o.addr));
+            Some(o)
+        }
+        Some(Err(e)) => {
+            say(opt, format!("gauntlet: cannot start the oracle: {e}"));
+            return code(RUNTIME);
+        }
+        None => None,
+    };
     let dims = Dims { phases: plan.phases.len(), conditions: 1, checks: s.checks.len() };
     let threads = match s.target.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -325,6 +356,16 @@ pub async fn execute(s: Scenario, opt: &ExecOptions) -> RunOutcome {
         ProtocolKind::Auto => <proto::auto::Auto as Protocol>::NAME,
     };
     report::add_limit_bypass(&s, collector.dims(), &mut collector.cells, &progress, run_end);
+    let oracle_report = match oracle {
+        Some(o) => {
+            // Let requests the gateway is still forwarding arrive before the counters are read.
+            tokio::time::sleep(ORACLE_SETTLE).await;
+            let report = o.stop().await.report();
+            report::add_oracle(collector.dims(), &mut collector.cells, &report);
+            Some(report)
+        }
+        None => None,
+    };
     let summary = Summary::new(&report::Inputs {
         scenario: &s,
         plan: &plan,
@@ -337,6 +378,7 @@ pub async fn execute(s: Scenario, opt: &ExecOptions) -> RunOutcome {
         run_id: &run_id,
         protocol: protocol_name,
         interrupted: finish.interrupted,
+        oracle: oracle_report.as_ref(),
         command: command_line(),
     });
     let written = dir

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod conformance;
 pub mod engine;
 pub mod metrics;
+pub mod oracle;
 pub mod plan;
 pub mod proto;
 pub mod report;

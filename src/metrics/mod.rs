@@ -53,7 +53,8 @@ impl Dims {
     fn len(&self) -> usize {
         self.phases * self.conditions * self.checks
     }
-    fn index(&self, k: Key) -> usize {
+    /// The flat index of a key.
+    pub fn index(&self, k: Key) -> usize {
         (usize::from(k.phase) * self.conditions + usize::from(k.condition)) * self.checks + usize::from(k.check)
     }
     /// The key at a flat index.

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use hlog::Hlog;
-pub use summary::{CheckSummary, Inputs, Latency, PhaseSummary, Summary, ThresholdResult, add_limit_bypass};
+pub use summary::{
+    CheckSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult, add_limit_bypass, add_oracle,
+};
 
 /// Report errors.
 #[derive(Debug, thiserror::Error)]

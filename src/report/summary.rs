@@ -37,6 +37,8 @@ pub struct Inputs<'a> {
     pub interrupted: bool,
     /// The command line, for reproduction.
     pub command: String,
+    /// The oracle's counters, when an oracle ran.
+    pub oracle: Option<&'a crate::oracle::Report>,
 }
 
 /// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
@@ -51,6 +53,26 @@ pub fn add_limit_bypass(s: &Scenario, dims: Dims, cells: &mut [Option<Box<Cell>>
         let elapsed = progress.ended(p).unwrap_or(end).saturating_duration_since(start);
         if limit_bypassed(requests, per, cell.counts.sent, elapsed, cell.counts.limited) {
             cell.counts.violations[Violation::LimitBypass.index()] += 1;
+        }
+    }
+}
+
+/// Joins the oracle's findings into the client-side cells: spoofed and missing identity come
+/// only from the oracle; a leak is counted once whether the client saw 2xx, the oracle saw
+/// the request, or both (the larger of the two counts per phase and check).
+pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report) {
+    for (p, row) in report.cells.iter().enumerate() {
+        for (c, counts) in row.iter().enumerate() {
+            if counts.arrivals == 0 {
+                continue;
+            }
+            let key = crate::metrics::Key { phase: p as u16, condition: 0, check: c as u16 };
+            let Some(slot) = cells.get_mut(dims.index(key)) else { continue };
+            let cell = slot.get_or_insert_with(Box::default);
+            let v = &mut cell.counts.violations;
+            v[Violation::Leak.index()] = v[Violation::Leak.index()].max(counts.leaks);
+            v[Violation::SpoofedHeader.index()] += counts.spoofed;
+            v[Violation::MissingIdentity.index()] += counts.missing;
         }
     }
 }
@@ -191,6 +213,9 @@ pub struct CheckSummary {
     pub statuses: BTreeMap<String, u64>,
     /// Latency.
     pub latency_ms: Latency,
+    /// What the oracle saw of this check (absent when no oracle ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::oracle::CheckCounts>,
     /// `pass`, `fail`, `inconclusive` (sent, no verdict) or `not_run`.
     pub result: &'static str,
 }
@@ -253,6 +278,20 @@ pub struct Summary {
     pub reasons: Vec<String>,
     /// How to run it again.
     pub reproduce: Reproduce,
+    /// Oracle totals, when an oracle ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<OracleInfo>,
+}
+
+/// Oracle totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct OracleInfo {
+    /// Requests received.
+    pub received: u64,
+    /// Without a valid tag (a gateway that strips the tag makes every check unverifiable upstream).
+    pub untagged: u64,
+    /// Tagged by another run.
+    pub foreign: u64,
 }
 
 /// Scenario identity.
@@ -397,6 +436,18 @@ impl Summary {
                     violations: violations(&c.counts),
                     statuses: statuses(&c.counts),
                     latency_ms: Latency::of(&c.latency),
+                    upstream: inp.oracle.map(|r| {
+                        let mut sum = crate::oracle::CheckCounts::default();
+                        for row in &r.cells {
+                            if let Some(x) = row.get(i) {
+                                sum.arrivals += x.arrivals;
+                                sum.leaks += x.leaks;
+                                sum.spoofed += x.spoofed;
+                                sum.missing += x.missing;
+                            }
+                        }
+                        sum
+                    }),
                     result,
                 }
             })
@@ -490,6 +541,7 @@ impl Summary {
             verdict: if reasons.is_empty() { "pass" } else { "fail" },
             reasons,
             reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
+            oracle: inp.oracle.map(|r| OracleInfo { received: r.received, untagged: r.untagged, foreign: r.foreign }),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::scenario::locate::Locator;
-use crate::scenario::raw::{RawCheck, RawDoc, RawIdentity, RawPhase, RawProfile, RawTarget};
+use crate::scenario::raw::{RawCheck, RawDoc, RawIdentity, RawOracle, RawPhase, RawProfile, RawTarget};
 use crate::scenario::{Error, Problem, units};
 
 /// Largest scenario file read.
@@ -45,6 +45,7 @@ pub(crate) struct Merged {
     pub(crate) seed: Option<u64>,
     pub(crate) target: Option<(RawTarget, Origin)>,
     pub(crate) profile: Option<(RawProfile, Origin)>,
+    pub(crate) oracle: Option<(RawOracle, Origin)>,
     pub(crate) identities: Vec<(String, RawIdentity, Origin)>,
     pub(crate) checks: Vec<(RawCheck, Origin)>,
     pub(crate) phases: Vec<(RawPhase, Origin)>,
@@ -149,6 +150,9 @@ impl State {
         }
         if let Some(p) = doc.profile {
             m.profile = Some((p, origin("profile")));
+        }
+        if let Some(o) = doc.oracle {
+            m.oracle = Some((o, origin("oracle")));
         }
         let mut dups = Vec::new();
         for (name, ident) in doc.identities {

@@ -24,6 +24,8 @@ pub struct Scenario {
     pub target: Target,
     /// How the check pack maps onto this gateway.
     pub profile: Profile,
+    /// The in-process upstream oracle, when the scenario runs one.
+    pub oracle: Option<OracleSpec>,
     /// Identities, indexed by checks.
     pub identities: Vec<Identity>,
     /// Checks, in file order.
@@ -38,6 +40,13 @@ pub struct Scenario {
     pub sha256: String,
     /// The merged scenario as YAML, with file paths made absolute: re-runnable as it is.
     pub resolved_yaml: String,
+}
+
+/// `oracle:` resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct OracleSpec {
+    /// Address to listen on (the gateway's upstream).
+    pub listen: std::net::SocketAddr,
 }
 
 /// Which HTTP version to speak.

@@ -28,6 +28,8 @@ pub(crate) struct RawDoc {
     pub(crate) target: Option<RawTarget>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) profile: Option<RawProfile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) oracle: Option<RawOracle>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) identities: BTreeMap<String, RawIdentity>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -58,6 +60,14 @@ pub(crate) struct RawTarget {
     pub(crate) timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) threads: Option<u32>,
+}
+
+/// `oracle:` — run the upstream oracle in-process for the gateway to forward to.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOracle {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<String>,
 }
 
 /// `profile:` — a reusable description of one gateway: how a check pack maps onto it.

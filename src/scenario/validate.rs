@@ -105,6 +105,20 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref());
     let phases = resolve_phases(&mut cx, &m, &checks);
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
+    let oracle = match &m.oracle {
+        None => None,
+        Some((o, origin)) => match o.listen.as_deref().map(str::parse::<std::net::SocketAddr>) {
+            Some(Ok(listen)) => Some(OracleSpec { listen }),
+            Some(Err(_)) => {
+                cx.at(origin, "listen", "not an address: write e.g. `127.0.0.1:9000` (port 0 picks a free one)");
+                None
+            }
+            None => {
+                cx.at(origin, "", "missing `listen:` (e.g. `127.0.0.1:9000`)");
+                None
+            }
+        },
+    };
 
     if cx.problems.is_empty() {
         let resolved_yaml = resolved_yaml(sources, &m);
@@ -119,6 +133,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             seed: m.seed.unwrap_or(1),
             target,
             profile,
+            oracle,
             identities,
             checks,
             phases,
@@ -876,6 +891,7 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         doc.target = Some(t);
     }
     doc.profile = m.profile.as_ref().map(|p| p.0.clone());
+    doc.oracle = m.oracle.as_ref().map(|o| o.0.clone());
     for (name, ident, o) in &m.identities {
         let mut i = ident.clone();
         i.cert = i.cert.map(|c| abs(o, &c));

@@ -62,8 +62,8 @@ pub fn load(path: &Path) -> Scenario {
 
 /// Runs a scenario in-process, quietly, into `out`, with a hard time bound.
 pub async fn run(s: Scenario, out: &Path) -> RunOutcome {
-    let opts = ExecOptions { out: Some(out.to_path_buf()), headless: true, quiet: true, stop: None };
-    tokio::time::timeout(Duration::from_secs(120), execute(s, &opts)).await.expect("run finished in time")
+    let opts = ExecOptions { out: Some(out.to_path_buf()), headless: true, quiet: true, ..Default::default() };
+    tokio::time::timeout(Duration::from_secs(120), execute(s, opts)).await.expect("run finished in time")
 }
 
 /// The identities every run test uses, with absolute paths into the test PKI.

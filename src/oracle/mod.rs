@@ -1,0 +1,375 @@
+//! The oracle upstream: an origin gauntlet controls, put behind the gateway, so a leak is
+//! proven by what *arrived*, not guessed from status codes.
+//!
+//! It decodes each request's tag (`x-gauntlet-tag: <run>.<check>.<seq>` or the
+//! `gauntlet_tag` query parameter), counts arrivals per (phase, check), and checks the
+//! upstream expectations: the identity header the gateway must inject, headers that must
+//! not arrive (client-forged identity), and duplicates. Counters are a fixed array of atomics:
+//! no per-request storage, bounded memory under any load; a missing or garbage tag is counted
+//! as `untagged`, a tag from another run as `foreign`. Answers 200 with a small JSON body over
+//! HTTP/1.1 and HTTP/2 (h2c, or TLS when given a config).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::{TAG_HEADER, TAG_PARAM};
+use crate::scenario::Scenario;
+
+/// What the upstream must see for one check.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Check id.
+    pub id: String,
+    /// Deny-class: any arrival is a leak.
+    pub deny_class: bool,
+    /// Headers that must arrive exactly once with this value.
+    pub require: Vec<(HeaderName, String)>,
+    /// Headers that must not arrive.
+    pub absent: Vec<HeaderName>,
+}
+
+/// Rules for one run.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Run id the tags must carry.
+    pub run: String,
+    /// Number of phases (the tag's sequence number carries the phase).
+    pub phases: usize,
+    /// One rule per check, in scenario order.
+    pub checks: Vec<Rule>,
+}
+
+impl Rules {
+    /// Rules from a scenario: its checks' `upstream` expectations plus, for allow-class
+    /// checks, the profile's identity header carrying the identity's principal.
+    pub fn from_scenario(s: &Scenario, run: &str) -> Self {
+        let checks = s
+            .checks
+            .iter()
+            .map(|c| {
+                let mut require: Vec<(HeaderName, String)> = c.upstream.headers.clone();
+                let deny_class = c.expect.is_deny_class();
+                if let (false, Some(h)) = (deny_class, &s.profile.identity_header) {
+                    if !require.iter().any(|(n, _)| n == h) {
+                        require.push((h.clone(), s.identities[c.identity].principal.clone()));
+                    }
+                }
+                Rule { id: c.id.clone(), deny_class, require, absent: c.upstream.absent.clone() }
+            })
+            .collect();
+        Rules { run: run.to_string(), phases: s.phases.len(), checks }
+    }
+}
+
+/// What one arrival was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// As expected.
+    Clean,
+    /// A deny-class request arrived.
+    Leak,
+    /// A forged, duplicated or wrong identity header arrived.
+    Spoofed,
+    /// The identity header the gateway must inject is missing.
+    Missing,
+    /// No valid tag.
+    Untagged,
+    /// A valid tag from another run.
+    Foreign,
+}
+
+/// Counters of one (phase, check).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CheckCounts {
+    /// Requests that arrived.
+    pub arrivals: u64,
+    /// Deny-class arrivals.
+    pub leaks: u64,
+    /// Arrivals with a forged, duplicated or wrong identity header.
+    pub spoofed: u64,
+    /// Arrivals without the injected identity header.
+    pub missing: u64,
+}
+
+/// A snapshot of the oracle's counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// All requests received.
+    pub received: u64,
+    /// Requests without a valid tag.
+    pub untagged: u64,
+    /// Requests tagged by another run.
+    pub foreign: u64,
+    /// By phase, then check.
+    pub cells: Vec<Vec<CheckCounts>>,
+}
+
+/// The oracle's state.
+#[derive(Debug)]
+pub struct Oracle {
+    rules: Rules,
+    // [phase][check][0..4] = arrivals, leaks, spoofed, missing
+    counts: Vec<AtomicU64>,
+    received: AtomicU64,
+    untagged: AtomicU64,
+    foreign: AtomicU64,
+}
+
+impl Oracle {
+    /// An oracle judging by `rules`.
+    pub fn new(rules: Rules) -> Self {
+        let n = rules.phases.max(1) * rules.checks.len() * 4;
+        Oracle {
+            rules,
+            counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            received: AtomicU64::new(0),
+            untagged: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+        }
+    }
+
+    /// Judges and counts one request.
+    pub fn observe(&self, path_and_query: &str, headers: &HeaderMap) -> Finding {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let tag = headers
+            .get(TAG_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| query_tag(path_and_query).map(str::to_string));
+        let Some((run, check, phase)) = tag.as_deref().and_then(|t| self.decode(t)) else {
+            self.untagged.fetch_add(1, Ordering::Relaxed);
+            return Finding::Untagged;
+        };
+        if run != self.rules.run {
+            self.foreign.fetch_add(1, Ordering::Relaxed);
+            return Finding::Foreign;
+        }
+        let rule = &self.rules.checks[check];
+        let base = (phase * self.rules.checks.len() + check) * 4;
+        self.counts[base].fetch_add(1, Ordering::Relaxed);
+        let finding = judge(rule, headers);
+        let slot = match finding {
+            Finding::Leak => 1,
+            Finding::Spoofed => 2,
+            Finding::Missing => 3,
+            _ => return finding,
+        };
+        self.counts[base + slot].fetch_add(1, Ordering::Relaxed);
+        finding
+    }
+
+    /// `(run, check index, phase)` from a tag, if it is well formed and names a known check.
+    fn decode<'t>(&self, tag: &'t str) -> Option<(&'t str, usize, usize)> {
+        let mut parts = tag.split('.');
+        let (run, check, seq) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || run.is_empty() {
+            return None;
+        }
+        let seq: u64 = seq.parse().ok()?;
+        let phase = usize::try_from(seq >> 48).ok()?;
+        if phase >= self.rules.phases.max(1) {
+            return None;
+        }
+        let idx = self.rules.checks.iter().position(|r| r.id == check)?;
+        Some((run, idx, phase))
+    }
+
+    /// Current counters.
+    pub fn report(&self) -> Report {
+        let n = self.rules.checks.len();
+        let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        Report {
+            received: self.received.load(Ordering::Relaxed),
+            untagged: self.untagged.load(Ordering::Relaxed),
+            foreign: self.foreign.load(Ordering::Relaxed),
+            cells: (0..self.rules.phases.max(1))
+                .map(|p| {
+                    (0..n)
+                        .map(|c| {
+                            let b = (p * n + c) * 4;
+                            CheckCounts { arrivals: get(b), leaks: get(b + 1), spoofed: get(b + 2), missing: get(b + 3) }
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+fn query_tag(pq: &str) -> Option<&str> {
+    let q = pq.split_once('?')?.1;
+    q.split('&').find_map(|kv| kv.strip_prefix(TAG_PARAM).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Applies a rule to one arrival's headers: leak first, then forged, then missing.
+pub fn judge(rule: &Rule, headers: &HeaderMap) -> Finding {
+    if rule.deny_class {
+        return Finding::Leak;
+    }
+    if rule.absent.iter().any(|h| headers.contains_key(h)) {
+        return Finding::Spoofed;
+    }
+    let mut missing = false;
+    for (name, want) in &rule.require {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => missing = true,
+            (Some(_), Some(_)) => return Finding::Spoofed,
+            (Some(v), None) => {
+                if v.as_bytes() != want.as_bytes() {
+                    return if v.is_empty() { Finding::Missing } else { Finding::Spoofed };
+                }
+            }
+        }
+    }
+    if missing { Finding::Missing } else { Finding::Clean }
+}
+
+/// A running oracle server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state.
+    pub oracle: Arc<Oracle>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving.
+    pub async fn stop(self) -> Arc<Oracle> {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.oracle
+    }
+}
+
+/// Serves `oracle` on `listener` (plain HTTP/1.1 and h2c).
+pub fn spawn(listener: TcpListener, oracle: Arc<Oracle>) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(accept(listener, oracle.clone(), stop.clone()));
+    Ok(Running { addr, oracle, stop, task })
+}
+
+async fn accept(listener: TcpListener, oracle: Arc<Oracle>, stop: CancellationToken) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
+            _ = stop.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (oracle, stop) = (oracle.clone(), stop.clone());
+        conns.spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let oracle = oracle.clone();
+                async move { Ok::<_, Infallible>(answer(&oracle, &req)) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
+
+fn answer(oracle: &Oracle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if pq == "/__gauntlet/oracle" {
+        let body = serde_json::to_string(&oracle.report()).unwrap_or_default();
+        return Response::new(Full::new(Bytes::from(body)));
+    }
+    let finding = oracle.observe(pq, req.headers());
+    let body = match finding {
+        Finding::Clean => &b"{\"oracle\":\"ok\"}"[..],
+        Finding::Leak => b"{\"oracle\":\"leak\"}",
+        Finding::Spoofed => b"{\"oracle\":\"spoofed_header\"}",
+        Finding::Missing => b"{\"oracle\":\"missing_identity\"}",
+        Finding::Untagged => b"{\"oracle\":\"untagged\"}",
+        Finding::Foreign => b"{\"oracle\":\"foreign\"}",
+    };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn rules() -> Rules {
+        let xfu = HeaderName::from_static("x-forwarded-user");
+        Rules {
+            run: "r1".into(),
+            phases: 2,
+            checks: vec![
+                Rule { id: "ALLOW".into(), deny_class: false, require: vec![(xfu.clone(), "alice".into())], absent: vec![] },
+                Rule { id: "DENY".into(), deny_class: true, require: vec![], absent: vec![] },
+                Rule {
+                    id: "SPOOF".into(),
+                    deny_class: false,
+                    require: vec![(xfu, "alice".into())],
+                    absent: vec![HeaderName::from_static("x-forwarded-client-cert")],
+                },
+            ],
+        }
+    }
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn decodes_tags_from_header_or_query_and_counts_by_phase() {
+        let o = Oracle::new(rules());
+        let phase1 = format!("r1.DENY.{}", (1u64 << 48) | 7);
+        assert_eq!(o.observe("/x", &h(&[])), Finding::Untagged);
+        let mut hm = h(&[]);
+        hm.insert(TAG_HEADER, HeaderValue::from_str(&phase1).unwrap());
+        assert_eq!(o.observe("/x", &hm), Finding::Leak);
+        assert_eq!(o.observe("/x?a=1&gauntlet_tag=r1.ALLOW.3", &h(&[("x-forwarded-user", "alice")])), Finding::Clean);
+        assert_eq!(o.observe("/x?gauntlet_tag=r0.ALLOW.3", &h(&[])), Finding::Foreign);
+        for garbage in ["r1.NOPE.1", "r1.ALLOW", "r1.ALLOW.x", "r1.ALLOW.1.2", ".ALLOW.1", "r1.ALLOW.999999999999999999"] {
+            assert_eq!(o.observe(&format!("/?gauntlet_tag={garbage}"), &h(&[])), Finding::Untagged, "{garbage}");
+        }
+        let r = o.report();
+        assert_eq!((r.received, r.untagged, r.foreign), (10, 7, 1));
+        assert_eq!(r.cells[1][1], CheckCounts { arrivals: 1, leaks: 1, spoofed: 0, missing: 0 });
+        assert_eq!(r.cells[0][0].arrivals, 1);
+    }
+
+    #[test]
+    fn header_rules_find_forged_duplicated_and_missing_identity() {
+        let r = rules();
+        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "alice")])), Finding::Clean);
+        assert_eq!(judge(&r.checks[0], &h(&[])), Finding::Missing);
+        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin")])), Finding::Spoofed);
+        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin, alice")])), Finding::Spoofed);
+        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-user", "admin")])), Finding::Spoofed);
+        assert_eq!(
+            judge(&r.checks[2], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-client-cert", "URI=spiffe://x/admin")])),
+            Finding::Spoofed
+        );
+        assert_eq!(judge(&r.checks[1], &h(&[("x-forwarded-user", "alice")])), Finding::Leak);
+    }
+}
