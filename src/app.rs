@@ -13,13 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Job};
 use crate::metrics::{Collector, Dims, Progress, Snapshot};
+use crate::oracle::{self, Oracle, Rules};
 use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
 use crate::report::{self, Hlog, ResultsDir, Summary};
 use crate::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
-use crate::oracle::{self, Oracle, Rules};
-use crate::{plan, testkit, tls};
+use crate::{plan, tls};
 
-use crate::cli::{CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, OutputArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, GatewayArgs, OracleArgs, OutputArgs, RunArgs, ValidateArgs,
+};
+use crate::gateway::{self, Flaw};
 
 /// stderr output that never panics (a closed pipe must not stop a run or its results).
 macro_rules! errln {
@@ -45,6 +48,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Validate(a) => validate(a),
         Command::Certs(CertsCommand::Init(a)) => certs_init(a),
         Command::Demo(a) => demo(a).await,
+        Command::Gateway(a) => gateway_cmd(a).await,
+        Command::Oracle(a) => oracle_cmd(a).await,
     }
 }
 
@@ -122,55 +127,142 @@ fn certs_init(a: CertsInitArgs) -> u8 {
     }
 }
 
+fn flaws(names: &[String]) -> Result<Vec<Flaw>, u8> {
+    names
+        .iter()
+        .map(|n| {
+            Flaw::parse(n).ok_or_else(|| {
+                errln!("gauntlet: unknown flaw `{n}`; known: {}", Flaw::NAMES.join(", "));
+                USAGE
+            })
+        })
+        .collect()
+}
+
 async fn demo(a: DemoArgs) -> u8 {
     let certs = Path::new("certs");
     if let Err(e) = tls::pki::init(certs, false) {
         errln!("gauntlet: cannot prepare the test PKI: {e}");
         return RUNTIME;
     }
-    let read = |name: &str| std::fs::read(certs.join(name));
-    let (Ok(chain), Ok(key), Ok(ca)) = (read("server.pem"), read("server.key"), read("ca.pem")) else {
-        errln!("gauntlet: the test PKI in {} is incomplete: run `gauntlet certs init --force`", certs.display());
-        return RUNTIME;
+    let flaws = match flaws(&a.flaws) {
+        Ok(f) => f,
+        Err(c) => return c,
     };
-    use rustls_pki_types::pem::PemObject;
-    let parse = || -> Option<testkit::TlsSetup> {
-        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(&chain).collect::<Result<Vec<_>, _>>().ok()?;
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key).ok()?;
-        let ca = rustls_pki_types::CertificateDer::pem_slice_iter(&ca).collect::<Result<Vec<_>, _>>().ok()?;
-        Some(testkit::TlsSetup { chain, key, client_ca: Some(ca), require_client_cert: true })
-    };
-    let Some(tls_setup) = parse() else {
-        errln!("gauntlet: the test PKI in {} does not parse: run `gauntlet certs init --force`", certs.display());
-        return RUNTIME;
-    };
-    let cfg = testkit::Config {
-        tls: Some(tls_setup),
-        rules: vec![("/admin".into(), 403), ("/internal".into(), 403)],
-        stall: None,
-    };
-    let target = match testkit::spawn(cfg).await {
-        Ok(t) => t,
+    let mut cfg = match gateway::Config::load(&a.gateway) {
+        Ok(c) => c,
         Err(e) => {
-            errln!("gauntlet: cannot start the demo target: {e}");
+            errln!("gauntlet: {e}");
+            return USAGE;
+        }
+    };
+    let oracle_listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("gauntlet: cannot listen for the oracle: {e}");
             return RUNTIME;
         }
     };
-    errln!(
-        "demo: in-process mutual-TLS test target on https://{} (a calibration target: it checks client\n      certificates and denies /admin; the JWT/RBAC reference gateway is not built yet)",
-        target.addr
-    );
+    let oracle_addr = oracle_listener.local_addr().map_or_else(|_| "127.0.0.1:0".into(), |a| a.to_string());
+    cfg.upstream = format!("http://{oracle_addr}");
+    let gw_listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("gauntlet: cannot listen for the gateway: {e}");
+            return RUNTIME;
+        }
+    };
+    let gw = match gateway::spawn(&cfg, Some(gw_listener), &flaws).await {
+        Ok(g) => g,
+        Err(e) => {
+            errln!("gauntlet: cannot start the reference gateway: {e}");
+            return RUNTIME;
+        }
+    };
+    let flaw_note = if a.flaws.is_empty() { "no flaws".to_string() } else { format!("flaws: {}", a.flaws.join(", ")) };
+    errln!("demo: reference gateway on https://{} ({flaw_note}), oracle upstream on http://{oracle_addr}", gw.addr);
     let ov = Overrides {
-        target_url: Some(format!("https://{}", target.addr)),
+        target_url: Some(format!("https://{}", gw.addr)),
         target_ca: Some(certs.join("ca.pem")),
         duration: a.duration,
     };
     let code = match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, opts(&a.output)).await.code,
+        Ok(s) => {
+            let mut o = opts(&a.output);
+            o.oracle_listener = Some(oracle_listener);
+            execute(s, o).await.code
+        }
         Err(c) => c,
     };
-    target.stop().await;
+    gw.stop().await;
     code
+}
+
+async fn gateway_cmd(a: GatewayArgs) -> u8 {
+    let flaws = match flaws(&a.flaws) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let mut cfg = match gateway::Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            return USAGE;
+        }
+    };
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(u) = a.upstream {
+        cfg.upstream = u;
+    }
+    match gateway::spawn(&cfg, None, &flaws).await {
+        Ok(gw) => {
+            errln!("gateway: listening on https://{} → {} (Ctrl-C to stop)", gw.addr, cfg.upstream);
+            let stop = CancellationToken::new();
+            tokio::spawn(stop_on_signal(stop.clone(), None));
+            gw.wait(stop).await;
+            PASS
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            RUNTIME
+        }
+    }
+}
+
+async fn oracle_cmd(a: OracleArgs) -> u8 {
+    let s = match load(&a.scenario, &Overrides::default()) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let listener = match tokio::net::TcpListener::bind(&a.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("gauntlet: cannot listen on {}: {e}", a.listen);
+            return RUNTIME;
+        }
+    };
+    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN)))) {
+        Ok(o) => {
+            errln!(
+                "oracle: listening on http://{} for `{}`; counters at http://{}/__gauntlet/oracle",
+                o.addr,
+                s.name,
+                o.addr
+            );
+            let stop = CancellationToken::new();
+            tokio::spawn(stop_on_signal(stop.clone(), None));
+            stop.cancelled().await;
+            let r = o.stop().await.report();
+            out(&format!("{}\n", serde_json::to_string_pretty(&r).unwrap_or_default()));
+            PASS
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            RUNTIME
+        }
+    }
 }
 
 /// How [`execute`] runs.

@@ -23,8 +23,41 @@ pub enum Command {
     /// Manage the test PKI.
     #[command(subcommand)]
     Certs(CertsCommand),
-    /// Start an in-process mutual-TLS test target and run the demo scenario against it.
+    /// Start the reference gateway and oracle in-process and run the demo suite against them.
     Demo(DemoArgs),
+    /// Run the embedded reference gateway (a real mTLS + JWT + RBAC gateway, with flaw switches).
+    Gateway(GatewayArgs),
+    /// Run the upstream oracle on its own, to put behind a gateway (counters at /__gauntlet/oracle).
+    Oracle(OracleArgs),
+}
+
+/// `gauntlet gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Gateway configuration (YAML), e.g. scenarios/gateway/reference.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Replace the configured listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Replace the configured upstream URL.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Plant a defect (repeatable): skip-exp-check, no-path-normalization, forward-spoofed-headers,
+    /// accept-any-client-cert, ignore-missing-token, rate-limit-by-xff.
+    #[arg(long = "flaw", value_name = "NAME")]
+    pub flaws: Vec<String>,
+}
+
+/// `gauntlet oracle`.
+#[derive(Debug, Args)]
+pub struct OracleArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: String,
+    /// Scenario whose checks' upstream expectations the oracle judges (tags from any run).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
 }
 
 /// Output options shared by `run` and `demo`.
@@ -92,10 +125,13 @@ pub struct DemoArgs {
     /// Length of each phase (default: as in the scenario).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
-    /// Scenario to run against the in-process target instead of scenarios/demo.yaml.
+    /// Scenario to run against the embedded gateway instead of scenarios/demo.yaml.
     #[arg(long, value_name = "FILE", default_value = "scenarios/demo.yaml")]
     pub scenario: PathBuf,
-    /// Folder of the test PKI (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "certs")]
-    pub certs: PathBuf,
+    /// Plant a defect in the gateway (repeatable; see `gauntlet gateway --help`).
+    #[arg(long = "flaw", value_name = "NAME")]
+    pub flaws: Vec<String>,
+    /// Gateway configuration.
+    #[arg(long, value_name = "FILE", default_value = "scenarios/gateway/reference.yaml")]
+    pub gateway: PathBuf,
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod conformance;
 pub mod engine;
+pub mod gateway;
 pub mod metrics;
 pub mod oracle;
 pub mod plan;

@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::{TAG_HEADER, TAG_PARAM};
 use crate::scenario::Scenario;
 
+/// Accept tags from any run (a standalone oracle serving many runs).
+pub const ANY_RUN: &str = "*";
+
 /// What the upstream must see for one check.
 #[derive(Debug, Clone, Default)]
 pub struct Rule {
@@ -153,7 +156,7 @@ impl Oracle {
             self.untagged.fetch_add(1, Ordering::Relaxed);
             return Finding::Untagged;
         };
-        if run != self.rules.run {
+        if self.rules.run != ANY_RUN && run != self.rules.run {
             self.foreign.fetch_add(1, Ordering::Relaxed);
             return Finding::Foreign;
         }
@@ -200,7 +203,12 @@ impl Oracle {
                     (0..n)
                         .map(|c| {
                             let b = (p * n + c) * 4;
-                            CheckCounts { arrivals: get(b), leaks: get(b + 1), spoofed: get(b + 2), missing: get(b + 3) }
+                            CheckCounts {
+                                arrivals: get(b),
+                                leaks: get(b + 1),
+                                spoofed: get(b + 2),
+                                missing: get(b + 3),
+                            }
                         })
                         .collect()
                 })
@@ -319,7 +327,12 @@ mod tests {
             run: "r1".into(),
             phases: 2,
             checks: vec![
-                Rule { id: "ALLOW".into(), deny_class: false, require: vec![(xfu.clone(), "alice".into())], absent: vec![] },
+                Rule {
+                    id: "ALLOW".into(),
+                    deny_class: false,
+                    require: vec![(xfu.clone(), "alice".into())],
+                    absent: vec![],
+                },
                 Rule { id: "DENY".into(), deny_class: true, require: vec![], absent: vec![] },
                 Rule {
                     id: "SPOOF".into(),
@@ -349,7 +362,9 @@ mod tests {
         assert_eq!(o.observe("/x", &hm), Finding::Leak);
         assert_eq!(o.observe("/x?a=1&gauntlet_tag=r1.ALLOW.3", &h(&[("x-forwarded-user", "alice")])), Finding::Clean);
         assert_eq!(o.observe("/x?gauntlet_tag=r0.ALLOW.3", &h(&[])), Finding::Foreign);
-        for garbage in ["r1.NOPE.1", "r1.ALLOW", "r1.ALLOW.x", "r1.ALLOW.1.2", ".ALLOW.1", "r1.ALLOW.999999999999999999"] {
+        for garbage in
+            ["r1.NOPE.1", "r1.ALLOW", "r1.ALLOW.x", "r1.ALLOW.1.2", ".ALLOW.1", "r1.ALLOW.999999999999999999"]
+        {
             assert_eq!(o.observe(&format!("/?gauntlet_tag={garbage}"), &h(&[])), Finding::Untagged, "{garbage}");
         }
         let r = o.report();
@@ -365,9 +380,15 @@ mod tests {
         assert_eq!(judge(&r.checks[0], &h(&[])), Finding::Missing);
         assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin")])), Finding::Spoofed);
         assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin, alice")])), Finding::Spoofed);
-        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-user", "admin")])), Finding::Spoofed);
         assert_eq!(
-            judge(&r.checks[2], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-client-cert", "URI=spiffe://x/admin")])),
+            judge(&r.checks[0], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-user", "admin")])),
+            Finding::Spoofed
+        );
+        assert_eq!(
+            judge(
+                &r.checks[2],
+                &h(&[("x-forwarded-user", "alice"), ("x-forwarded-client-cert", "URI=spiffe://x/admin")])
+            ),
             Finding::Spoofed
         );
         assert_eq!(judge(&r.checks[1], &h(&[("x-forwarded-user", "alice")])), Finding::Leak);

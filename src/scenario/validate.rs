@@ -695,7 +695,13 @@ fn request(
         }
     }
     match (&r.path, &r.route) {
-        (Some(p), _) => path.push_str(p),
+        (Some(p), _) => match expand_routes(p, profile) {
+            Ok(p) => path.push_str(&p),
+            Err(e) => {
+                cx.at(o, "request.path", e);
+                return None;
+            }
+        },
         (None, Some(_)) => {}
         (None, None) => {
             cx.at(o, "request", "give `path:` or `route:`");
@@ -715,6 +721,44 @@ fn request(
     }
     let headers = headers(cx, o, "request.headers", &r.headers);
     Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()) })
+}
+
+/// Expands `{route:NAME}` (the profile's prefix for NAME) in a raw path, with optional
+/// transforms: `{route:NAME|upper}` (upper case) and `{route:NAME|pct1}` (first character
+/// after the slash percent-encoded). This keeps bypass probes such as `//admin` or
+/// `/public/../admin` written against route names, so one pack fits any gateway.
+fn expand_routes(p: &str, profile: &Profile) -> Result<String, String> {
+    let mut out = String::with_capacity(p.len());
+    let mut rest = p;
+    while let Some(i) = rest.find("{route:") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 7..];
+        let end = after.find('}').ok_or_else(|| format!("`{p}`: `{{route:` is not closed"))?;
+        let (name, op) = match after[..end].split_once('|') {
+            Some((n, o)) => (n, Some(o)),
+            None => (&after[..end], None),
+        };
+        let prefix = profile.routes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).ok_or_else(|| {
+            let names: Vec<&str> = profile.routes.iter().map(|(n, _)| n.as_str()).collect();
+            let hint = units::suggest(name, names.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            format!("no route named `{name}` in the target profile{hint}")
+        })?;
+        let v = match op {
+            None => prefix,
+            Some("upper") => prefix.to_ascii_uppercase(),
+            Some("pct1") => match prefix.as_bytes().get(1) {
+                Some(c) => format!("/%{:02x}{}", c, &prefix[2..]),
+                None => prefix,
+            },
+            Some(other) => return Err(format!("unknown route transform `{other}` (use `upper` or `pct1`)")),
+        };
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> {

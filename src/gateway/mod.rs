@@ -1,0 +1,479 @@
+//! The embedded reference gateway: a small but real zero-trust gateway used as the demo's
+//! target and as the calibration target of the tests — with **flaw switches** that each plant
+//! one realistic defect, so the check pack can be shown to catch it.
+//!
+//! Policy per request: mutual TLS against the test CA; exactly one bearer JWT (RS256/ES256
+//! from a JWKS, `exp`/`nbf` with leeway, `aud`, `iss`; `alg: none` and HS256 refused); the
+//! token's `sub` must equal the certificate's CN; the path is normalised (unreserved
+//! escapes decoded, dot segments removed, duplicate slashes merged, `;params` dropped, encoded
+//! `/` and `\` refused with 400); RBAC by route prefix, method and group (token `groups` or
+//! certificate OU); a per-identity rate limit (429 + `Retry-After`); client-supplied identity
+//! headers stripped and `x-forwarded-user` injected; then forwarded over a keep-alive pool.
+//! 401 (with `WWW-Authenticate: Bearer`) for authentication failures, 403 for authorization.
+//! Shares only `tls` with the rest of gauntlet. Not special-cased anywhere: the engine and
+//! the check pack see it as any other gateway.
+
+mod config;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Error as ConfigError};
+use policy::{Limiter, Route};
+
+use crate::tls;
+
+/// A planted defect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flaw {
+    /// Expired tokens are accepted.
+    SkipExpCheck,
+    /// Routes are matched on the raw path.
+    NoPathNormalization,
+    /// Client-supplied identity headers are forwarded.
+    ForwardSpoofedHeaders,
+    /// Any client certificate — or none — completes the handshake.
+    AcceptAnyClientCert,
+    /// A request without an Authorization header is allowed on its certificate alone.
+    IgnoreMissingToken,
+    /// The rate limit is keyed on `X-Forwarded-For`; without it, nothing is limited.
+    RateLimitByXff,
+}
+
+impl Flaw {
+    /// Every flaw's name.
+    pub const NAMES: &'static [&'static str] = &[
+        "skip-exp-check",
+        "no-path-normalization",
+        "forward-spoofed-headers",
+        "accept-any-client-cert",
+        "ignore-missing-token",
+        "rate-limit-by-xff",
+    ];
+
+    /// Parses a flaw name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "skip-exp-check" => Flaw::SkipExpCheck,
+            "no-path-normalization" => Flaw::NoPathNormalization,
+            "forward-spoofed-headers" => Flaw::ForwardSpoofedHeaders,
+            "accept-any-client-cert" => Flaw::AcceptAnyClientCert,
+            "ignore-missing-token" => Flaw::IgnoreMissingToken,
+            "rate-limit-by-xff" => Flaw::RateLimitByXff,
+            _ => return None,
+        })
+    }
+}
+
+/// Gateway errors (setup only; request failures are HTTP answers).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file named by the configuration is unusable.
+    #[error("{what} {}: {reason}", .path.display())]
+    File {
+        /// What it is.
+        what: &'static str,
+        /// File.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Something else in the configuration.
+    #[error("gateway config: {0}")]
+    Invalid(String),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// Binding.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Gateway {
+    routes: Vec<Route>,
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+    identity_header: HeaderName,
+    strip: Vec<String>,
+    case_insensitive: bool,
+    limiters: Vec<Option<Limiter>>,
+    flaws: Vec<Flaw>,
+    upstream: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The verified client certificate of a connection.
+#[derive(Debug, Default, Clone)]
+struct Peer {
+    cn: Option<String>,
+    ou: Option<String>,
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and closes connections.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Runs until `stop` is cancelled.
+    pub async fn wait(self, stop: CancellationToken) {
+        stop.cancelled().await;
+        self.stop().await;
+    }
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::File { what, path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Starts the gateway on `listener` (or on `cfg.listen` when `None`), with `extra_flaws`
+/// planted on top of the configuration's.
+pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[Flaw]) -> Result<Running, Error> {
+    let mut flaws: Vec<Flaw> = cfg.flaws.iter().filter_map(|f| Flaw::parse(f)).collect();
+    flaws.extend_from_slice(extra_flaws);
+    let chain = CertificateDer::pem_slice_iter(&read("server certificate", &cfg.tls.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::File { what: "server certificate", path: cfg.tls.cert.clone(), reason: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(&read("server key", &cfg.tls.key)?).map_err(|e| Error::File {
+        what: "server key",
+        path: cfg.tls.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let ca = CertificateDer::pem_slice_iter(&read("client CA", &cfg.tls.client_ca)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::File { what: "client CA", path: cfg.tls.client_ca.clone(), reason: e.to_string() })?;
+    let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let server = if flaws.contains(&Flaw::AcceptAnyClientCert) {
+        tls::server_config_accepting_any_client(chain, key, alpn)?
+    } else {
+        tls::server_config(chain, key, Some(&ca), true, alpn)?
+    };
+    let keys = jwks(&read("JWKS", &cfg.jwt.jwks)?).map_err(|reason| Error::File {
+        what: "JWKS",
+        path: cfg.jwt.jwks.clone(),
+        reason,
+    })?;
+    let upstream: Uri =
+        cfg.upstream.parse().map_err(|e| Error::Invalid(format!("upstream `{}`: {e}", cfg.upstream)))?;
+    let mut limiters = Vec::new();
+    for r in &cfg.routes {
+        limiters.push(match &r.rate_limit {
+            Some(rl) => {
+                let per = humantime::parse_duration(&rl.per)
+                    .map_err(|e| Error::Invalid(format!("routes `{}`: rate_limit.per: {e}", r.prefix)))?;
+                Some(Limiter::new(rl.requests, per))
+            }
+            None => None,
+        });
+    }
+    let gw = Arc::new(Gateway {
+        routes: cfg
+            .routes
+            .iter()
+            .map(|r| Route {
+                prefix: if cfg.case_insensitive_paths { r.prefix.to_ascii_lowercase() } else { r.prefix.clone() },
+                methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                groups: r.groups.clone(),
+            })
+            .collect(),
+        keys,
+        issuer: cfg.jwt.issuer.clone(),
+        audience: cfg.jwt.audience.clone(),
+        leeway: cfg.leeway().map_err(Error::Invalid)?,
+        identity_header: HeaderName::from_bytes(cfg.identity_header.as_bytes())
+            .map_err(|_| Error::Invalid(format!("identity_header `{}`", cfg.identity_header)))?,
+        strip: cfg.strip_headers.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        case_insensitive: cfg.case_insensitive_paths,
+        limiters,
+        flaws,
+        upstream,
+        client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
+    });
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(accept(listener, tokio_rustls::TlsAcceptor::from(server), gw, stop.clone()));
+    Ok(Running { addr, stop, task })
+}
+
+fn jwks(bytes: &[u8]) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for k in &set.keys {
+        let Some(kid) = k.common.key_id.clone() else { continue };
+        let alg = match k.common.key_algorithm {
+            Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
+            Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
+            _ => continue,
+        };
+        out.insert(kid, (DecodingKey::from_jwk(k).map_err(|e| e.to_string())?, alg));
+    }
+    if out.is_empty() {
+        return Err("no RS256 or ES256 key with a `kid`".into());
+    }
+    Ok(out)
+}
+
+async fn accept(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, gw: Arc<Gateway>, stop: CancellationToken) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
+            _ = stop.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (gw, acceptor, stop) = (gw.clone(), acceptor.clone(), stop.clone());
+        conns.spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let peer = Arc::new(peer(stream.get_ref().1.peer_certificates()));
+            let svc = service_fn(move |req| {
+                let (gw, peer) = (gw.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(handle(&gw, &peer, req).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
+
+fn peer(certs: Option<&[CertificateDer<'_>]>) -> Peer {
+    let Some(leaf) = certs.and_then(|c| c.first()) else { return Peer::default() };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else { return Peer::default() };
+    let subject = cert.subject();
+    Peer {
+        cn: subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+        ou: subject.iter_organizational_unit().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+    }
+}
+
+fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn unauthorized(error: Option<&'static str>) -> Response<Full<Bytes>> {
+    let mut r = reply(StatusCode::UNAUTHORIZED, "{\"error\":\"unauthorized\"}");
+    let challenge = match error {
+        Some("invalid_token") => "Bearer error=\"invalid_token\"",
+        Some(_) => "Bearer error=\"invalid_request\"",
+        None => "Bearer",
+    };
+    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
+}
+
+fn forbidden() -> Response<Full<Bytes>> {
+    reply(StatusCode::FORBIDDEN, "{\"error\":\"forbidden\"}")
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+impl Gateway {
+    fn has(&self, f: Flaw) -> bool {
+        self.flaws.contains(&f)
+    }
+
+    fn verify(&self, token: &str) -> Option<Claims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return None;
+        }
+        let (key, alg) = self.keys.get(header.kid.as_deref()?)?;
+        if *alg != header.alg {
+            return None;
+        }
+        let mut v = Validation::new(*alg);
+        v.set_audience(&[&self.audience]);
+        v.set_issuer(&[&self.issuer]);
+        v.leeway = self.leeway.as_secs();
+        v.validate_nbf = true;
+        if self.has(Flaw::SkipExpCheck) {
+            v.validate_exp = false;
+            v.required_spec_claims = ["sub", "aud", "iss"].iter().map(|s| s.to_string()).collect();
+        } else {
+            v.required_spec_claims = ["exp", "sub", "aud", "iss"].iter().map(|s| s.to_string()).collect();
+        }
+        jsonwebtoken::decode::<Claims>(token, key, &v).ok().map(|d| d.claims)
+    }
+
+    fn stripped(&self, name: &str) -> bool {
+        self.strip.iter().any(|s| match s.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == s,
+        })
+    }
+}
+
+async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    // 1. The path the policy sees.
+    let raw_pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let query = raw_pq.split_once('?').map(|(_, q)| q.to_string());
+    let path = if gw.has(Flaw::NoPathNormalization) {
+        raw_pq.split('?').next().unwrap_or("/").to_string()
+    } else {
+        match policy::normalize(&raw_pq, gw.case_insensitive) {
+            Ok(p) => p,
+            Err(_) => return reply(StatusCode::BAD_REQUEST, "{\"error\":\"bad path\"}"),
+        }
+    };
+    // 2. Authentication: exactly one bearer token, bound to the certificate.
+    let mut auths = req.headers().get_all(AUTHORIZATION).iter();
+    let (first, second) = (auths.next(), auths.next());
+    if second.is_some() {
+        return reply(StatusCode::BAD_REQUEST, "{\"error\":\"invalid_request\"}");
+    }
+    let claims = match first {
+        None if gw.has(Flaw::IgnoreMissingToken) => None,
+        None => return unauthorized(None),
+        Some(v) => {
+            let token = v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")).map(str::trim);
+            match token.and_then(|t| gw.verify(t)) {
+                Some(c) => Some(c),
+                None => return unauthorized(Some("invalid_token")),
+            }
+        }
+    };
+    let principal = match (&claims, &peer.cn) {
+        (Some(c), Some(cn)) if c.sub != *cn => return forbidden(),
+        (Some(c), _) => c.sub.clone(),
+        (None, Some(cn)) => cn.clone(),
+        (None, None) => return unauthorized(None),
+    };
+    let groups = claims.map(|c| c.groups).unwrap_or_default();
+    // 3. Authorization.
+    let Some(ri) = policy::route(&gw.routes, &path) else { return forbidden() };
+    if !policy::allowed(&gw.routes[ri], req.method().as_str(), &groups, peer.ou.as_deref()) {
+        return forbidden();
+    }
+    // 4. Rate limit (per identity and route).
+    if let Some(l) = &gw.limiters[ri] {
+        let key = if gw.has(Flaw::RateLimitByXff) {
+            req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string)
+        } else {
+            Some(principal.clone())
+        };
+        if let Some(key) = key {
+            if let Err(retry) = l.take(&key, Instant::now()) {
+                let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "{\"error\":\"rate limited\"}");
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+                return r;
+            }
+        }
+    }
+    // 5. Headers: drop hop-by-hop and client identity headers, inject the verified identity.
+    let (parts, body) = req.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
+    let listed: Vec<String> = parts
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        let hop =
+            matches!(n, "connection" | "keep-alive" | "proxy-connection" | "te" | "transfer-encoding" | "upgrade")
+                || listed.iter().any(|l| l == n);
+        if hop || (!gw.has(Flaw::ForwardSpoofedHeaders) && gw.stripped(n)) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    match HeaderValue::from_str(&principal) {
+        Ok(v) if gw.has(Flaw::ForwardSpoofedHeaders) => {
+            headers.append(gw.identity_header.clone(), v);
+        }
+        Ok(v) => {
+            headers.insert(gw.identity_header.clone(), v);
+        }
+        Err(_) => return forbidden(),
+    }
+    // 6. Forward.
+    let Ok(body) = Limited::new(body, 1 << 20).collect().await.map(|c| c.to_bytes()) else {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"body too large\"}");
+    };
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let uri = match Uri::builder()
+        .scheme(gw.upstream.scheme_str().unwrap_or("http"))
+        .authority(gw.upstream.authority().map_or("127.0.0.1", |a| a.as_str()))
+        .path_and_query(target)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => return reply(StatusCode::BAD_REQUEST, "{\"error\":\"bad path\"}"),
+    };
+    let mut up = Request::new(Full::new(body));
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    headers.remove(http::header::HOST);
+    *up.headers_mut() = headers;
+    match gw.client.request(up).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let mut r = Response::new(Full::new(bytes));
+            *r.status_mut() = status;
+            r
+        }
+        Err(_) => reply(StatusCode::BAD_GATEWAY, "{\"error\":\"upstream unavailable\"}"),
+    }
+}
