@@ -48,6 +48,9 @@ pub struct Config {
     /// When request number `.0` (1-based) arrives, every response is held until `.1` has
     /// passed since then.
     pub stall: Option<(u64, Duration)>,
+    /// Forward every request (with its headers) to this HTTP upstream before answering by
+    /// the rules: a gateway that denies *after* forwarding.
+    pub forward_to: Option<SocketAddr>,
 }
 
 /// A running target.
@@ -69,6 +72,8 @@ impl Running {
 }
 
 struct State {
+    forward_to: Option<SocketAddr>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     rules: Vec<(String, u16)>,
     stall: Option<(u64, Duration)>,
     stalled_until: Mutex<Option<Instant>>,
@@ -90,7 +95,10 @@ pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + S
         None => None,
     };
     let requests = Arc::new(AtomicU64::new(0));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     let state = Arc::new(State {
+        forward_to: cfg.forward_to,
+        client,
         rules: cfg.rules,
         stall: cfg.stall,
         stalled_until: Mutex::new(None),
@@ -150,7 +158,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     if let Some(u) = hold {
         tokio::time::sleep_until(u.into()).await;
     }
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
+    if let Some(up) = state.forward_to {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = format!("http://{up}{pq}").parse::<http::Uri>() {
+            let mut fwd = Request::new(Full::new(Bytes::new()));
+            *fwd.uri_mut() = uri;
+            *fwd.headers_mut() = req.headers().clone();
+            fwd.headers_mut().remove(http::header::HOST);
+            let _ = state.client.request(fwd).await;
+        }
+    }
     let status = state.rules.iter().find(|(p, _)| path.starts_with(p.as_str())).map_or(200, |(_, s)| *s);
     let body = if status == 200 { "{\"ok\":true}" } else { "{\"denied\":true}" };
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

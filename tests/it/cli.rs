@@ -119,7 +119,8 @@ fn certs_init_writes_private_keys_0600_and_is_idempotent() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_still_leaves_a_valid_summary() {
-    let target = testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None }).await.unwrap();
+    let target =
+        testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None }).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\

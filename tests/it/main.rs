@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod gateway;
 mod results;
 mod run;
 mod scenario;

@@ -6,9 +6,14 @@ use super::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_folder_is_complete_and_parseable() {
-    let target = testkit::spawn(testkit::Config { tls: Some(common::tls_setup(true)), rules: vec![], stall: None })
-        .await
-        .unwrap();
+    let target = testkit::spawn(testkit::Config {
+        tls: Some(common::tls_setup(true)),
+        rules: vec![],
+        stall: None,
+        forward_to: None,
+    })
+    .await
+    .unwrap();
     let yaml = format!(
         "gauntlet: 1\nname: results\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: h2 }}\n{}\
          checks: [ {{ id: A, identity: alice, request: {{ path: /api, headers: {{ authorization: Bearer secret-token }} }}, expect: allow }} ]\n\

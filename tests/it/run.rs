@@ -40,6 +40,7 @@ async fn classify_over(protocol: &str) {
         tls: Some(common::tls_setup(true)),
         rules: vec![("/admin".into(), 403)],
         stall: None,
+        forward_to: None,
     })
     .await
     .unwrap();
@@ -85,6 +86,7 @@ async fn a_conforming_target_passes_with_exit_zero() {
         tls: Some(common::tls_setup(true)),
         rules: vec![("/admin".into(), 403)],
         stall: None,
+        forward_to: None,
     })
     .await
     .unwrap();
@@ -113,6 +115,7 @@ async fn a_target_that_ignores_client_certs_is_caught() {
         tls: Some(common::tls_setup(false)),
         rules: vec![("/admin".into(), 403)],
         stall: None,
+        forward_to: None,
     })
     .await
     .unwrap();

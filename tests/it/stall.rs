@@ -30,10 +30,14 @@ pub fn latency_from_hlog(dir: &Path) -> hdrhistogram::Histogram<u64> {
 }
 
 async fn slow_count(load: &str) -> (u64, u64) {
-    let target =
-        testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: Some((40, Duration::from_millis(500))) })
-            .await
-            .unwrap();
+    let target = testkit::spawn(testkit::Config {
+        tls: None,
+        rules: vec![],
+        stall: Some((40, Duration::from_millis(500))),
+        forward_to: None,
+    })
+    .await
+    .unwrap();
     let yaml = format!(
         "gauntlet: 1\nname: stall\ntarget: {{ url: \"http://{}\", protocol: h1, max_in_flight: 8 }}\n\
          identities: {{ anon: {{}} }}\n\

@@ -1,0 +1,132 @@
+//! The zt-core pack against the reference gateway: clean, then with each flaw planted. Each
+//! flaw must be caught by exactly the checks it breaks, with the violation kind it causes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use gauntlet::app::{ExecOptions, execute};
+use gauntlet::gateway::{self, Flaw};
+use gauntlet::report::Summary;
+use gauntlet::testkit;
+
+use super::common;
+
+async fn pack_against(flaws: &[Flaw]) -> (u8, Summary) {
+    common::repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
+    let gw =
+        gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), flaws).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: pack\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: auto, max_in_flight: 8 }}\n\
+         phases:\n\
+         - {{ name: pack, requests: 152, users: 4 }}\n\
+         - {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n",
+        root = root.display(),
+        addr = gw.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let opts = ExecOptions {
+        out: Some(d.path().join("out")),
+        headless: true,
+        quiet: true,
+        oracle_listener: Some(oracle),
+        ..Default::default()
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), execute(common::load(&p), opts)).await.unwrap();
+    gw.stop().await;
+    (out.code, out.summary.unwrap())
+}
+
+fn failing(s: &Summary) -> BTreeSet<String> {
+    s.checks.iter().filter(|c| c.result != "pass").map(|c| format!("{}:{}", c.id, kinds(c))).collect()
+}
+
+fn kinds(c: &gauntlet::report::CheckSummary) -> String {
+    c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, _)| *k).collect::<Vec<_>>().join("+")
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_gateway_passes_every_check() {
+    let (code, s) = pack_against(&[]).await;
+    assert_eq!(failing(&s), BTreeSet::new(), "{:?}", s.reasons);
+    assert_eq!(code, 0);
+    assert!(s.checks.len() >= 30);
+    assert!(s.checks.iter().all(|c| c.sent > 0), "every check was exercised");
+    let oracle = s.oracle.unwrap();
+    assert_eq!(oracle.untagged, 0);
+    // Allowed requests arrived upstream with the injected identity; denied ones never did.
+    let base = s.checks.iter().find(|c| c.id == "ZT-BASE-CTRL-001").unwrap();
+    assert_eq!(base.upstream.unwrap().arrivals, base.sent);
+    let deny = s.checks.iter().find(|c| c.id == "ZT-AUTHZ-POL-002").unwrap();
+    assert_eq!(deny.upstream.unwrap().arrivals, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_flaw_is_caught_by_exactly_the_checks_it_breaks() {
+    let cases: &[(Flaw, &[&str])] = &[
+        (Flaw::SkipExpCheck, &["ZT-AUTHN-JWT-006:leak"]),
+        (Flaw::NoPathNormalization, &["ZT-AUTHZ-PATH-001:leak", "ZT-AUTHZ-PATH-001-ENC:leak"]),
+        (
+            Flaw::ForwardSpoofedHeaders,
+            &["ZT-HDR-PROP-002:spoofed_header", "ZT-HDR-PROP-003:spoofed_header", "ZT-HDR-PROP-004:spoofed_header"],
+        ),
+        (
+            Flaw::AcceptAnyClientCert,
+            &[
+                "ZT-AUTHN-MTLS-001:leak",
+                "ZT-AUTHN-MTLS-002:leak",
+                "ZT-AUTHN-MTLS-003:leak",
+                "ZT-AUTHN-MTLS-004:leak",
+                "ZT-AUTHN-MTLS-005:leak",
+            ],
+        ),
+        (Flaw::IgnoreMissingToken, &["ZT-AUTHN-JWT-001:leak"]),
+        (Flaw::RateLimitByXff, &["ZT-DOS-RATE-001:limit_bypass"]),
+    ];
+    for (flaw, want) in cases {
+        let (code, s) = pack_against(&[*flaw]).await;
+        assert_eq!(failing(&s), set(want), "{flaw:?}");
+        assert_eq!(code, 1, "{flaw:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_answers_403_but_still_forwards_is_a_leak() {
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = oracle.local_addr().unwrap();
+    let target = testkit::spawn(testkit::Config {
+        tls: None,
+        rules: vec![("/admin".into(), 403)],
+        stall: None,
+        forward_to: Some(upstream),
+    })
+    .await
+    .unwrap();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: late-deny\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks: [ {{ id: ADMIN, identity: anon, request: {{ path: /admin/x }}, expect: {{ deny: [403] }} }} ]\n\
+         phases: [ {{ name: p, requests: 30, users: 2 }} ]\n",
+        target.addr
+    ));
+    let opts = ExecOptions {
+        out: Some(d.path().join("out")),
+        quiet: true,
+        oracle_listener: Some(oracle),
+        ..Default::default()
+    };
+    let out = execute(common::load(&p), opts).await;
+    target.stop().await;
+    let s = out.summary.unwrap();
+    let c = &s.checks[0];
+    assert_eq!(c.statuses.get("403"), Some(&30), "the client saw only denials");
+    assert_eq!(c.violations["leak"], 30, "yet every one reached the upstream");
+    assert_eq!(out.code, 1);
+}
