@@ -479,6 +479,11 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes())
         })
         .and_then(|_| hlog.finish())
+        .and_then(|_| {
+            let (report, lines) = report::conformance_report(&s, &summary);
+            dir.write("results.jsonl", lines.as_bytes())?;
+            dir.write("conformance.yaml", report.as_bytes())
+        })
         .and_then(|_| dir.write("summary.json", summary.to_json().as_bytes()));
     if let Err(e) = written {
         say(opt, format!("gauntlet: {e}"));

@@ -5,6 +5,7 @@
 //! compressed). Every file is written under a temporary name and renamed, so an
 //! interrupted run leaves whole files or none.
 
+mod conformance;
 mod hlog;
 mod summary;
 
@@ -12,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
     CheckSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult, add_limit_bypass, add_oracle,

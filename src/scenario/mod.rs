@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use model::*;
 pub use threshold::{Metric, Op, Stat, Threshold};
 pub use validate::Overrides;
+pub(crate) use validate::hex;
 
 /// One located problem.
 #[derive(Debug, Clone)]

@@ -12,6 +12,11 @@ use gauntlet::testkit;
 use super::common;
 
 async fn pack_against(flaws: &[Flaw]) -> (u8, Summary) {
+    let (_dir, code, s) = pack_into(flaws).await;
+    (code, s)
+}
+
+async fn pack_into(flaws: &[Flaw]) -> (tempfile::TempDir, u8, Summary) {
     common::repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
@@ -38,7 +43,7 @@ async fn pack_against(flaws: &[Flaw]) -> (u8, Summary) {
     };
     let out = tokio::time::timeout(std::time::Duration::from_secs(180), execute(common::load(&p), opts)).await.unwrap();
     gw.stop().await;
-    (out.code, out.summary.unwrap())
+    (d, out.code, out.summary.unwrap())
 }
 
 fn failing(s: &Summary) -> BTreeSet<String> {
@@ -67,6 +72,29 @@ async fn the_clean_gateway_passes_every_check() {
     assert_eq!(base.upstream.unwrap().arrivals, base.sent);
     let deny = s.checks.iter().find(|c| c.id == "ZT-AUTHZ-POL-002").unwrap();
     assert_eq!(deny.upstream.unwrap().arrivals, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_report_names_the_failed_check_and_carries_no_secret() {
+    let (dir, code, _) = pack_into(&[Flaw::SkipExpCheck]).await;
+    assert_eq!(code, 1);
+    let text = std::fs::read_to_string(dir.path().join("out/conformance.yaml")).unwrap();
+    let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(y["kind"], "ConformanceReport");
+    assert_eq!(y["implementation"]["project"], "reference-gateway");
+    assert_eq!(y["oracle"], "upstream-canary");
+    let http = y["profiles"].as_sequence().unwrap().iter().find(|p| p["name"] == "ZT-GATEWAY-HTTP").unwrap();
+    assert_eq!(http["extended"]["result"], "failure");
+    assert_eq!(http["extended"]["failedChecks"][0], "ZT-AUTHN-JWT-006");
+    assert_eq!(http["core"]["result"], "success");
+    assert!(http["summary"].as_str().unwrap().contains("1 check failure."));
+    assert!(y["reproduce"]["scenarioSha256"].as_str().unwrap().len() == 64);
+    let lines = std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 38);
+    // Tokens and keys never appear in the published report.
+    for secret in ["eyJ", "PRIVATE KEY", "Bearer "] {
+        assert!(!text.contains(secret) && !lines.contains(secret), "{secret}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
