@@ -172,13 +172,15 @@ fn redact(cmd: &str) -> String {
         .join(" ")
 }
 
+/// A check with its level, status and feature.
+type Placed<'a> = (&'a CheckSummary, &'static str, &'static str, Option<&'static str>);
+
 /// Renders `(conformance.yaml, results.jsonl)`.
 pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
     let oracle = sum.oracle.is_some();
     let oracle_name = if oracle { "upstream-canary" } else { "client-only" };
     let mut lines = String::new();
-    let mut by_profile: BTreeMap<&'static str, Vec<(&CheckSummary, &'static str, &'static str, Option<&'static str>)>> =
-        BTreeMap::new();
+    let mut by_profile: BTreeMap<&'static str, Vec<Placed<'_>>> = BTreeMap::new();
     for (c, chk) in sum.checks.iter().zip(&s.checks) {
         let (profile, level, feature) = classify(&c.id);
         let needs_oracle = !chk.upstream.absent.is_empty() || !chk.upstream.headers.is_empty();
