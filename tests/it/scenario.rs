@@ -103,7 +103,7 @@ fn the_documented_example_validates() {
     let p = d.path().join("docs/example.yaml");
     std::fs::write(&p, yaml).unwrap();
     let s = super::common::load(&p);
-    assert_eq!(s.checks.len(), 5);
+    assert_eq!(s.checks.len(), 6);
     assert_eq!(s.phases.len(), 3);
     assert_eq!(s.thresholds.len(), 5);
     assert_eq!(s.identities.len(), 10);
