@@ -221,7 +221,8 @@ async fn gateway_cmd(a: GatewayArgs) -> u8 {
             errln!("gateway: listening on https://{} → {} (Ctrl-C to stop)", gw.addr, cfg.upstream);
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone(), None));
-            gw.wait(stop).await;
+            stop.cancelled().await;
+            gw.stop().await;
             PASS
         }
         Err(e) => {

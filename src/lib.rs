@@ -18,5 +18,6 @@ pub mod plan;
 pub mod proto;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod testkit;
 pub mod tls;

@@ -18,7 +18,6 @@ pub mod policy;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +34,7 @@ use hyper_util::server::conn::auto;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Error as ConfigError};
@@ -141,26 +140,7 @@ struct Peer {
 }
 
 /// A running gateway.
-pub struct Running {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    /// Stops accepting and closes connections.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-
-    /// Runs until `stop` is cancelled.
-    pub async fn wait(self, stop: CancellationToken) {
-        stop.cancelled().await;
-        self.stop().await;
-    }
-}
+pub type Running = crate::serve::Server;
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::File { what, path: path.to_path_buf(), reason: e.to_string() })
@@ -235,10 +215,9 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
             TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?
         }
     };
-    let addr = listener.local_addr().map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(accept(listener, tokio_rustls::TlsAcceptor::from(server), gw, stop.clone()));
-    Ok(Running { addr, stop, task })
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    crate::serve::spawn(listener, move |tcp, stop| connection(tcp, acceptor.clone(), gw.clone(), stop))
+        .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })
 }
 
 fn jwks(bytes: &[u8]) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
@@ -259,29 +238,16 @@ fn jwks(bytes: &[u8]) -> Result<HashMap<String, (DecodingKey, Algorithm)>, Strin
     Ok(out)
 }
 
-async fn accept(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, gw: Arc<Gateway>, stop: CancellationToken) {
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let tcp = tokio::select! {
-            r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
-            _ = stop.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (gw, acceptor, stop) = (gw.clone(), acceptor.clone(), stop.clone());
-        conns.spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else { return };
-            let peer = Arc::new(peer(stream.get_ref().1.peer_certificates()));
-            let svc = service_fn(move |req| {
-                let (gw, peer) = (gw.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(handle(&gw, &peer, req).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-        });
-    }
-    conns.close();
-    conns.wait().await;
+async fn connection(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, gw: Arc<Gateway>, stop: CancellationToken) {
+    let Ok(stream) = acceptor.accept(tcp).await else { return };
+    let peer = Arc::new(peer(stream.get_ref().1.peer_certificates()));
+    let svc = service_fn(move |req| {
+        let (gw, peer) = (gw.clone(), peer.clone());
+        async move { Ok::<_, Infallible>(handle(&gw, &peer, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
 }
 
 fn peer(certs: Option<&[CertificateDer<'_>]>) -> Peer {

@@ -23,7 +23,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::proto::{TAG_HEADER, TAG_PARAM};
 use crate::scenario::Scenario;
@@ -252,37 +251,23 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its state.
     pub oracle: Arc<Oracle>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    server: crate::serve::Server,
 }
 
 impl Running {
-    /// Stops serving.
+    /// Stops serving; returns the state for a last report.
     pub async fn stop(self) -> Arc<Oracle> {
-        self.stop.cancel();
-        let _ = self.task.await;
+        self.server.stop().await;
         self.oracle
     }
 }
 
 /// Serves `oracle` on `listener` (plain HTTP/1.1 and h2c).
 pub fn spawn(listener: TcpListener, oracle: Arc<Oracle>) -> std::io::Result<Running> {
-    let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(accept(listener, oracle.clone(), stop.clone()));
-    Ok(Running { addr, oracle, stop, task })
-}
-
-async fn accept(listener: TcpListener, oracle: Arc<Oracle>, stop: CancellationToken) {
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let tcp = tokio::select! {
-            r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
-            _ = stop.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (oracle, stop) = (oracle.clone(), stop.clone());
-        conns.spawn(async move {
+    let state = oracle.clone();
+    let server = crate::serve::spawn(listener, move |tcp, stop| {
+        let oracle = state.clone();
+        async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let oracle = oracle.clone();
                 async move { Ok::<_, Infallible>(answer(&oracle, &req)) }
@@ -290,10 +275,9 @@ async fn accept(listener: TcpListener, oracle: Arc<Oracle>, stop: CancellationTo
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tcp), svc);
             tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-        });
-    }
-    conns.close();
-    conns.wait().await;
+        }
+    })?;
+    Ok(Running { addr: server.addr, oracle, server })
 }
 
 fn answer(oracle: &Oracle, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::tls;
@@ -59,15 +59,13 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    server: crate::serve::Server,
 }
 
 impl Running {
     /// Stops accepting and waits for the accept loop to end.
     pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
+        self.server.stop().await;
     }
 }
 
@@ -83,7 +81,6 @@ struct State {
 /// Starts the target on 127.0.0.1:0.
 pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     let acceptor = match cfg.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
             t.chain,
@@ -104,44 +101,31 @@ pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + S
         stalled_until: Mutex::new(None),
         requests: requests.clone(),
     });
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(listener, acceptor, state, stop.clone()));
-    Ok(Running { addr, requests, stop, task })
+    let server =
+        crate::serve::spawn(listener, move |tcp, stop| connection(tcp, acceptor.clone(), state.clone(), stop))?;
+    Ok(Running { addr: server.addr, requests, server })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn connection(
+    tcp: TcpStream,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
     stop: CancellationToken,
 ) {
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = stop.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (state, acceptor, stop) = (state.clone(), acceptor.clone(), stop.clone());
-        conns.spawn(async move {
-            let svc = service_fn(move |req| handle(state.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            match acceptor {
-                Some(a) => {
-                    // A refused handshake just ends this connection.
-                    let Ok(tls) = a.accept(tcp).await else { return };
-                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-                }
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-                }
-            }
-        });
+    let svc = service_fn(move |req| handle(state.clone(), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    match acceptor {
+        Some(a) => {
+            // A refused handshake just ends this connection.
+            let Ok(tls) = a.accept(tcp).await else { return };
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        }
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        }
     }
-    conns.close();
-    conns.wait().await;
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
