@@ -80,10 +80,10 @@ async fn classifies_allow_deny_and_tls_reject_over_h2() {
     classify_over("h2").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conforming_target_passes_with_exit_zero() {
+/// Runs `body` (checks and phases) against an mTLS test target that denies /admin with 403.
+async fn against_target(require_client_cert: bool, protocol: &str, body: &str) -> (u8, Summary) {
     let target = testkit::spawn(testkit::Config {
-        tls: Some(common::tls_setup(true)),
+        tls: Some(common::tls_setup(require_client_cert)),
         rules: vec![("/admin".into(), 403)],
         stall: None,
         forward_to: None,
@@ -91,12 +91,7 @@ async fn a_conforming_target_passes_with_exit_zero() {
     .await
     .unwrap();
     let yaml = format!(
-        "gauntlet: 1\nname: clean\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: auto }}\n{}\
-         checks:\n\
-         - {{ id: A, identity: alice, request: {{ path: /api }}, expect: allow }}\n\
-         - {{ id: D, identity: bob, request: {{ path: /admin }}, expect: deny }}\n\
-         - {{ id: T, identity: stranger, request: {{ path: /api }}, expect: tls_reject }}\n\
-         phases: [ {{ name: p, requests: 60, users: 3 }} ]\n",
+        "gauntlet: 1\nname: t\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: {protocol} }}\n{}{body}",
         target.addr,
         common::cert("ca.pem"),
         common::identities()
@@ -104,37 +99,38 @@ async fn a_conforming_target_passes_with_exit_zero() {
     let (d, p) = common::scenario_file(&yaml);
     let out = common::run(common::load(&p), &d.path().join("out")).await;
     target.stop().await;
-    let s = out.summary.unwrap();
-    assert_eq!((out.code, s.verdict, s.requests.sent), (0, "pass", 60), "{:?}", s.reasons);
+    (out.code, out.summary.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conforming_target_passes_with_exit_zero() {
+    let (code, s) = against_target(
+        true,
+        "auto",
+        "checks:\n\
+         - { id: A, identity: alice, request: { path: /api }, expect: allow }\n\
+         - { id: D, identity: bob, request: { path: /admin }, expect: deny }\n\
+         - { id: T, identity: stranger, request: { path: /api }, expect: tls_reject }\n\
+         phases: [ { name: p, requests: 60, users: 3 } ]\n",
+    )
+    .await;
+    assert_eq!((code, s.verdict, s.requests.sent), (0, "pass", 60), "{:?}", s.reasons);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_ignores_client_certs_is_caught() {
     // Client certificates are optional here: the handshake without one succeeds.
-    let target = testkit::spawn(testkit::Config {
-        tls: Some(common::tls_setup(false)),
-        rules: vec![("/admin".into(), 403)],
-        stall: None,
-        forward_to: None,
-    })
-    .await
-    .unwrap();
-    let yaml = format!(
-        "gauntlet: 1\nname: lax\ntarget: {{ url: \"https://{}\", ca: \"{}\", server_name: localhost, protocol: h1 }}\n{}\
-         checks:\n\
-         - {{ id: SERVED, identity: stranger, request: {{ path: /api }}, expect: tls_reject }}\n\
-         - {{ id: DENIED-LATE, identity: stranger, request: {{ path: /admin }}, expect: tls_reject }}\n\
-         phases: [ {{ name: p, requests: 40, rate: 200/s }} ]\n",
-        target.addr,
-        common::cert("ca.pem"),
-        common::identities()
-    );
-    let (d, p) = common::scenario_file(&yaml);
-    let out = common::run(common::load(&p), &d.path().join("out")).await;
-    target.stop().await;
-    let s = out.summary.unwrap();
+    let (code, s) = against_target(
+        false,
+        "h1",
+        "checks:\n\
+         - { id: SERVED, identity: stranger, request: { path: /api }, expect: tls_reject }\n\
+         - { id: DENIED-LATE, identity: stranger, request: { path: /admin }, expect: tls_reject }\n\
+         phases: [ { name: p, requests: 40, rate: 200/s } ]\n",
+    )
+    .await;
     let c = by_id(&s);
     assert_eq!(c["SERVED"].violations["leak"], c["SERVED"].sent);
     assert_eq!(c["DENIED-LATE"].violations["tls_accept"], c["DENIED-LATE"].sent);
-    assert_eq!(out.code, 1);
+    assert_eq!(code, 1);
 }
