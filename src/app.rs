@@ -232,6 +232,17 @@ async fn gateway_cmd(a: GatewayArgs) -> u8 {
     }
 }
 
+/// A TLS server config from PEM files (for the standalone oracle).
+fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
+    tls::server_config(chain, key, None, false, &[b"h2", b"http/1.1"]).map_err(|e| e.to_string())
+}
+
 async fn oracle_cmd(a: OracleArgs) -> u8 {
     let s = match load(&a.scenario, &Overrides::default()) {
         Ok(s) => s,
@@ -244,10 +255,21 @@ async fn oracle_cmd(a: OracleArgs) -> u8 {
             return RUNTIME;
         }
     };
-    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN)))) {
+    let tls = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => match server_tls(c, k) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errln!("gauntlet: {e}");
+                return USAGE;
+            }
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN))), tls) {
         Ok(o) => {
             errln!(
-                "oracle: listening on http://{} for `{}`; counters at http://{}/__gauntlet/oracle",
+                "oracle: listening on {scheme}://{} for `{}`; counters at {scheme}://{}/__gauntlet/oracle",
                 o.addr,
                 s.name,
                 o.addr
@@ -379,17 +401,18 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         },
         (None, None) => None,
     };
-    let oracle = match listener.map(|l| oracle::spawn(l, Arc::new(Oracle::new(Rules::from_scenario(&s, &run_id))))) {
-        Some(Ok(o)) => {
-            say(opt, format!("oracle: upstream oracle listening on http://{}", o.addr));
-            Some(o)
-        }
-        Some(Err(e)) => {
-            say(opt, format!("gauntlet: cannot start the oracle: {e}"));
-            return code(RUNTIME);
-        }
-        None => None,
-    };
+    let oracle =
+        match listener.map(|l| oracle::spawn(l, Arc::new(Oracle::new(Rules::from_scenario(&s, &run_id))), None)) {
+            Some(Ok(o)) => {
+                say(opt, format!("oracle: upstream oracle listening on http://{}", o.addr));
+                Some(o)
+            }
+            Some(Err(e)) => {
+                say(opt, format!("gauntlet: cannot start the oracle: {e}"));
+                return code(RUNTIME);
+            }
+            None => None,
+        };
     let dims = Dims { phases: plan.phases.len(), conditions: 1, checks: s.checks.len() };
     let threads = match s.target.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -58,6 +58,12 @@ pub struct OracleArgs {
     /// Scenario whose checks' upstream expectations the oracle judges (tags from any run).
     #[arg(long, value_name = "FILE")]
     pub scenario: PathBuf,
+    /// Serve TLS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate (PEM); needs `--key`.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for `--cert`.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Output options shared by `run` and `demo`.

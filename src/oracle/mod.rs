@@ -262,19 +262,34 @@ impl Running {
     }
 }
 
-/// Serves `oracle` on `listener` (plain HTTP/1.1 and h2c).
-pub fn spawn(listener: TcpListener, oracle: Arc<Oracle>) -> std::io::Result<Running> {
+/// Serves `oracle` on `listener`: HTTP/1.1 and h2c, or — with `tls` — HTTP/1.1 and HTTP/2
+/// over TLS (ALPN).
+pub fn spawn(
+    listener: TcpListener,
+    oracle: Arc<Oracle>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<Running> {
     let state = oracle.clone();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let server = crate::serve::spawn(listener, move |tcp, stop| {
-        let oracle = state.clone();
+        let (oracle, acceptor) = (state.clone(), acceptor.clone());
         async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let oracle = oracle.clone();
                 async move { Ok::<_, Infallible>(answer(&oracle, &req)) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+            match acceptor {
+                Some(a) => {
+                    let Ok(stream) = a.accept(tcp).await else { return };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+            }
         }
     })?;
     Ok(Running { addr: server.addr, oracle, server })

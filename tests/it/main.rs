@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod gateway;
+mod oracle;
 mod results;
 mod run;
 mod scenario;
