@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard;
 use crate::engine::{self, Job};
 use crate::metrics::{Collector, Dims, Progress, Snapshot};
 use crate::oracle::{self, Oracle, Rules};
@@ -295,6 +296,8 @@ pub struct ExecOptions {
     pub out: Option<std::path::PathBuf>,
     /// No dashboard.
     pub headless: bool,
+    /// Leave the dashboard when the run ends.
+    pub no_wait: bool,
     /// Print nothing (tests).
     pub quiet: bool,
     /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
@@ -322,7 +325,7 @@ impl RunOutcome {
 }
 
 fn opts(o: &OutputArgs) -> ExecOptions {
-    ExecOptions { out: o.out.clone(), headless: o.headless, ..Default::default() }
+    ExecOptions { out: o.out.clone(), headless: o.headless, no_wait: o.no_wait, ..Default::default() }
 }
 
 /// Runs a validated scenario end to end and writes its results folder.
@@ -443,10 +446,24 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     });
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone()));
-    let printer = tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal(), opt.quiet));
-    if !opt.headless && !opt.quiet && std::io::stdout().is_terminal() {
-        say(opt, "(the live dashboard is not built yet; showing the progress line)");
-    }
+    let tui = !opt.headless && !opt.quiet && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let printer = if tui {
+        let info = dashboard::Info {
+            scenario: s.name.clone(),
+            target: s.target.url.clone(),
+            protocol: s.target.protocol.as_str().to_string(),
+            checks: s.checks.iter().map(|c| (c.id.clone(), c.expect.kind(), c.expect.is_deny_class())).collect(),
+            thresholds: s.thresholds.iter().map(dashboard::Threshold::from_scenario).collect(),
+        };
+        let (stop, no_wait) = (stop.clone(), opt.no_wait);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = dashboard::run(snap_rx, info, stop, no_wait) {
+                errln!("gauntlet: the dashboard failed ({e}); the run goes on");
+            }
+        })
+    } else {
+        tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal(), opt.quiet))
+    };
 
     let finish = match s.target.protocol {
         ProtocolKind::H1 => {

@@ -75,6 +75,9 @@ pub struct OutputArgs {
     /// Print a progress line instead of a dashboard (always the case when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    /// Leave the dashboard as soon as the run ends instead of waiting for a key.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// `gauntlet run`.

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod conformance;
+pub mod dashboard;
 pub mod engine;
 pub mod gateway;
 pub mod metrics;

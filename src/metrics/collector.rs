@@ -85,6 +85,10 @@ pub struct Snapshot {
     pub totals: Counts,
     /// Run totals per check.
     pub per_check: Vec<Counts>,
+    /// Latency over the whole run so far.
+    pub latency_total: Histogram<u64>,
+    /// p99 latency per check over the run so far (µs; 0 before any sample).
+    pub per_check_p99_us: Vec<u64>,
     /// The run has finished.
     pub done: bool,
 }
@@ -220,12 +224,19 @@ impl Collector {
         };
         let mut totals = Counts::default();
         let mut per_check = vec![Counts::default(); self.dims.checks];
+        let mut latency_total = histogram();
+        let mut check_latency: Vec<Histogram<u64>> = (0..self.dims.checks).map(|_| histogram()).collect();
         for (i, c) in self.cells.iter().enumerate() {
             if let Some(c) = c {
+                let k = self.dims.key(i).check as usize;
                 totals.add(&c.counts);
-                per_check[self.dims.key(i).check as usize].add(&c.counts);
+                per_check[k].add(&c.counts);
+                let _ = latency_total.add(&c.latency);
+                let _ = check_latency[k].add(&c.latency);
             }
         }
+        let per_check_p99_us =
+            check_latency.iter().map(|h| if h.is_empty() { 0 } else { h.value_at_quantile(0.99) }).collect();
         Snapshot {
             elapsed: now.saturating_duration_since(self.progress.run_start),
             phase,
@@ -237,6 +248,8 @@ impl Collector {
             window_latency,
             totals,
             per_check,
+            latency_total,
+            per_check_p99_us,
             done,
         }
     }

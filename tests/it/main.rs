@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod dashboard;
 mod gateway;
 mod oracle;
 mod results;
