@@ -190,7 +190,8 @@ fn mark(ok: bool) -> Span<'static> {
 
 fn draw_statuses(f: &mut Frame, area: Rect, v: &View) {
     let s = v.snap;
-    let (mut expected, mut unexpected): (Vec<(u16, u64)>, Vec<(u16, u64)>) = (Vec::new(), Vec::new());
+    let mut expected: Vec<(u16, u64)> = Vec::new();
+    let mut unexpected: Vec<(u16, u64)> = Vec::new();
     let add = |list: &mut Vec<(u16, u64)>, st: u16, n: u64| match list.iter_mut().find(|(x, _)| *x == st) {
         Some(e) => e.1 += n,
         None => list.push((st, n)),

@@ -73,7 +73,7 @@ struct Leaf {
     about: &'static str,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Validity {
     Current,
     Expired,
@@ -179,7 +179,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
 
     for leaf in LEAVES {
         let (cert_name, key_name) = (format!("{}.pem", leaf.stem), format!("{}.key", leaf.stem));
-        if exists(&cert_name) && exists(&key_name) {
+        if exists(&cert_name) && exists(&key_name) && still_fits(&p(&cert_name), leaf.validity, now) {
             out.kept.extend([p(&cert_name), p(&key_name)]);
             continue;
         }
@@ -190,7 +190,8 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
         (params.not_before, params.not_after) = match leaf.validity {
             Validity::Current => (now - TDuration::hours(1), now + TDuration::days(825)),
             Validity::Expired => (now - TDuration::days(30), now - TDuration::hours(1)),
-            Validity::NotYetValid => (now + TDuration::hours(1), now + TDuration::days(825)),
+            // Ten years ahead: "not yet valid" must stay true for the life of the PKI.
+            Validity::NotYetValid => (now + TDuration::days(3650), now + TDuration::days(3650 + 825)),
         };
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![leaf.eku.clone()];
@@ -208,6 +209,26 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
         write(&p("README.md"), readme().as_bytes(), false, &mut out)?;
     }
     Ok(out)
+}
+
+/// Whether a kept certificate still has the validity its role needs (a "not yet valid"
+/// certificate that has become valid, or a current one that expired, is re-issued).
+fn still_fits(path: &Path, want: Validity, now: OffsetDateTime) -> bool {
+    let Ok(pem) = fs::read(path) else { return false };
+    let Some(Ok(der)) = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
+        .next()
+        .map(|r: Result<rustls_pki_types::CertificateDer<'static>, _>| r)
+    else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return false };
+    let (nb, na) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+    let t = now.unix_timestamp();
+    match want {
+        Validity::Current => nb <= t && t + 86_400 < na,
+        Validity::Expired => na < t,
+        Validity::NotYetValid => nb > t + 86_400,
+    }
 }
 
 fn dn(cn: &str, ou: &str) -> DistinguishedName {
@@ -339,4 +360,23 @@ fn readme() -> String {
          | `jwks.json` | JWKS with the RS256 and ES256 public keys |\n",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_certificates_are_checked_against_their_role() {
+        let d = tempfile::tempdir().expect("tempdir");
+        init(d.path(), false).expect("init");
+        let now = OffsetDateTime::now_utc();
+        let future = d.path().join("alice-future.pem");
+        assert!(still_fits(&future, Validity::NotYetValid, now));
+        // Eleven years on, the "not yet valid" certificate is valid: it must be re-issued.
+        assert!(!still_fits(&future, Validity::NotYetValid, now + TDuration::days(4015)));
+        assert!(still_fits(&d.path().join("alice.pem"), Validity::Current, now));
+        assert!(still_fits(&d.path().join("alice-expired.pem"), Validity::Expired, now));
+        assert!(!still_fits(&d.path().join("alice.pem"), Validity::Expired, now));
+    }
 }
