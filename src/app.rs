@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::conformance::Expect;
 use crate::dashboard;
 use crate::engine::{self, Job};
 use crate::metrics::{Collector, Dims, Progress, Snapshot};
@@ -453,6 +454,15 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             target: s.target.url.clone(),
             protocol: s.target.protocol.as_str().to_string(),
             checks: s.checks.iter().map(|c| (c.id.clone(), c.expect.kind(), c.expect.is_deny_class())).collect(),
+            denials: s
+                .checks
+                .iter()
+                .map(|c| match &c.expect {
+                    Expect::Deny { statuses } => statuses.clone(),
+                    Expect::Limit { .. } => vec![429],
+                    _ => Vec::new(),
+                })
+                .collect(),
             thresholds: s.thresholds.iter().map(dashboard::Threshold::from_scenario).collect(),
         };
         let (stop, no_wait) = (stop.clone(), opt.no_wait);

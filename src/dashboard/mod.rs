@@ -31,6 +31,9 @@ pub struct Info {
     pub protocol: String,
     /// Per check: id, expectation kind, deny-class.
     pub checks: Vec<(String, &'static str, bool)>,
+    /// Per check: the statuses that count as an expected denial (deny statuses, 429 for
+    /// `limit` checks).
+    pub denials: Vec<Vec<u16>>,
     /// Threshold expressions and whether the dashboard can judge them live (run-wide ones).
     pub thresholds: Vec<Threshold>,
 }
@@ -310,10 +313,12 @@ pub fn run(
     let mut history = History::default();
     let mut snap = rx.borrow_and_update().clone();
     let mut finished = false;
+    let mut dirty = true;
     loop {
         if rx.has_changed().unwrap_or(false) {
             snap = rx.borrow_and_update().clone();
             history.push(&snap);
+            dirty = true;
         }
         if snap.done && !finished {
             finished = true;
@@ -322,9 +327,13 @@ pub fn run(
             }
             ui.notice = Some("run finished — press any key to leave and print the summary".into());
         }
-        terminal.draw(|f| draw(f, &View { info: &info, snap: &snap, history: &history, ui: &ui }))?;
-        // About 7 redraws a second between snapshots (which arrive 4 times a second).
-        if event::poll(Duration::from_millis(150))? {
+        // Redraw when there is something new: a snapshot (4 a second) or a key.
+        if dirty {
+            terminal.draw(|f| draw(f, &View { info: &info, snap: &snap, history: &history, ui: &ui }))?;
+            dirty = false;
+        }
+        if event::poll(Duration::from_millis(100))? {
+            dirty = true;
             if let Event::Key(k) = event::read()? {
                 if k.kind != KeyEventKind::Press {
                     continue;

@@ -196,9 +196,10 @@ fn draw_statuses(f: &mut Frame, area: Rect, v: &View) {
         Some(e) => e.1 += n,
         None => list.push((st, n)),
     };
-    for ((_, kind, deny), c) in v.info.checks.iter().zip(&s.per_check) {
+    for (i, ((_, _, deny), c)) in v.info.checks.iter().zip(&s.per_check).enumerate() {
+        let accepted = v.info.denials.get(i).map(Vec::as_slice).unwrap_or(&[]);
         for &(st, n) in &c.statuses {
-            let ok_deny = (*deny && matches!(st, 401 | 403 | 429)) || (*kind == "limit" && st == 429);
+            let ok_deny = accepted.contains(&st);
             if ok_deny {
                 add(&mut expected, st, n);
             } else if !(200..300).contains(&st) || *deny {

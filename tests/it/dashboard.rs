@@ -63,6 +63,7 @@ fn fixture() -> (Info, Snapshot, History) {
             ("ZT-DOS-RATE-001".into(), "limit", false),
             ("ZT-AUTHZ-POL-002".into(), "deny", true),
         ],
+        denials: vec![vec![], vec![401, 403], vec![], vec![429], vec![403]],
         thresholds: vec![
             Threshold {
                 expr: "leak == 0".into(),
