@@ -303,6 +303,8 @@ pub struct ExecOptions {
     pub quiet: bool,
     /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
     pub stop: Option<CancellationToken>,
+    /// A pause switch shared with the caller (the dashboard has its own otherwise).
+    pub pause: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// A listener for the oracle already bound by the caller (the demo binds it before it
     /// configures the gateway); otherwise the scenario's `oracle.listen` is bound.
     pub oracle_listener: Option<tokio::net::TcpListener>,
@@ -422,7 +424,9 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
     };
+    let pause = opt.pause.clone().unwrap_or_default();
     let job = Job {
+        pause: pause.clone(),
         plan: plan.clone(),
         requests: Arc::new(requests),
         expects: Arc::new(s.checks.iter().map(|c| c.expect.clone()).collect()),
@@ -467,7 +471,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         };
         let (stop, no_wait) = (stop.clone(), opt.no_wait);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = dashboard::run(snap_rx, info, stop, no_wait) {
+            if let Err(e) = dashboard::run(snap_rx, info, stop, pause, no_wait) {
                 errln!("gauntlet: the dashboard failed ({e}); the run goes on");
             }
         })

@@ -10,6 +10,7 @@ mod render;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -159,6 +160,8 @@ pub struct Ui {
     pub drill: bool,
     /// One-line notice.
     pub notice: Option<String>,
+    /// Sending is paused.
+    pub paused: bool,
 }
 
 impl Default for Ui {
@@ -171,6 +174,7 @@ impl Default for Ui {
             help: false,
             drill: false,
             notice: None,
+            paused: false,
         }
     }
 }
@@ -293,7 +297,6 @@ pub fn key(ui: &mut Ui, code: KeyCode, mods: KeyModifiers, checks: usize) -> boo
             }
         }
         KeyCode::Enter if ui.focus == Focus::Checks => ui.drill = !ui.drill,
-        KeyCode::Char('p') => ui.notice = Some("pause is not available yet: stop with q (results are written)".into()),
         _ => {}
     }
     false
@@ -305,6 +308,7 @@ pub fn run(
     mut rx: watch::Receiver<Arc<Snapshot>>,
     info: Info,
     stop: CancellationToken,
+    pause: Arc<AtomicBool>,
     no_wait: bool,
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
@@ -340,6 +344,16 @@ pub fn run(
                 }
                 if finished {
                     return Ok(());
+                }
+                if k.code == KeyCode::Char('p') && !ui.help {
+                    let now_paused = !pause.fetch_xor(true, Ordering::AcqRel);
+                    ui.paused = now_paused;
+                    ui.notice = Some(if now_paused {
+                        "PAUSED: nothing is sent and the phase clock stands still — p resumes".into()
+                    } else {
+                        "resumed".into()
+                    });
+                    continue;
                 }
                 if key(&mut ui, k.code, k.modifiers, info.checks.len()) {
                     stop.cancel();

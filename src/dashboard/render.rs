@@ -110,7 +110,8 @@ fn draw_header(f: &mut Frame, area: Rect, v: &View) {
     let remaining =
         if len > 0.0 { format!("{:.0}s left", (len - s.phase_elapsed.as_secs_f64()).max(0.0)) } else { "open".into() };
     let label = format!(
-        "phase {} {} {:.0}/{:.0}s · elapsed {:.0}s · {remaining} · network: unimpaired",
+        "{}phase {} {} {:.0}/{:.0}s · elapsed {:.0}s · {remaining} · network: unimpaired",
+        if v.ui.paused { "PAUSED · " } else { "" },
         s.phase + 1,
         s.phase_name,
         s.phase_elapsed.as_secs_f64(),
@@ -404,7 +405,7 @@ fn draw_checks(f: &mut Frame, area: Rect, v: &View) {
 fn draw_footer(f: &mut Frame, area: Rect, v: &View) {
     let text = match &v.ui.notice {
         Some(n) => Line::from(Span::styled(n.clone(), Style::new().fg(Color::Yellow).bold())),
-        None => Line::from("q quit · tab focus · ↑↓ select · enter details · s sort · w window · ? help"),
+        None => Line::from("q quit · p pause · tab focus · ↑↓ select · enter details · s sort · w window · ? help"),
     };
     f.render_widget(Paragraph::new(text).alignment(Alignment::Left), area);
 }
@@ -416,7 +417,7 @@ fn popup(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
-    let r = popup(area, 54, 12);
+    let r = popup(area, 54, 13);
     let lines = vec![
         Line::from("q / Ctrl-C  stop the run (results are still written)"),
         Line::from("tab         switch focus: checks ↔ charts"),
@@ -425,6 +426,7 @@ fn draw_help(f: &mut Frame, area: Rect) {
         Line::from("← →         chart window (charts focused)"),
         Line::from("s           sort checks: violations, p99, scenario"),
         Line::from("w           window: 10 s, 1 min, whole run"),
+        Line::from("p           pause / resume sending"),
         Line::from("?           this help (esc closes)"),
     ];
     f.render_widget(Clear, r);

@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
@@ -60,6 +60,8 @@ pub struct Job {
     pub timeout: Duration,
     /// Counter dimensions.
     pub dims: Dims,
+    /// While set, no new request is sent and the phase clock stands still.
+    pub pause: Arc<AtomicBool>,
 }
 
 /// How the run ended.
@@ -73,7 +75,18 @@ struct PhaseState {
     next: AtomicU64,
     completed: AtomicU64,
     all_done: Notify,
+    /// Time this phase spent paused (ns): its schedule and deadline move by this much.
+    shift_ns: AtomicU64,
 }
+
+impl PhaseState {
+    fn shift(&self) -> Duration {
+        Duration::from_nanos(self.shift_ns.load(Ordering::Acquire))
+    }
+}
+
+/// How often a paused generator looks at the pause switch again.
+const PAUSE_POLL: Duration = Duration::from_millis(50);
 
 struct Shared {
     phases: Vec<PhaseState>,
@@ -81,6 +94,7 @@ struct Shared {
     progress: Arc<Progress>,
     stop: CancellationToken,
     hard: CancellationToken,
+    paused: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -118,12 +132,18 @@ pub async fn run<P: Protocol>(
             .plan
             .phases
             .iter()
-            .map(|_| PhaseState { next: AtomicU64::new(0), completed: AtomicU64::new(0), all_done: Notify::new() })
+            .map(|_| PhaseState {
+                next: AtomicU64::new(0),
+                completed: AtomicU64::new(0),
+                all_done: Notify::new(),
+                shift_ns: AtomicU64::new(0),
+            })
             .collect(),
         started: Notify::new(),
         progress: progress.clone(),
         stop: stop.clone(),
         hard: CancellationToken::new(),
+        paused: job.pause.clone(),
     });
     let users_max = job.plan.phases.iter().filter_map(|p| p.users()).max().unwrap_or(0) as usize;
     let workers = job.max_in_flight.max(users_max).max(1);
@@ -179,14 +199,31 @@ async fn coordinate(job: &Job, shared: &Shared) -> bool {
                 _ => std::future::pending::<()>().await,
             }
         };
+        let state = &shared.phases[i];
+        // Sleeps to the deadline, moved on by every pause while it lasts.
         let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending::<()>().await,
+            let Some(d) = deadline else { return std::future::pending::<Instant>().await };
+            let mut paused_at: Option<Instant> = None;
+            loop {
+                let now = Instant::now();
+                match (shared.paused.load(Ordering::Acquire), paused_at) {
+                    (true, None) => paused_at = Some(now),
+                    (false, Some(p)) => {
+                        let ns = u64::try_from(now.duration_since(p).as_nanos()).unwrap_or(u64::MAX);
+                        state.shift_ns.fetch_add(ns, Ordering::AcqRel);
+                        paused_at = None;
+                    }
+                    _ => {}
+                }
+                let end = d + state.shift();
+                if paused_at.is_none() && now >= end {
+                    return end;
+                }
+                tokio::time::sleep_until(end.min(now + PAUSE_POLL).into()).await;
             }
         };
         let end = tokio::select! {
-            _ = sleep => deadline.unwrap_or_else(Instant::now),
+            end = sleep => end,
             _ = all_done => Instant::now(),
             _ = shared.stop.cancelled() => {
                 shared.progress.end(i, Instant::now());
@@ -311,20 +348,29 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             if cx.shared.progress.ended(pi).is_some() {
                 break;
             }
+            while cx.shared.paused.load(Ordering::Acquire) {
+                tokio::time::sleep(PAUSE_POLL).await;
+            }
             let i = state.next.fetch_add(1, Ordering::AcqRel);
             let Some(slot) = phase.slot(i) else { break };
             let intended = match slot {
-                Some(off) => {
-                    let at = start + off;
+                Some(off) => loop {
+                    // The intended time moves with every pause of this phase.
+                    let at = start + off + state.shift();
                     let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
-                    if wake > Instant::now() {
+                    let now = Instant::now();
+                    // Paused, or due later than the next look at the pause switch.
+                    if cx.shared.paused.load(Ordering::Acquire) || wake > now + PAUSE_POLL {
+                        tokio::time::sleep(PAUSE_POLL).await;
+                    } else if wake > now {
                         tokio::time::sleep_until(wake.into()).await;
+                    } else {
+                        break at;
                     }
-                    at
-                }
+                },
                 None => {
                     let now = Instant::now();
-                    if phase.duration.is_some_and(|d| now >= start + d) {
+                    if phase.duration.is_some_and(|d| now >= start + d + state.shift()) {
                         break;
                     }
                     now

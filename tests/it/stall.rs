@@ -65,3 +65,41 @@ async fn open_loop_counts_the_stall_in_every_request_scheduled_during_it() {
     assert!(open_slow >= 40, "open loop saw {open_slow} slow requests");
     assert!(closed_slow * 10 <= open_slow, "closed {closed_slow} vs open {open_slow}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_stops_sending_and_moves_the_schedule() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let target =
+        testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None }).await.unwrap();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: pause\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 100, rate: 100/s }} ]\n",
+        target.addr
+    ));
+    let pause = Arc::new(AtomicBool::new(false));
+    let opts = gauntlet::app::ExecOptions {
+        out: Some(d.path().join("out")),
+        quiet: true,
+        pause: Some(pause.clone()),
+        ..Default::default()
+    };
+    let run = tokio::spawn(gauntlet::app::execute(common::load(&p), opts));
+    // Pause once about a third of the requests went out.
+    let counter = target.requests.clone();
+    while counter.load(Ordering::Acquire) < 30 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pause.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(200)).await; // in-flight requests land
+    let during = counter.load(Ordering::Acquire);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(counter.load(Ordering::Acquire), during, "nothing is sent while paused");
+    pause.store(false, Ordering::Release);
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    target.stop().await;
+    let s = out.summary.unwrap();
+    assert_eq!(s.requests.completed, 100, "the whole schedule still runs after the pause");
+    assert!(s.duration_s >= 1.0 + 0.8, "the phase clock stood still: {}", s.duration_s);
+}
