@@ -185,3 +185,37 @@ async fn sigint_still_leaves_a_valid_summary() {
     assert!(out.join("latency.hlog").exists());
     assert!(out.join("scenario.yaml").exists());
 }
+
+/// Under a pseudo-terminal (util-linux `script`), the run opens the dashboard, and when the
+/// run ends the terminal leaves the alternate screen before the summary is printed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_restores_the_terminal_when_the_run_ends() {
+    let target =
+        testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None }).await.unwrap();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: tty\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 60, rate: 60/s }} ]\n",
+        target.addr
+    ));
+    let cmd = format!(
+        "{} run {} --no-wait --out {}",
+        env!("CARGO_BIN_EXE_gauntlet"),
+        p.display(),
+        d.path().join("out").display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("script").args(["-qfec", &cmd, "/dev/null"]).stdin(Stdio::null()).output()
+    })
+    .await
+    .unwrap()
+    .expect("util-linux `script` runs");
+    target.stop().await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let enter = text.find("\x1b[?1049h").expect("the dashboard entered the alternate screen");
+    let leave = text.rfind("\x1b[?1049l").expect("the terminal left the alternate screen");
+    let verdict = text.rfind("verdict: PASS").expect("the summary was printed");
+    assert!(enter < leave && leave < verdict, "restore happens before the summary");
+    assert_eq!(out.status.code(), Some(0));
+}
