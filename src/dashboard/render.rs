@@ -250,32 +250,47 @@ fn bounds(points: &[(f64, f64)]) -> ([f64; 2], f64) {
     ([t0, t1], ymax * 1.1)
 }
 
+fn series<'a>((name, color, data): (&str, Color, &'a [(f64, f64)])) -> Dataset<'a> {
+    Dataset::default()
+        .name(name.to_string())
+        .marker(symbols::Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(color))
+        .data(data)
+}
+
+/// Two series over time, sharing axes; the y axis starts at 0.
+fn two_lines(
+    f: &mut Frame,
+    area: Rect,
+    title: &str,
+    focused: bool,
+    a: (&str, Color, &[(f64, f64)]),
+    b: (&str, Color, &[(f64, f64)]),
+) {
+    let (x, ya) = bounds(a.2);
+    let (_, yb) = bounds(b.2);
+    let y = ya.max(yb);
+    let chart = Chart::new(vec![series(a), series(b)])
+        .block(block(title, focused))
+        .x_axis(Axis::default().bounds(x))
+        .y_axis(Axis::default().bounds([0.0, y]).labels(vec![Span::raw("0"), Span::raw(format!("{y:.0}"))]));
+    f.render_widget(chart, area);
+}
+
 fn draw_rate(f: &mut Frame, area: Rect, v: &View) {
     let pts = v.history.window(v.ui.window);
     let offered: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.offered)).collect();
     let achieved: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.achieved)).collect();
-    let (x, y1) = bounds(&offered);
-    let (_, y2) = bounds(&achieved);
-    let y = y1.max(y2);
     let title = format!("rate/s, {}", v.ui.window.label());
-    let chart = Chart::new(vec![
-        Dataset::default()
-            .name("offered")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Cyan))
-            .data(&offered),
-        Dataset::default()
-            .name("achieved")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Green))
-            .data(&achieved),
-    ])
-    .block(block(&title, v.ui.focus == Focus::Charts))
-    .x_axis(Axis::default().bounds(x))
-    .y_axis(Axis::default().bounds([0.0, y]).labels(vec![Span::raw("0"), Span::raw(format!("{y:.0}"))]));
-    f.render_widget(chart, area);
+    two_lines(
+        f,
+        area,
+        &title,
+        v.ui.focus == Focus::Charts,
+        ("offered", Color::Cyan, &offered),
+        ("achieved", Color::Green, &achieved),
+    );
 }
 
 fn draw_histogram(f: &mut Frame, area: Rect, v: &View) {
@@ -322,25 +337,7 @@ fn draw_latency_over_time(f: &mut Frame, area: Rect, v: &View) {
     let pts = v.history.window(v.ui.window);
     let p50: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.p50)).collect();
     let p99: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.p99)).collect();
-    let (x, y) = bounds(&p99);
-    let chart = Chart::new(vec![
-        Dataset::default()
-            .name("p50")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Green))
-            .data(&p50),
-        Dataset::default()
-            .name("p99")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Red))
-            .data(&p99),
-    ])
-    .block(block("p50 / p99 ms", false))
-    .x_axis(Axis::default().bounds(x))
-    .y_axis(Axis::default().bounds([0.0, y]).labels(vec![Span::raw("0"), Span::raw(format!("{y:.0}"))]));
-    f.render_widget(chart, area);
+    two_lines(f, area, "p50 / p99 ms", false, ("p50", Color::Green, &p50), ("p99", Color::Red, &p99));
 }
 
 /// Row order of the per-check table.
