@@ -250,12 +250,22 @@ pub struct View<'a> {
     pub ui: &'a Ui,
 }
 
-/// Restores the terminal when dropped (normal end, `?` on an error).
-pub struct Guard;
+/// Runs `restore` when dropped: on a normal end, on an early `?` return with an error, and
+/// while unwinding from a panic.
+pub struct Guard {
+    restore: fn(),
+}
+
+impl Guard {
+    /// A guard that will call `restore`.
+    pub fn new(restore: fn()) -> Self {
+        Guard { restore }
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        ratatui::restore();
+        (self.restore)();
     }
 }
 
@@ -312,7 +322,7 @@ pub fn run(
     no_wait: bool,
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let _guard = Guard;
+    let _guard = Guard::new(ratatui::restore);
     let mut ui = Ui::default();
     let mut history = History::default();
     let mut snap = rx.borrow_and_update().clone();

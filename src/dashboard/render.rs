@@ -455,3 +455,80 @@ fn draw_drill(f: &mut Frame, area: Rect, v: &View) {
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(block(id, true)), r);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::dashboard::{History, Info, Ui};
+    use crate::metrics::{Counts, Snapshot, histogram};
+
+    fn snapshot() -> Snapshot {
+        let mut h = histogram();
+        h.record_n(700, 90).expect("record");
+        h.record_n(120_000, 10).expect("record");
+        let mut leaky = Counts { sent: 10, completed: 10, statuses: vec![(200, 10)], ..Default::default() };
+        leaky.violations[Violation::Leak.index()] = 10;
+        let ok = Counts { sent: 90, completed: 90, statuses: vec![(403, 90)], ..Default::default() };
+        let mut totals = leaky.clone();
+        totals.add(&ok);
+        Snapshot {
+            elapsed: Duration::from_secs(5),
+            phase: 0,
+            phase_name: "base".into(),
+            phase_elapsed: Duration::from_secs(5),
+            phase_length: Some(Duration::from_secs(10)),
+            offered_rps: Some(100.0),
+            achieved_rps: 99.0,
+            window_latency: h.clone(),
+            totals,
+            per_check: vec![leaky, ok],
+            latency_total: h,
+            per_check_p99_us: vec![120_000, 700],
+            done: false,
+        }
+    }
+
+    /// Renders one panel function alone into `w`×`h` and returns the text.
+    fn panel(w: u16, h: u16, f: fn(&mut Frame, Rect, &View)) -> String {
+        let info = Info {
+            scenario: "s".into(),
+            target: "https://gw".into(),
+            protocol: "h2".into(),
+            checks: vec![("LEAKY".into(), "deny", true), ("DENY".into(), "deny", true)],
+            denials: vec![vec![403], vec![403]],
+            thresholds: vec![],
+        };
+        let snap = snapshot();
+        let mut history = History::default();
+        history.push(&snap);
+        let ui = Ui::default();
+        let view = View { info: &info, snap: &snap, history: &history, ui: &ui };
+        let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        term.draw(|fr| f(fr, fr.area(), &view)).expect("draw");
+        let buf = term.backend().buffer().clone();
+        (0..h).map(|y| (0..w).map(|x| buf[(x, y)].symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn each_panel_renders_its_own_facts() {
+        assert!(panel(60, 3, draw_header).contains("phase 1 base 5/10s"));
+        let board = panel(50, 6, draw_board);
+        assert!(board.contains("LEAK 10") && board.contains("LEAKY") && board.contains("✗ deny"), "{board}");
+        let st = panel(50, 7, draw_statuses);
+        assert!(st.contains("expected denials 403×90") && st.contains("unexpected       200×10"), "{st}");
+        let pct = panel(26, 8, draw_percentiles);
+        assert!(pct.contains("p50") && pct.contains("700µs") && pct.contains("120ms"), "{pct}");
+        let hist = panel(52, 8, draw_histogram);
+        assert!(hist.contains("1ms") && hist.contains(".25"), "{hist}");
+        let checks = panel(60, 5, draw_checks);
+        let (leaky, deny) = (checks.find("LEAKY").expect("row"), checks.find("DENY").expect("row"));
+        assert!(leaky < deny, "sorted by violations: {checks}");
+        assert!(panel(60, 8, draw_rate).contains("rate/s"));
+        assert!(panel(40, 8, draw_latency_over_time).contains("p50 / p99"));
+    }
+}

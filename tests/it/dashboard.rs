@@ -129,10 +129,29 @@ fn help_overlay_and_drill_down() {
     assert!(short.contains("10 s") && short.contains("by p99"));
 }
 
+static RESTORED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_restore() {
+    RESTORED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn dashboard_body(fail: &str) -> std::io::Result<()> {
+    let _guard = gauntlet::dashboard::Guard::new(count_restore);
+    match fail {
+        "error" => Err(std::io::Error::other("terminal went away"))?,
+        "panic" => panic!("a bug while drawing"),
+        _ => Ok(()),
+    }
+}
+
 #[test]
-fn the_guard_restores_the_terminal_when_dropped() {
-    // Outside a TTY the restore calls fail quietly; what matters is that dropping the guard
-    // (as on an early `?` return) runs the restore path and does not panic.
-    let guard = gauntlet::dashboard::Guard;
-    drop(guard);
+fn the_terminal_is_restored_after_an_error_and_after_a_panic() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let before = RESTORED.load(SeqCst);
+    assert!(dashboard_body("error").is_err());
+    assert_eq!(RESTORED.load(SeqCst), before + 1, "restored on the error path");
+    assert!(std::panic::catch_unwind(|| dashboard_body("panic")).is_err());
+    assert_eq!(RESTORED.load(SeqCst), before + 2, "restored while unwinding from a panic");
+    assert!(dashboard_body("ok").is_ok());
+    assert_eq!(RESTORED.load(SeqCst), before + 3);
 }
