@@ -442,7 +442,10 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     };
     let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
     let (tx, rx) = mpsc::unbounded_channel();
-    let collector = Collector::new(dims, plan.clone(), progress.clone());
+    let mut collector = Collector::new(dims, plan.clone(), progress.clone());
+    if let Some(o) = &oracle {
+        collector = collector.with_upstream(o.oracle.clone());
+    }
     let first = Arc::new(collector.snapshot(false));
     let (snap_tx, snap_rx) = watch::channel(first);
     let collecting = tokio::spawn(async move {

@@ -56,6 +56,14 @@ impl Progress {
     }
 }
 
+/// Findings made outside the client, per check and so far (the oracle upstream implements
+/// it): `(leaks, spoofed, missing)` for each check. Joined into snapshots the way the report
+/// joins them at the end, so live views show upstream-proven violations as they happen.
+pub trait Upstream: Send + Sync {
+    /// Cumulative findings per check, in check order.
+    fn findings(&self) -> Vec<(u64, u64, u64)>;
+}
+
 /// Receives interval histograms (the histogram log writer implements it).
 pub trait IntervalSink: Send {
     /// One interval: start offset from the run start, length, latency and service time.
@@ -114,6 +122,7 @@ pub struct Collector {
     interval_latency: Histogram<u64>,
     interval_service: Histogram<u64>,
     interval_start: Duration,
+    upstream: Option<Arc<dyn Upstream>>,
 }
 
 /// Snapshot period.
@@ -136,7 +145,14 @@ impl Collector {
             interval_latency: histogram(),
             interval_service: histogram(),
             interval_start: Duration::ZERO,
+            upstream: None,
         }
+    }
+
+    /// Joins `u`'s findings into every snapshot.
+    pub fn with_upstream(mut self, u: Arc<dyn Upstream>) -> Self {
+        self.upstream = Some(u);
+        self
     }
 
     /// Key dimensions.
@@ -235,6 +251,21 @@ impl Collector {
                 let _ = check_latency[k].add(&c.latency);
             }
         }
+        if let Some(u) = &self.upstream {
+            use crate::conformance::Violation;
+            for (c, (leaks, spoofed, missing)) in per_check.iter_mut().zip(u.findings()) {
+                let v = &mut c.violations;
+                v[Violation::Leak.index()] = v[Violation::Leak.index()].max(leaks);
+                v[Violation::SpoofedHeader.index()] += spoofed;
+                v[Violation::MissingIdentity.index()] += missing;
+            }
+            totals.violations = [0; 7];
+            for c in &per_check {
+                for (t, n) in totals.violations.iter_mut().zip(c.violations) {
+                    *t += n;
+                }
+            }
+        }
         let per_check_p99_us =
             check_latency.iter().map(|h| if h.is_empty() { 0 } else { h.value_at_quantile(0.99) }).collect();
         Snapshot {
@@ -252,5 +283,35 @@ impl Collector {
             per_check_p99_us,
             done,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::Violation;
+
+    struct Fake;
+    impl Upstream for Fake {
+        fn findings(&self) -> Vec<(u64, u64, u64)> {
+            vec![(3, 0, 0), (0, 5, 1)]
+        }
+    }
+
+    #[test]
+    fn snapshots_join_upstream_findings_live() {
+        let dims = Dims { phases: 1, conditions: 1, checks: 2 };
+        let progress = Arc::new(Progress::new(1, Instant::now()));
+        let mut c = Collector::new(dims, Arc::new(Plan { phases: vec![] }), progress).with_upstream(Arc::new(Fake));
+        // The client saw 2 leaks on check 0; the oracle saw 3 arrivals: counted once, as 3.
+        let mut cell = Cell::default();
+        cell.counts.sent = 4;
+        cell.counts.violations[Violation::Leak.index()] = 2;
+        c.merge(Delta { cells: vec![(0, cell)], lag: vec![] });
+        let s = c.snapshot(false);
+        assert_eq!(s.per_check[0].violation(Violation::Leak), 3);
+        assert_eq!(s.per_check[1].violation(Violation::SpoofedHeader), 5);
+        assert_eq!(s.per_check[1].violation(Violation::MissingIdentity), 1);
+        assert_eq!(s.totals.violation_total(), 9);
     }
 }

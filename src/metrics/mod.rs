@@ -9,7 +9,7 @@ mod collector;
 
 use hdrhistogram::Histogram;
 
-pub use collector::{Collector, IntervalSink, Progress, Snapshot, TICK};
+pub use collector::{Collector, IntervalSink, Progress, Snapshot, TICK, Upstream};
 
 use crate::conformance::{ErrorKind, Verdict, Violation};
 

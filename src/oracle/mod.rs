@@ -216,6 +216,21 @@ impl Oracle {
     }
 }
 
+impl crate::metrics::Upstream for Oracle {
+    fn findings(&self) -> Vec<(u64, u64, u64)> {
+        let n = self.rules.checks.len();
+        let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        (0..n)
+            .map(|c| {
+                (0..self.rules.phases.max(1)).fold((0, 0, 0), |(l, s, m), p| {
+                    let b = (p * n + c) * 4;
+                    (l + get(b + 1), s + get(b + 2), m + get(b + 3))
+                })
+            })
+            .collect()
+    }
+}
+
 fn query_tag(pq: &str) -> Option<&str> {
     let q = pq.split_once('?')?.1;
     q.split('&').find_map(|kv| kv.strip_prefix(TAG_PARAM).and_then(|r| r.strip_prefix('=')))
