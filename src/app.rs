@@ -19,10 +19,11 @@ use crate::oracle::{self, Oracle, Rules};
 use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
 use crate::report::{self, Hlog, ResultsDir, Summary};
 use crate::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
-use crate::{plan, tls};
+use crate::{netem, plan, tls};
 
 use crate::cli::{
-    CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, GatewayArgs, OracleArgs, OutputArgs, RunArgs, ValidateArgs,
+    CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, GatewayArgs, NetemArgs, OracleArgs, OutputArgs, RunArgs,
+    ValidateArgs,
 };
 use crate::gateway::{self, Flaw};
 
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Demo(a) => demo(a).await,
         Command::Gateway(a) => gateway_cmd(a).await,
         Command::Oracle(a) => oracle_cmd(a).await,
+        Command::Netem(a) => netem_cmd(a).await,
     }
 }
 
@@ -243,6 +245,69 @@ fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Stri
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
     tls::server_config(chain, key, None, false, &[b"h2", b"http/1.1"]).map_err(|e| e.to_string())
+}
+
+fn netem_impairment(a: &NetemArgs) -> Result<netem::Impairment, String> {
+    use crate::scenario::units::duration;
+    let d = |flag: &str, v: &Option<String>| -> Result<Duration, String> {
+        v.as_deref().map_or(Ok(Duration::ZERO), |s| duration(s).map_err(|e| format!("--{flag}: {e}")))
+    };
+    Ok(netem::Impairment {
+        latency: d("latency", &a.latency)?,
+        jitter: d("jitter", &a.jitter)?,
+        distribution: netem::Distribution::parse(&a.distribution)
+            .ok_or_else(|| format!("--distribution `{}`: use uniform, normal or pareto", a.distribution))?,
+        seed: a.seed,
+        bandwidth: a
+            .bandwidth
+            .as_deref()
+            .map(netem::parse_bandwidth)
+            .transpose()
+            .map_err(|e| format!("--bandwidth: {e}"))?,
+        slice: a.slice.map(|s| Ok::<_, String>((s.max(1), d("slice-delay", &a.slice_delay)?))).transpose()?,
+        reset_after_bytes: a.reset_after_bytes,
+        reset_after: a.reset_after.as_ref().map(|_| d("reset-after", &a.reset_after)).transpose()?,
+        blackhole: a.blackhole,
+        refuse: a.refuse,
+    })
+}
+
+async fn netem_cmd(a: NetemArgs) -> u8 {
+    let imp = match netem_impairment(&a) {
+        Ok(i) => i,
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            return USAGE;
+        }
+    };
+    let upstream = match tokio::net::lookup_host(&a.upstream).await.ok().and_then(|mut i| i.next()) {
+        Some(u) => u,
+        None => {
+            errln!("gauntlet: --upstream `{}` is not a reachable address (write host:port)", a.upstream);
+            return USAGE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&a.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("gauntlet: cannot listen on {}: {e}", a.listen);
+            return RUNTIME;
+        }
+    };
+    match netem::spawn(listener, upstream, Arc::new(imp.clone())) {
+        Ok(link) => {
+            errln!("netem: {} → {upstream} with {imp:?} (Ctrl-C to stop)", link.addr);
+            let stop = CancellationToken::new();
+            tokio::spawn(stop_on_signal(stop.clone(), None));
+            stop.cancelled().await;
+            link.stop().await;
+            PASS
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            RUNTIME
+        }
+    }
 }
 
 async fn oracle_cmd(a: OracleArgs) -> u8 {

@@ -27,6 +27,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the embedded reference gateway (a real mTLS + JWT + RBAC gateway, with flaw switches).
     Gateway(GatewayArgs),
+    /// Run a TCP impairment link on its own (toxiproxy-like), in front of anything.
+    Netem(NetemArgs),
     /// Run the upstream oracle on its own, to put behind a gateway (counters at /__gauntlet/oracle).
     Oracle(OracleArgs),
 }
@@ -47,6 +49,50 @@ pub struct GatewayArgs {
     /// accept-any-client-cert, ignore-missing-token, rate-limit-by-xff.
     #[arg(long = "flaw", value_name = "NAME")]
     pub flaws: Vec<String>,
+}
+
+/// `gauntlet netem`.
+#[derive(Debug, Args)]
+pub struct NetemArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Address to forward to.
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: String,
+    /// Delay each chunk in each direction by D (a request/response round trip gains about 2×D).
+    #[arg(long, value_name = "D")]
+    pub latency: Option<String>,
+    /// Spread of the delay (see --distribution).
+    #[arg(long, value_name = "D")]
+    pub jitter: Option<String>,
+    /// Shape of the jitter: uniform (±jitter), normal (σ = jitter), pareto (tail with mean jitter).
+    #[arg(long, value_name = "NAME", default_value = "uniform")]
+    pub distribution: String,
+    /// Seed of the delay sampler.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bandwidth per connection and direction, e.g. 8mbit or 1MB.
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// Split every write into segments of this many bytes...
+    #[arg(long, value_name = "BYTES")]
+    pub slice: Option<usize>,
+    /// ...this far apart.
+    #[arg(long, value_name = "D", requires = "slice")]
+    pub slice_delay: Option<String>,
+    /// Reset (RST) a connection once this many bytes crossed it.
+    #[arg(long, value_name = "BYTES")]
+    pub reset_after_bytes: Option<u64>,
+    /// Reset (RST) a connection this long after it was accepted.
+    #[arg(long, value_name = "D")]
+    pub reset_after: Option<String>,
+    /// Accept connections, then forward nothing.
+    #[arg(long)]
+    pub blackhole: bool,
+    /// Reset every new connection at once.
+    #[arg(long)]
+    pub refuse: bool,
 }
 
 /// `gauntlet oracle`.

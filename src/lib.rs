@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod gateway;
 pub mod metrics;
+pub mod netem;
 pub mod oracle;
 pub mod plan;
 pub mod proto;

@@ -19,8 +19,12 @@ fn every_command_has_help() {
         &["--help"][..],
         &["run", "--help"],
         &["validate", "--help"],
+        &["certs", "--help"],
         &["certs", "init", "--help"],
         &["demo", "--help"],
+        &["gateway", "--help"],
+        &["oracle", "--help"],
+        &["netem", "--help"],
     ] {
         let o = gauntlet().args(args).output().unwrap();
         assert!(o.status.success(), "{args:?}");

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod dashboard;
 mod gateway;
+mod netem;
 mod oracle;
 mod results;
 mod run;

@@ -1,0 +1,130 @@
+//! Impairment links measured: what each impairment produced, with generous bounds (counts
+//! and lower bounds where slowness could only push the figure the safe way).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gauntlet::netem::{self, Impairment};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An echo server; returns its address.
+async fn echo() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn link(imp: Impairment) -> (std::net::SocketAddr, gauntlet::serve::Server) {
+    let upstream = echo().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = netem::spawn(l, upstream, Arc::new(imp)).unwrap();
+    (server.addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_added_to_each_chunk_in_each_direction() {
+    let (addr, server) = link(Impairment { latency: Duration::from_millis(40), ..Default::default() }).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut rtts = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        rtts.push(t.elapsed());
+    }
+    server.stop().await;
+    rtts.sort();
+    // Every round trip carries both delays; the median is within a generous tolerance.
+    assert!(rtts[0] >= Duration::from_millis(80), "min {:?}", rtts[0]);
+    assert!(rtts[10] < Duration::from_millis(80 + 100), "median {:?}", rtts[10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_is_capped_per_connection() {
+    let rate = 1_000_000u64;
+    let (addr, server) = link(Impairment { bandwidth: Some(rate), ..Default::default() }).await;
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let total = 600_000usize;
+    let t = Instant::now();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&vec![7u8; total]).await.unwrap();
+        wr
+    });
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < total {
+        got += rd.read(&mut buf).await.unwrap();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let _ = writer.await;
+    server.stop().await;
+    // Both directions are capped at `rate`, pipelined: the echo takes about total/rate.
+    let measured = total as f64 / elapsed;
+    assert!(measured <= rate as f64 * 1.1, "measured {measured:.0} B/s over {elapsed:.2}s");
+    assert!(measured >= rate as f64 * 0.5, "measured {measured:.0} B/s over {elapsed:.2}s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_bytes_sends_a_reset() {
+    let (addr, server) = link(Impairment { reset_after_bytes: Some(1000), ..Default::default() }).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut got = 0usize;
+    let mut buf = [0u8; 4096];
+    let mut outcome = None;
+    for _ in 0..50 {
+        if let Err(e) = s.write_all(&[1u8; 300]).await {
+            let reset = matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe);
+            outcome = Some(if reset { "reset" } else { "error" });
+            break;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) => {
+                outcome = Some("eof");
+                break;
+            }
+            Ok(n) => got += n,
+            Err(e) => {
+                outcome = Some(if e.kind() == std::io::ErrorKind::ConnectionReset { "reset" } else { "error" });
+                break;
+            }
+        }
+    }
+    server.stop().await;
+    assert_eq!(outcome, Some("reset"), "got {got} bytes");
+    assert!(got < 1000, "less than the limit came back: {got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_resets_and_blackhole_forwards_nothing() {
+    let (addr, server) = link(Impairment { refuse: true, ..Default::default() }).await;
+    let mut buf = [0u8; 16];
+    // The reset may already show at connect, or at the first read.
+    if let Ok(mut s) = TcpStream::connect(addr).await {
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap();
+        assert!(matches!(r, Ok(0)) || r.is_err(), "refused connection is closed: {r:?}");
+    }
+    server.stop().await;
+
+    let (addr, server) = link(Impairment { blackhole: true, ..Default::default() }).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"hello?").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+    assert!(r.is_err(), "a blackhole answers nothing and keeps the connection open: {r:?}");
+    server.stop().await;
+}
