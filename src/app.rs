@@ -294,7 +294,7 @@ async fn netem_cmd(a: NetemArgs) -> u8 {
             return RUNTIME;
         }
     };
-    match netem::spawn(listener, upstream, Arc::new(imp.clone())) {
+    match netem::spawn(listener, upstream, Arc::new(netem::Switch::new(imp.clone()))) {
         Ok(link) => {
             errln!("netem: {} → {upstream} with {imp:?} (Ctrl-C to stop)", link.addr);
             let stop = CancellationToken::new();
@@ -408,7 +408,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         ProtocolKind::H2 => proto::h2::ALPN,
         ProtocolKind::Auto => proto::auto::ALPN,
     };
-    let connector = match Connector::new(&s.target, &s.identities, alpn).await {
+    let mut connector = match Connector::new(&s.target, &s.identities, alpn).await {
         Ok(c) => c,
         Err(e) => {
             say(opt, format!("gauntlet: cannot prepare connections to {}: {e}", s.target.url));
@@ -438,6 +438,30 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             return code(RUNTIME);
         }
     }
+    // Phases with a `network:` condition run through an impairment link in front of the
+    // target; each phase start puts its condition in force.
+    let (link, on_phase) = if plan.impaired() {
+        let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
+        let link = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => netem::spawn(l, connector.addr(), switch.clone()),
+            Err(e) => Err(e),
+        };
+        let link = match link {
+            Ok(l) => l,
+            Err(e) => {
+                say(opt, format!("gauntlet: cannot start the client impairment link: {e}"));
+                return code(RUNTIME);
+            }
+        };
+        connector.via(link.addr);
+        let phases = plan.clone();
+        let hook = engine::PhaseHook(Arc::new(move |i: usize| {
+            switch.set(phases.phases.get(i).and_then(|p| p.network.clone()).unwrap_or_default());
+        }));
+        (Some(link), Some(hook))
+    } else {
+        (None, None)
+    };
     let requests = match prepare(&s) {
         Ok(r) => r,
         Err(e) => {
@@ -484,13 +508,14 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             }
             None => None,
         };
-    let dims = Dims { phases: plan.phases.len(), conditions: 1, checks: s.checks.len() };
+    let dims = Dims { phases: plan.phases.len(), conditions: plan.conditions.len(), checks: s.checks.len() };
     let threads = match s.target.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
     };
     let pause = opt.pause.clone().unwrap_or_default();
     let job = Job {
+        on_phase,
         pause: pause.clone(),
         plan: plan.clone(),
         requests: Arc::new(requests),
@@ -559,6 +584,9 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         }
     };
     let run_end = Instant::now();
+    if let Some(link) = link {
+        link.stop().await;
+    }
     signals.abort();
     let Ok((mut collector, hlog)) = collecting.await else {
         say(opt, "gauntlet: the metrics collector failed; no results written");
@@ -576,7 +604,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             // Let requests the gateway is still forwarding arrive before the counters are read.
             tokio::time::sleep(ORACLE_SETTLE).await;
             let report = o.stop().await.report();
-            report::add_oracle(collector.dims(), &mut collector.cells, &report);
+            report::add_oracle(collector.dims(), &mut collector.cells, &report, &plan);
             Some(report)
         }
         None => None,

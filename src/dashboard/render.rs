@@ -110,13 +110,14 @@ fn draw_header(f: &mut Frame, area: Rect, v: &View) {
     let remaining =
         if len > 0.0 { format!("{:.0}s left", (len - s.phase_elapsed.as_secs_f64()).max(0.0)) } else { "open".into() };
     let label = format!(
-        "{}phase {} {} {:.0}/{:.0}s · elapsed {:.0}s · {remaining} · network: unimpaired",
+        "{}phase {} {} {:.0}/{:.0}s · elapsed {:.0}s · {remaining} · network: {}",
         if v.ui.paused { "PAUSED · " } else { "" },
         s.phase + 1,
         s.phase_name,
         s.phase_elapsed.as_secs_f64(),
         len,
-        s.elapsed.as_secs_f64()
+        s.elapsed.as_secs_f64(),
+        if s.condition.is_empty() { "unimpaired" } else { s.condition.as_str() }
     );
     f.render_widget(LineGauge::default().filled_style(Style::new().fg(Color::Cyan)).ratio(ratio).label(label), gauge);
 }
@@ -482,6 +483,7 @@ mod tests {
             phase_name: "base".into(),
             phase_elapsed: Duration::from_secs(5),
             phase_length: Some(Duration::from_secs(10)),
+            condition: "wan-40ms".into(),
             offered_rps: Some(100.0),
             achieved_rps: 99.0,
             window_latency: h.clone(),

@@ -62,6 +62,18 @@ pub struct Job {
     pub dims: Dims,
     /// While set, no new request is sent and the phase clock stands still.
     pub pause: Arc<AtomicBool>,
+    /// Called with the phase index as each phase starts (puts its network condition in force).
+    pub on_phase: Option<PhaseHook>,
+}
+
+/// A callback run as each phase starts.
+#[derive(Clone)]
+pub struct PhaseHook(pub Arc<dyn Fn(usize) + Send + Sync>);
+
+impl std::fmt::Debug for PhaseHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhaseHook")
+    }
 }
 
 /// How the run ended.
@@ -182,6 +194,9 @@ pub async fn run<P: Protocol>(
 async fn coordinate(job: &Job, shared: &Shared) -> bool {
     let mut start = shared.progress.run_start;
     for (i, phase) in job.plan.phases.iter().enumerate() {
+        if let Some(hook) = &job.on_phase {
+            (hook.0)(i);
+        }
         start = shared.progress.start(i, start);
         shared.started.notify_waiters();
         let deadline = phase.nominal_end().map(|d| start + d);
@@ -379,7 +394,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             let check = phase.check(i);
             tag.clear();
             let _ = write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], ((pi as u64) << 48) | i);
-            let key = Key { phase: pi as u16, condition: 0, check: check as u16 };
+            let key = Key { phase: pi as u16, condition: phase.condition as u16, check: check as u16 };
             one(&cx, key, check, intended, &tag, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;

@@ -76,45 +76,59 @@ pub struct Impairment {
     pub refuse: bool,
 }
 
-/// Draws per-chunk delays.
+/// Draws per-chunk delays from a seeded generator.
 #[derive(Debug)]
 pub struct Sampler {
     rng: StdRng,
-    latency: f64,
-    jitter: f64,
-    distribution: Distribution,
 }
 
 impl Sampler {
-    /// A sampler for `imp`, seeded with `seed`.
-    pub fn new(imp: &Impairment, seed: u64) -> Self {
-        Sampler {
-            rng: StdRng::seed_from_u64(seed),
-            latency: imp.latency.as_secs_f64(),
-            jitter: imp.jitter.as_secs_f64(),
-            distribution: imp.distribution,
-        }
+    /// A sampler seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Sampler { rng: StdRng::seed_from_u64(seed) }
     }
 
-    /// The next delay.
-    pub fn sample(&mut self) -> Duration {
-        if self.jitter == 0.0 {
-            return Duration::from_secs_f64(self.latency);
+    /// The next delay under `imp`.
+    pub fn sample(&mut self, imp: &Impairment) -> Duration {
+        let (latency, jitter) = (imp.latency.as_secs_f64(), imp.jitter.as_secs_f64());
+        if jitter == 0.0 {
+            return imp.latency;
         }
-        let d = match self.distribution {
-            Distribution::Uniform => self.latency + self.rng.gen_range(-self.jitter..=self.jitter),
+        let d = match imp.distribution {
+            Distribution::Uniform => latency + self.rng.gen_range(-jitter..=jitter),
             Distribution::Normal => {
                 // Box-Muller.
                 let (u1, u2): (f64, f64) = (self.rng.gen_range(f64::EPSILON..1.0), self.rng.r#gen());
-                self.latency + self.jitter * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+                latency + jitter * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
             }
             Distribution::Pareto => {
                 // Pareto shape 2 shifted to start at 0: mean `jitter`, infinite variance.
                 let u: f64 = self.rng.gen_range(f64::EPSILON..1.0);
-                self.latency + self.jitter * (u.powf(-0.5) - 1.0)
+                latency + jitter * (u.powf(-0.5) - 1.0)
             }
         };
         Duration::from_secs_f64(d.max(0.0))
+    }
+}
+
+/// The impairment in force, switchable while connections run: per-chunk effects (delay,
+/// bandwidth, slicing, byte resets) follow a switch at once; per-connection ones (refuse,
+/// blackhole, timed reset) apply to connections accepted after it.
+#[derive(Debug, Default)]
+pub struct Switch(std::sync::RwLock<Arc<Impairment>>);
+
+impl Switch {
+    /// A switch set to `imp`.
+    pub fn new(imp: Impairment) -> Self {
+        Switch(std::sync::RwLock::new(Arc::new(imp)))
+    }
+    /// Puts `imp` in force.
+    pub fn set(&self, imp: Impairment) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(imp);
+    }
+    /// The impairment in force.
+    pub fn get(&self) -> Arc<Impairment> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -141,20 +155,21 @@ pub fn parse_bandwidth(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// Starts a link on `listener` forwarding to `upstream` with `imp`.
+/// Starts a link on `listener` forwarding to `upstream` under the impairment in `switch`.
 pub fn spawn(
     listener: TcpListener,
     upstream: SocketAddr,
-    imp: Arc<Impairment>,
+    switch: Arc<Switch>,
 ) -> std::io::Result<crate::serve::Server> {
     let conn_seq = Arc::new(AtomicU64::new(0));
     crate::serve::spawn(listener, move |client, stop| {
-        let (imp, n) = (imp.clone(), conn_seq.fetch_add(1, Ordering::Relaxed));
-        async move { connection(client, upstream, imp, n, stop).await }
+        let (switch, n) = (switch.clone(), conn_seq.fetch_add(1, Ordering::Relaxed));
+        async move { connection(client, upstream, switch, n, stop).await }
     })
 }
 
-async fn connection(client: TcpStream, upstream: SocketAddr, imp: Arc<Impairment>, n: u64, stop: CancellationToken) {
+async fn connection(client: TcpStream, upstream: SocketAddr, switch: Arc<Switch>, n: u64, stop: CancellationToken) {
+    let imp = switch.get();
     if imp.refuse {
         let _ = client.set_zero_linger();
         return;
@@ -187,8 +202,8 @@ async fn connection(client: TcpStream, upstream: SocketAddr, imp: Arc<Impairment
     let moved = Arc::new(AtomicU64::new(0));
     let reset = Arc::new(Notify::new());
     let seed = imp.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(n * 2);
-    let up = pump(crd, swr, imp.clone(), Sampler::new(&imp, seed), moved.clone(), reset.clone());
-    let down = pump(srd, cwr, imp.clone(), Sampler::new(&imp, seed + 1), moved, reset.clone());
+    let up = pump(crd, swr, switch.clone(), Sampler::new(seed), moved.clone(), reset.clone());
+    let down = pump(srd, cwr, switch, Sampler::new(seed + 1), moved, reset.clone());
     let deadline = async {
         match imp.reset_after {
             Some(d) => tokio::time::sleep(d).await,
@@ -213,7 +228,7 @@ async fn connection(client: TcpStream, upstream: SocketAddr, imp: Arc<Impairment
 async fn pump(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
-    imp: Arc<Impairment>,
+    switch: Arc<Switch>,
     mut sampler: Sampler,
     moved: Arc<AtomicU64>,
     reset: Arc<Notify>,
@@ -228,7 +243,7 @@ async fn pump(
                 Ok(n) => n,
             };
             buf.truncate(n);
-            let due = (Instant::now() + sampler.sample()).max(last_due);
+            let due = (Instant::now() + sampler.sample(&switch.get())).max(last_due);
             last_due = due;
             if tx.send((due, buf)).await.is_err() {
                 break;
@@ -240,6 +255,7 @@ async fn pump(
         let mut next_free = Instant::now();
         while let Some((due, chunk)) = rx.recv().await {
             tokio::time::sleep_until(due.into()).await;
+            let imp = switch.get();
             let step = imp.slice.map_or(chunk.len(), |(s, _)| s.max(1));
             for seg in chunk.chunks(step) {
                 if let Some(bw) = imp.bandwidth {
@@ -269,8 +285,8 @@ mod tests {
     use super::*;
 
     fn mean(imp: &Impairment) -> (f64, f64) {
-        let mut s = Sampler::new(imp, 7);
-        let xs: Vec<f64> = (0..20_000).map(|_| s.sample().as_secs_f64() * 1000.0).collect();
+        let mut s = Sampler::new(7);
+        let xs: Vec<f64> = (0..20_000).map(|_| s.sample(imp).as_secs_f64() * 1000.0).collect();
         (xs.iter().sum::<f64>() / xs.len() as f64, xs.iter().cloned().fold(f64::MAX, f64::min))
     }
 
@@ -286,8 +302,8 @@ mod tests {
         // Infinite variance: the sample mean converges slowly, so the bound is loose.
         assert!(min >= 50.0 && (m - 60.0).abs() < 5.0, "pareto mean {m} min {min}");
         // Same seed, same delays.
-        let (mut a, mut b) = (Sampler::new(&base, 3), Sampler::new(&base, 3));
-        assert!((0..100).all(|_| a.sample() == b.sample()));
+        let (mut a, mut b) = (Sampler::new(3), Sampler::new(3));
+        assert!((0..100).all(|_| a.sample(&base) == b.sample(&base)));
     }
 
     #[test]

@@ -14,7 +14,12 @@ use crate::scenario::{Load, Phase, Scenario};
 pub struct Plan {
     /// Phases.
     pub phases: Vec<PhasePlan>,
+    /// Network condition names; index 0 is the unimpaired link.
+    pub conditions: Vec<String>,
 }
+
+/// The name of condition 0.
+pub const UNIMPAIRED: &str = "unimpaired";
 
 /// How a phase paces its requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +100,10 @@ pub struct PhasePlan {
     pub duration: Option<Duration>,
     /// Count bound.
     pub requests: Option<u64>,
+    /// Index into `Plan::conditions` in force during the phase.
+    pub condition: usize,
+    /// What the client link does during the phase (`None`: unimpaired).
+    pub network: Option<crate::netem::Impairment>,
     wheel: Vec<u16>,
 }
 
@@ -168,7 +177,33 @@ impl PhasePlan {
 
 /// Builds the plan for a validated scenario.
 pub fn build(s: &Scenario) -> Plan {
-    Plan { phases: s.phases.iter().map(phase).collect() }
+    let mut conditions = vec![UNIMPAIRED.to_string()];
+    let phases = s
+        .phases
+        .iter()
+        .map(|p| {
+            let mut pp = phase(p);
+            if let Some(n) = &p.network {
+                pp.condition = match conditions.iter().position(|c| *c == n.name) {
+                    Some(i) => i,
+                    None => {
+                        conditions.push(n.name.clone());
+                        conditions.len() - 1
+                    }
+                };
+                pp.network = Some(n.impairment.clone());
+            }
+            pp
+        })
+        .collect();
+    Plan { phases, conditions }
+}
+
+impl Plan {
+    /// Whether any phase impairs the client link.
+    pub fn impaired(&self) -> bool {
+        self.phases.iter().any(|p| p.network.is_some())
+    }
 }
 
 fn phase(p: &Phase) -> PhasePlan {
@@ -179,7 +214,15 @@ fn phase(p: &Phase) -> PhasePlan {
         }
         Load::Closed { users } => Pace::Closed { users },
     };
-    PhasePlan { name: p.name.clone(), pace, duration: p.duration, requests: p.requests, wheel: wheel(&p.mix) }
+    PhasePlan {
+        name: p.name.clone(),
+        pace,
+        duration: p.duration,
+        requests: p.requests,
+        condition: 0,
+        network: None,
+        wheel: wheel(&p.mix),
+    }
 }
 
 /// Integer weights summing to about `RESOLUTION`, interleaved by smooth weighted round-robin.
@@ -218,6 +261,8 @@ mod tests {
             pace: Pace::Open(a),
             duration: d.map(Duration::from_secs),
             requests: n,
+            condition: 0,
+            network: None,
             wheel: vec![0],
         }
     }

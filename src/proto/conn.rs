@@ -46,6 +46,8 @@ pub enum Error {
 /// Opens connections to the target as a given identity.
 pub struct Connector {
     addr: SocketAddr,
+    /// Dial here instead (an impairment link in front of the target); SNI is unchanged.
+    via: Option<SocketAddr>,
     server_name: ServerName<'static>,
     /// One config per identity (`None` on plain http).
     configs: Vec<Option<TlsConnector>>,
@@ -70,7 +72,7 @@ impl Connector {
                 .map_err(|source| Error::Identity { name: id.name.clone(), source })?;
             configs.push(Some(TlsConnector::from(cfg)));
         }
-        Ok(Connector { addr, server_name, configs })
+        Ok(Connector { addr, via: None, server_name, configs })
     }
 
     /// The resolved target address.
@@ -78,9 +80,14 @@ impl Connector {
         self.addr
     }
 
+    /// Sends every connection through `link` (which forwards to the target).
+    pub fn via(&mut self, link: SocketAddr) {
+        self.via = Some(link);
+    }
+
     /// Dials as `identity`; returns the stream and the negotiated ALPN protocol.
     pub(crate) async fn dial(&self, identity: usize) -> Result<(Stream, Option<Vec<u8>>), Outcome> {
-        let tcp = TcpStream::connect(self.addr)
+        let tcp = TcpStream::connect(self.via.unwrap_or(self.addr))
             .await
             .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
         let _ = tcp.set_nodelay(true);

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
-    CheckSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult, add_limit_bypass, add_oracle,
+    CheckSummary, ConditionSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult,
+    add_limit_bypass, add_oracle,
 };
 
 /// Report errors.

@@ -60,13 +60,14 @@ pub fn add_limit_bypass(s: &Scenario, dims: Dims, cells: &mut [Option<Box<Cell>>
 /// Joins the oracle's findings into the client-side cells: spoofed and missing identity come
 /// only from the oracle; a leak is counted once whether the client saw 2xx, the oracle saw
 /// the request, or both (the larger of the two counts per phase and check).
-pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report) {
+pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report, plan: &Plan) {
     for (p, row) in report.cells.iter().enumerate() {
+        let condition = plan.phases.get(p).map_or(0, |pp| pp.condition) as u16;
         for (c, counts) in row.iter().enumerate() {
             if counts.arrivals == 0 {
                 continue;
             }
-            let key = crate::metrics::Key { phase: p as u16, condition: 0, check: c as u16 };
+            let key = crate::metrics::Key { phase: p as u16, condition, check: c as u16 };
             let Some(slot) = cells.get_mut(dims.index(key)) else { continue };
             let cell = slot.get_or_insert_with(Box::default);
             let v = &mut cell.counts.violations;
@@ -188,6 +189,19 @@ pub struct PhaseSummary {
     pub violations: BTreeMap<&'static str, u64>,
 }
 
+/// One network condition: everything sent while it was in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConditionSummary {
+    /// Name.
+    pub name: String,
+    /// Counters.
+    pub requests: Requests,
+    /// From the intended send time.
+    pub latency_ms: Latency,
+    /// By kind.
+    pub violations: BTreeMap<&'static str, u64>,
+}
+
 /// One check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckSummary {
@@ -270,6 +284,8 @@ pub struct Summary {
     pub phases: Vec<PhaseSummary>,
     /// Per check.
     pub checks: Vec<CheckSummary>,
+    /// Per network condition on the client link (the first is `unimpaired`).
+    pub conditions: Vec<ConditionSummary>,
     /// Thresholds.
     pub thresholds: Vec<ThresholdResult>,
     /// `pass` or `fail`.
@@ -331,14 +347,18 @@ struct View<'a> {
 
 impl View<'_> {
     fn merged(&self, phase: Option<usize>, check: Option<usize>) -> Cell {
+        self.merged_where(|k| {
+            phase.is_none_or(|p| p == usize::from(k.phase)) && check.is_none_or(|x| x == usize::from(k.check))
+        })
+    }
+
+    fn merged_where(&self, keep: impl Fn(crate::metrics::Key) -> bool) -> Cell {
         let mut out = Cell::default();
         for (i, c) in self.inp.cells.iter().enumerate() {
             let Some(c) = c else { continue };
-            let k = self.inp.dims.key(i);
-            if phase.is_some_and(|p| p != usize::from(k.phase)) || check.is_some_and(|x| x != usize::from(k.check)) {
-                continue;
+            if keep(self.inp.dims.key(i)) {
+                out.add(c);
             }
-            out.add(c);
         }
         out
     }
@@ -452,6 +472,21 @@ impl Summary {
                 }
             })
             .collect();
+        let conditions: Vec<ConditionSummary> = inp
+            .plan
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(ci, name)| {
+                let c = v.merged_where(|k| usize::from(k.condition) == ci);
+                ConditionSummary {
+                    name: name.clone(),
+                    requests: Requests::of(&c.counts),
+                    latency_ms: Latency::of(&c.latency),
+                    violations: violations(&c.counts),
+                }
+            })
+            .collect();
         let thresholds: Vec<ThresholdResult> = s
             .thresholds
             .iter()
@@ -537,6 +572,7 @@ impl Summary {
             statuses: statuses(&all.counts),
             phases,
             checks,
+            conditions,
             thresholds,
             verdict: if reasons.is_empty() { "pass" } else { "fail" },
             reasons,

@@ -249,6 +249,17 @@ pub struct Phase {
     pub load: Load,
     /// Check index and weight (> 0).
     pub mix: Vec<(usize, f64)>,
+    /// The client link's condition during the phase (`None`: unimpaired).
+    pub network: Option<Network>,
+}
+
+/// A named network condition on the client link.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Name (labels every counter sent under it).
+    pub name: String,
+    /// What the link does.
+    pub impairment: crate::netem::Impairment,
 }
 
 /// How requests are paced.

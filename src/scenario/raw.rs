@@ -230,4 +230,24 @@ pub(crate) struct RawPhase {
     pub(crate) users: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mix: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<RawNetwork>,
+}
+
+/// `phases[].network:` — the client link's condition during the phase.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) jitter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) distribution: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bandwidth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seed: Option<u64>,
 }

@@ -841,11 +841,53 @@ fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> 
             }
         };
         let mix = mix(cx, o, p.mix.as_ref(), checks);
+        let network = p.network.as_ref().and_then(|n| network(cx, o, &name, n));
         if let Some(load) = load {
-            out.push(Phase { name, duration, requests: p.requests, load, mix });
+            out.push(Phase { name, duration, requests: p.requests, load, mix, network });
         }
     }
     out
+}
+
+fn network(cx: &mut Ctx<'_>, o: &Origin, phase: &str, n: &crate::scenario::raw::RawNetwork) -> Option<Network> {
+    let mut ok = true;
+    let mut dur = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| match v.as_deref().map(units::duration) {
+        None => Duration::ZERO,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            cx.at(o, &format!("network.{key}"), e);
+            ok = false;
+            Duration::ZERO
+        }
+    };
+    let latency = dur(cx, "latency", &n.latency);
+    let jitter = dur(cx, "jitter", &n.jitter);
+    let distribution = match n.distribution.as_deref() {
+        None => crate::netem::Distribution::Uniform,
+        Some(d) => crate::netem::Distribution::parse(d).unwrap_or_else(|| {
+            cx.at(o, "network.distribution", format!("`{d}` is not a distribution: use uniform, normal or pareto"));
+            ok = false;
+            crate::netem::Distribution::Uniform
+        }),
+    };
+    let bandwidth = match n.bandwidth.as_deref().map(crate::netem::parse_bandwidth) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            cx.at(o, "network.bandwidth", e);
+            ok = false;
+            None
+        }
+    };
+    let impairment = crate::netem::Impairment {
+        latency,
+        jitter,
+        distribution,
+        seed: n.seed.unwrap_or(1),
+        bandwidth,
+        ..Default::default()
+    };
+    ok.then(|| Network { name: n.name.clone().unwrap_or_else(|| phase.to_string()), impairment })
 }
 
 fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec<(usize, f64)> {

@@ -43,6 +43,7 @@ fn fixture() -> (Info, Snapshot, History) {
         phase_name: "ramp".into(),
         phase_elapsed: Duration::from_millis(12_500),
         phase_length: Some(Duration::from_secs(20)),
+        condition: "unimpaired".into(),
         offered_rps: Some(1_050.0),
         achieved_rps: 1_020.0,
         window_latency: window,

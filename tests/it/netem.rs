@@ -30,7 +30,7 @@ async fn echo() -> std::net::SocketAddr {
 async fn link(imp: Impairment) -> (std::net::SocketAddr, gauntlet::serve::Server) {
     let upstream = echo().await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = netem::spawn(l, upstream, Arc::new(imp)).unwrap();
+    let server = netem::spawn(l, upstream, Arc::new(netem::Switch::new(imp))).unwrap();
     (server.addr, server)
 }
 
@@ -127,4 +127,31 @@ async fn refuse_resets_and_blackhole_forwards_nothing() {
     let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
     assert!(r.is_err(), "a blackhole answers nothing and keeps the connection open: {r:?}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_network_condition_labels_everything_sent_under_it() {
+    let target =
+        gauntlet::testkit::spawn(gauntlet::testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None })
+            .await
+            .unwrap();
+    let (d, p) = super::common::scenario_file(&format!(
+        "gauntlet: 1\nname: cond\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases:\n\
+         - {{ name: clear, requests: 40, users: 2 }}\n\
+         - {{ name: slow, requests: 40, users: 2, network: {{ name: wan-30ms, latency: 30ms }} }}\n",
+        target.addr
+    ));
+    let out = super::common::run(super::common::load(&p), &d.path().join("out")).await;
+    target.stop().await;
+    let s = out.summary.unwrap();
+    assert_eq!(out.code, 0, "{:?}", s.reasons);
+    let names: Vec<&str> = s.conditions.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["unimpaired", "wan-30ms"]);
+    let (clear, wan) = (&s.conditions[0], &s.conditions[1]);
+    assert_eq!((clear.requests.completed, wan.requests.completed), (40, 40));
+    // Each round trip through the link carries the delay twice.
+    assert!(wan.latency_ms.p50 >= 60.0, "wan p50 {}", wan.latency_ms.p50);
+    assert!(clear.latency_ms.p50 < wan.latency_ms.p50);
 }

@@ -104,7 +104,8 @@ fn the_documented_example_validates() {
     std::fs::write(&p, yaml).unwrap();
     let s = super::common::load(&p);
     assert_eq!(s.checks.len(), 6);
-    assert_eq!(s.phases.len(), 3);
+    assert_eq!(s.phases.len(), 4);
+    assert!(s.phases[2].network.is_some());
     assert_eq!(s.thresholds.len(), 5);
     assert_eq!(s.identities.len(), 10);
 }
