@@ -360,9 +360,10 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             if cx.shared.stop.is_cancelled() {
                 return;
             }
-            if cx.shared.progress.ended(pi).is_some() {
-                break;
-            }
+            // No "phase over" check here: an open-loop phase ends when its schedule does
+            // (`slot` returns None), so a late worker still sends — late, and measured from
+            // the intended time — every request the schedule holds. Closed-loop phases end on
+            // their deadline or count below.
             while cx.shared.paused.load(Ordering::Acquire) {
                 tokio::time::sleep(PAUSE_POLL).await;
             }
