@@ -143,6 +143,13 @@ fn flaws(names: &[String]) -> Result<Vec<Flaw>, u8> {
         .collect()
 }
 
+fn gateway_config(path: &Path) -> Result<gateway::Config, u8> {
+    gateway::Config::load(path).map_err(|e| {
+        errln!("gauntlet: {e}");
+        USAGE
+    })
+}
+
 async fn demo(a: DemoArgs) -> u8 {
     let certs = Path::new("certs");
     if let Err(e) = tls::pki::init(certs, false) {
@@ -153,12 +160,9 @@ async fn demo(a: DemoArgs) -> u8 {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let mut cfg = match gateway::Config::load(&a.gateway) {
+    let mut cfg = match gateway_config(&a.gateway) {
         Ok(c) => c,
-        Err(e) => {
-            errln!("gauntlet: {e}");
-            return USAGE;
-        }
+        Err(c) => return c,
     };
     let oracle_listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
@@ -207,12 +211,9 @@ async fn gateway_cmd(a: GatewayArgs) -> u8 {
         Ok(f) => f,
         Err(c) => return c,
     };
-    let mut cfg = match gateway::Config::load(&a.config) {
+    let mut cfg = match gateway_config(&a.config) {
         Ok(c) => c,
-        Err(e) => {
-            errln!("gauntlet: {e}");
-            return USAGE;
-        }
+        Err(c) => return c,
     };
     if let Some(l) = a.listen {
         cfg.listen = l;
@@ -296,7 +297,7 @@ async fn netem_cmd(a: NetemArgs) -> u8 {
     };
     match netem::spawn(listener, upstream, Arc::new(netem::Switch::new(imp.clone()))) {
         Ok(link) => {
-            errln!("netem: {} → {upstream} with {imp:?} (Ctrl-C to stop)", link.addr);
+            errln!("netem: {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone(), None));
             stop.cancelled().await;

@@ -49,3 +49,30 @@ where
     });
     Ok(Server { addr, stop, task })
 }
+
+/// Serves HTTP/1.1 and HTTP/2 (auto-detected) on one connection — over TLS when `tls` is
+/// given (a refused handshake just ends the connection) — until it closes or `stop` fires.
+pub(crate) async fn http<S>(tcp: TcpStream, tls: Option<&tokio_rustls::TlsAcceptor>, svc: S, stop: &CancellationToken)
+where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    match tls {
+        Some(a) => {
+            let Ok(stream) = a.accept(tcp).await else { return };
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        }
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+        }
+    }
+}

@@ -76,6 +76,38 @@ pub struct Impairment {
     pub refuse: bool,
 }
 
+impl Impairment {
+    /// A one-line human description, e.g. `latency 40ms ± 10ms (normal), 1000000 B/s`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.latency.is_zero() || !self.jitter.is_zero() {
+            let d = |x: Duration| humantime::format_duration(x).to_string();
+            parts.push(
+                format!("latency {} ± {} ({:?})", d(self.latency), d(self.jitter), self.distribution).to_lowercase(),
+            );
+        }
+        if let Some(b) = self.bandwidth {
+            parts.push(format!("{b} B/s per connection and direction"));
+        }
+        if let Some((s, gap)) = self.slice {
+            parts.push(format!("slices of {s} B every {}", humantime::format_duration(gap)));
+        }
+        if let Some(n) = self.reset_after_bytes {
+            parts.push(format!("reset after {n} B"));
+        }
+        if let Some(t) = self.reset_after {
+            parts.push(format!("reset after {}", humantime::format_duration(t)));
+        }
+        if self.blackhole {
+            parts.push("blackhole".into());
+        }
+        if self.refuse {
+            parts.push("refuse".into());
+        }
+        if parts.is_empty() { "no impairment".into() } else { parts.join(", ") }
+    }
+}
+
 /// Draws per-chunk delays from a seeded generator.
 #[derive(Debug)]
 pub struct Sampler {
@@ -233,19 +265,24 @@ async fn pump(
     moved: Arc<AtomicU64>,
     reset: Arc<Notify>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(256);
+    let (tx, mut rx) = mpsc::channel::<(Instant, bytes::Bytes)>(256);
     let reader = async {
         let mut last_due = Instant::now();
+        // One growing buffer; each chunk is split off it, so a read neither allocates nor
+        // zeroes a fresh buffer.
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
         loop {
-            let mut buf = vec![0u8; 16 * 1024];
-            let n = match rd.read(&mut buf).await {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            match rd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            buf.truncate(n);
+                Ok(_) => {}
+            }
+            let chunk = buf.split().freeze();
             let due = (Instant::now() + sampler.sample(&switch.get())).max(last_due);
             last_due = due;
-            if tx.send((due, buf)).await.is_err() {
+            if tx.send((due, chunk)).await.is_err() {
                 break;
             }
         }

@@ -19,8 +19,6 @@ use http::{HeaderMap, HeaderName, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -123,6 +121,8 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Oracle {
     rules: Rules,
+    /// Check id → index, for one lookup per arrival.
+    index: std::collections::HashMap<String, usize>,
     // [phase][check][0..4] = arrivals, leaks, spoofed, missing
     counts: Vec<AtomicU64>,
     received: AtomicU64,
@@ -135,6 +135,7 @@ impl Oracle {
     pub fn new(rules: Rules) -> Self {
         let n = rules.phases.max(1) * rules.checks.len() * 4;
         Oracle {
+            index: rules.checks.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect(),
             rules,
             counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
@@ -146,12 +147,8 @@ impl Oracle {
     /// Judges and counts one request.
     pub fn observe(&self, path_and_query: &str, headers: &HeaderMap) -> Finding {
         self.received.fetch_add(1, Ordering::Relaxed);
-        let tag = headers
-            .get(TAG_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| query_tag(path_and_query).map(str::to_string));
-        let Some((run, check, phase)) = tag.as_deref().and_then(|t| self.decode(t)) else {
+        let tag = headers.get(TAG_HEADER).and_then(|v| v.to_str().ok()).or_else(|| query_tag(path_and_query));
+        let Some((run, check, phase)) = tag.and_then(|t| self.decode(t)) else {
             self.untagged.fetch_add(1, Ordering::Relaxed);
             return Finding::Untagged;
         };
@@ -185,7 +182,7 @@ impl Oracle {
         if phase >= self.rules.phases.max(1) {
             return None;
         }
-        let idx = self.rules.checks.iter().position(|r| r.id == check)?;
+        let idx = *self.index.get(check)?;
         Some((run, idx, phase))
     }
 
@@ -293,18 +290,7 @@ pub fn spawn(
                 let oracle = oracle.clone();
                 async move { Ok::<_, Infallible>(answer(&oracle, &req)) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            match acceptor {
-                Some(a) => {
-                    let Ok(stream) = a.accept(tcp).await else { return };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-                }
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-                }
-            }
+            crate::serve::http(tcp, acceptor.as_ref(), svc, &stop).await;
         }
     })?;
     Ok(Running { addr: server.addr, oracle, server })

@@ -17,8 +17,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -113,19 +112,7 @@ async fn connection(
     stop: CancellationToken,
 ) {
     let svc = service_fn(move |req| handle(state.clone(), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
-    match acceptor {
-        Some(a) => {
-            // A refused handshake just ends this connection.
-            let Ok(tls) = a.accept(tcp).await else { return };
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-        }
-        None => {
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
-        }
-    }
+    crate::serve::http(tcp, acceptor.as_ref(), svc, &stop).await;
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -215,10 +215,8 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
 /// certificate that has become valid, or a current one that expired, is re-issued).
 fn still_fits(path: &Path, want: Validity, now: OffsetDateTime) -> bool {
     let Ok(pem) = fs::read(path) else { return false };
-    let Some(Ok(der)) = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
-        .next()
-        .map(|r: Result<rustls_pki_types::CertificateDer<'static>, _>| r)
-    else {
+    use rustls_pki_types::pem::PemObject;
+    let Some(Ok(der)) = rustls_pki_types::CertificateDer::pem_slice_iter(&pem).next() else {
         return false;
     };
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return false };
