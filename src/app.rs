@@ -470,21 +470,6 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             return code(USAGE);
         }
     };
-    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
-        Ok(d) => d,
-        Err(e) => {
-            say(opt, format!("gauntlet: {e}"));
-            return code(RUNTIME);
-        }
-    };
-    let started_at = SystemTime::now();
-    let mut hlog = match Hlog::create(&dir.path, started_at) {
-        Ok(h) => h,
-        Err(e) => {
-            say(opt, format!("gauntlet: {e}"));
-            return code(RUNTIME);
-        }
-    };
     let run_id = format!("{:08x}", rand::random::<u32>());
     let listener = match (opt_listener, s.oracle) {
         (Some(l), _) => Some(l),
@@ -509,6 +494,23 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             }
             None => None,
         };
+    // The results folder is created only once everything that can refuse to start has
+    // started: a run that cannot start leaves no folder behind.
+    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
+        Ok(d) => d,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return code(RUNTIME);
+        }
+    };
+    let started_at = SystemTime::now();
+    let mut hlog = match Hlog::create(&dir.path, started_at) {
+        Ok(h) => h,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return code(RUNTIME);
+        }
+    };
     let dims = Dims { phases: plan.phases.len(), conditions: plan.conditions.len(), checks: s.checks.len() };
     let threads = match s.target.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

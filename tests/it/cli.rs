@@ -223,3 +223,28 @@ async fn the_dashboard_restores_the_terminal_when_the_run_ends() {
     assert!(enter < leave && leave < verdict, "restore happens before the summary");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oracle_address_in_use_exits_3_and_leaves_no_results_folder() {
+    let target =
+        testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None }).await.unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: busy\ntarget: {{ url: \"http://{}\" }}\noracle: {{ listen: \"{}\" }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\nphases: [ {{ name: p, requests: 5, rate: 5/s }} ]\n",
+        target.addr,
+        taken.local_addr().unwrap()
+    ));
+    let out = d.path().join("out");
+    let o = tokio::task::spawn_blocking({
+        let (p, out) = (p.clone(), out.clone());
+        move || gauntlet().arg("run").arg(&p).arg("--headless").arg("--out").arg(&out).output().unwrap()
+    })
+    .await
+    .unwrap();
+    target.stop().await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot listen for the oracle"));
+    assert!(!out.exists(), "nothing half-written");
+    drop(taken);
+}
