@@ -18,7 +18,8 @@ use crate::metrics::{Collector, Dims, Progress, Snapshot};
 use crate::oracle::{self, Oracle, Rules};
 use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
 use crate::report::{self, Hlog, ResultsDir, Summary};
-use crate::scenario::{self, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use crate::scenario::{self, Behind, CLIENT_LINK, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use crate::timeline::Timeline;
 use crate::{netem, plan, tls};
 
 use crate::cli::{
@@ -53,7 +54,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Demo(a) => demo(a).await,
         Command::Gateway(a) => gateway_cmd(a).await,
         Command::Oracle(a) => oracle_cmd(a).await,
-        Command::Netem(a) => netem_cmd(a).await,
+        Command::Netem(a) => netem_cmd(*a).await,
     }
 }
 
@@ -164,44 +165,63 @@ async fn demo(a: DemoArgs) -> u8 {
         Ok(c) => c,
         Err(c) => return c,
     };
-    let oracle_listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => {
-            errln!("gauntlet: cannot listen for the oracle: {e}");
-            return RUNTIME;
-        }
+    let bind = |what: &'static str| async move {
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| {
+            errln!("gauntlet: cannot listen for the {what}: {e}");
+            RUNTIME
+        })
     };
-    let oracle_addr = oracle_listener.local_addr().map_or_else(|_| "127.0.0.1:0".into(), |a| a.to_string());
+    let (oracle_listener, gw_listener) = match (bind("oracle").await, bind("gateway").await) {
+        (Ok(o), Ok(g)) => (o, g),
+        (Err(c), _) | (_, Err(c)) => return c,
+    };
+    let local = |l: &tokio::net::TcpListener| l.local_addr().map_or_else(|_| "127.0.0.1:0".into(), |a| a.to_string());
+    let (oracle_addr, gw_addr) = (local(&oracle_listener), local(&gw_listener));
     cfg.upstream = format!("http://{oracle_addr}");
-    let gw_listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
+    let ov = Overrides {
+        target_url: Some(format!("https://{gw_addr}")),
+        target_ca: Some(certs.join("ca.pem")),
+        duration: a.duration,
+    };
+    let s = match load(&a.scenario, &ov) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    // Dependencies first: the gateway calls them, and fetches its keys as it starts.
+    let deps = match Dependencies::start(&s, true).await {
+        Ok(d) => d,
         Err(e) => {
-            errln!("gauntlet: cannot listen for the gateway: {e}");
+            errln!("gauntlet: {e}");
             return RUNTIME;
         }
     };
+    if let Some(l) = deps.served("authz") {
+        let authz = cfg.authz.get_or_insert_with(|| gateway::AuthzCfg {
+            url: String::new(),
+            timeout: None,
+            failure_status: None,
+        });
+        authz.url = format!("http://{}/authorize", l.server.addr);
+    }
+    if let Some(l) = deps.served("jwks") {
+        // The keys come from the endpoint only, so its faults are real to the gateway.
+        cfg.jwt.jwks = None;
+        cfg.jwt.jwks_url = Some(format!("http://{}/.well-known/jwks.json", l.server.addr));
+    }
     let gw = match gateway::spawn(&cfg, Some(gw_listener), &flaws).await {
         Ok(g) => g,
         Err(e) => {
             errln!("gauntlet: cannot start the reference gateway: {e}");
+            deps.stop().await;
             return RUNTIME;
         }
     };
     let flaw_note = if a.flaws.is_empty() { "no flaws".to_string() } else { format!("flaws: {}", a.flaws.join(", ")) };
     errln!("demo: reference gateway on https://{} ({flaw_note}), oracle upstream on http://{oracle_addr}", gw.addr);
-    let ov = Overrides {
-        target_url: Some(format!("https://{}", gw.addr)),
-        target_ca: Some(certs.join("ca.pem")),
-        duration: a.duration,
-    };
-    let code = match load(&a.scenario, &ov) {
-        Ok(s) => {
-            let mut o = opts(&a.output);
-            o.oracle_listener = Some(oracle_listener);
-            execute(s, o).await.code
-        }
-        Err(c) => c,
-    };
+    let mut o = opts(&a.output);
+    o.oracle_listener = Some(oracle_listener);
+    o.dependencies = Some(deps);
+    let code = execute(s, o).await.code;
     gw.stop().await;
     code
 }
@@ -273,18 +293,86 @@ fn netem_impairment(a: &NetemArgs) -> Result<netem::Impairment, String> {
     })
 }
 
-async fn netem_cmd(a: NetemArgs) -> u8 {
-    let imp = match netem_impairment(&a) {
-        Ok(i) => i,
-        Err(e) => {
-            errln!("gauntlet: {e}");
-            return USAGE;
+fn netem_udp_impairment(a: &NetemArgs) -> Result<netem::udp::UdpImpairment, String> {
+    use crate::scenario::units::duration;
+    use netem::udp::Loss;
+    let tcp_only = [
+        ("bandwidth", a.bandwidth.is_some()),
+        ("slice", a.slice.is_some()),
+        ("reset-after-bytes", a.reset_after_bytes.is_some()),
+        ("reset-after", a.reset_after.is_some()),
+        ("blackhole", a.blackhole),
+        ("refuse", a.refuse),
+    ];
+    if let Some((flag, _)) = tcp_only.iter().find(|(_, set)| *set) {
+        return Err(format!("--{flag} applies to TCP links, not with --udp (use --loss 100% to drop everything)"));
+    }
+    let prob = |flag: &str, v: &Option<String>| -> Result<f64, String> {
+        match v.as_deref().map(Loss::parse) {
+            None => Ok(0.0),
+            Some(Ok(Loss::Bernoulli(p))) => Ok(p),
+            Some(Ok(_)) => Err(format!("--{flag}: give a probability, e.g. `1%`")),
+            Some(Err(e)) => Err(format!("--{flag}: {e}")),
         }
     };
+    Ok(netem::udp::UdpImpairment {
+        delay: netem_impairment(a)?,
+        loss: a.loss.as_deref().map(Loss::parse).transpose().map_err(|e| format!("--loss: {e}"))?,
+        duplicate: prob("duplicate", &a.duplicate)?,
+        reorder: prob("reorder", &a.reorder)?,
+        reorder_gap: duration(&a.reorder_gap).map_err(|e| format!("--reorder-gap: {e}"))?,
+    })
+}
+
+async fn netem_cmd(a: NetemArgs) -> u8 {
     let upstream = match tokio::net::lookup_host(&a.upstream).await.ok().and_then(|mut i| i.next()) {
         Some(u) => u,
         None => {
             errln!("gauntlet: --upstream `{}` is not a reachable address (write host:port)", a.upstream);
+            return USAGE;
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone(), None));
+    if a.udp {
+        let imp = match netem_udp_impairment(&a) {
+            Ok(i) => i,
+            Err(e) => {
+                errln!("gauntlet: {e}");
+                return USAGE;
+            }
+        };
+        let socket = match tokio::net::UdpSocket::bind(&a.listen).await {
+            Ok(s) => s,
+            Err(e) => {
+                errln!("gauntlet: cannot listen (UDP) on {}: {e}", a.listen);
+                return RUNTIME;
+            }
+        };
+        return match netem::udp::spawn_udp(socket, upstream, imp.clone()) {
+            Ok(link) => {
+                errln!("netem: udp {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
+                stop.cancelled().await;
+                let st = &link.stats;
+                let (r, l, s) = (
+                    st.received.load(std::sync::atomic::Ordering::Relaxed),
+                    st.lost.load(std::sync::atomic::Ordering::Relaxed),
+                    st.sent.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                errln!("netem: {r} datagrams in, {l} lost, {s} out");
+                link.stop().await;
+                PASS
+            }
+            Err(e) => {
+                errln!("gauntlet: {e}");
+                RUNTIME
+            }
+        };
+    }
+    let imp = match netem_impairment(&a) {
+        Ok(i) => i,
+        Err(e) => {
+            errln!("gauntlet: {e}");
             return USAGE;
         }
     };
@@ -298,8 +386,6 @@ async fn netem_cmd(a: NetemArgs) -> u8 {
     match netem::spawn(listener, upstream, Arc::new(netem::Switch::new(imp.clone()))) {
         Ok(link) => {
             errln!("netem: {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
-            let stop = CancellationToken::new();
-            tokio::spawn(stop_on_signal(stop.clone(), None));
             stop.cancelled().await;
             link.stop().await;
             PASS
@@ -374,6 +460,104 @@ pub struct ExecOptions {
     /// A listener for the oracle already bound by the caller (the demo binds it before it
     /// configures the gateway); otherwise the scenario's `oracle.listen` is bound.
     pub oracle_listener: Option<tokio::net::TcpListener>,
+    /// Dependency links already started by the caller (the demo starts them before its
+    /// gateway, which fetches keys at start); otherwise started from the scenario.
+    pub dependencies: Option<Dependencies>,
+}
+
+/// The dependency links of a run and the built-in services behind them.
+#[derive(Default)]
+pub struct Dependencies {
+    /// One per `dependencies:` entry.
+    pub links: Vec<DependencyLink>,
+    services: Vec<gateway::deps::Service>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.links.iter().map(|l| (&l.name, l.server.addr))).finish()
+    }
+}
+
+/// One running dependency link.
+pub struct DependencyLink {
+    /// Its name in the scenario.
+    pub name: String,
+    /// What it forwards to, in words.
+    pub behind: String,
+    /// The `serve:` kind (`authz`, `jwks`) or `upstream`.
+    pub kind: &'static str,
+    /// Its impairment switch.
+    pub switch: Arc<netem::Switch>,
+    /// The link (its `addr` is where the gateway calls).
+    pub server: crate::serve::Server,
+}
+
+impl Dependencies {
+    /// Starts every dependency of `s`: the built-in service (on a free loopback port) or
+    /// the named upstream behind, and a link on `listen` — on a free loopback port instead
+    /// when `any_port` (the demo, which then points its gateway at it).
+    pub async fn start(s: &Scenario, any_port: bool) -> Result<Self, String> {
+        let mut out = Dependencies::default();
+        for d in &s.dependencies {
+            let started = out.start_one(d, any_port).await;
+            if let Err(e) = started {
+                out.stop().await;
+                return Err(format!("dependency `{}`: {e}", d.name));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn start_one(&mut self, d: &crate::scenario::Dependency, any_port: bool) -> Result<(), String> {
+        let local = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let (upstream, behind) = match &d.behind {
+            Behind::Upstream(u) => {
+                let addr = tokio::net::lookup_host(u.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut i| i.next())
+                    .ok_or_else(|| format!("upstream `{u}` does not resolve"))?;
+                (addr, u.clone())
+            }
+            Behind::Authz(routes) => {
+                let l = local().await.map_err(|e| e.to_string())?;
+                let svc = gateway::deps::authz(l, Arc::new(routes.clone())).map_err(|e| e.to_string())?;
+                let addr = svc.server.addr;
+                self.services.push(svc);
+                (addr, format!("authorization service on {addr}"))
+            }
+            Behind::Jwks(doc) => {
+                let l = local().await.map_err(|e| e.to_string())?;
+                let svc = gateway::deps::jwks(l, doc.clone()).map_err(|e| e.to_string())?;
+                let addr = svc.server.addr;
+                self.services.push(svc);
+                (addr, format!("key endpoint on {addr}"))
+            }
+        };
+        let listen = if any_port { "127.0.0.1:0".parse().map_err(|_| "address")? } else { d.listen };
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
+        let server = netem::spawn(listener, upstream, switch.clone()).map_err(|e| e.to_string())?;
+        self.links.push(DependencyLink { name: d.name.clone(), behind, kind: d.behind.kind(), switch, server });
+        Ok(())
+    }
+
+    /// The link of the first dependency served by the built-in `kind`.
+    pub fn served(&self, kind: &str) -> Option<&DependencyLink> {
+        self.links.iter().find(|l| l.kind == kind)
+    }
+
+    /// Stops every link and service.
+    pub async fn stop(self) {
+        for l in self.links {
+            l.server.stop().await;
+        }
+        for svc in self.services {
+            svc.server.stop().await;
+        }
+    }
 }
 
 /// What a run produced.
@@ -400,6 +584,7 @@ fn opts(o: &OutputArgs) -> ExecOptions {
 /// Runs a validated scenario end to end and writes its results folder.
 pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     let opt_listener = opt.oracle_listener.take();
+    let opt_deps = opt.dependencies.take();
     let opt = &opt;
     let code = RunOutcome::early;
     let s = Arc::new(s);
@@ -439,30 +624,47 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             return code(RUNTIME);
         }
     }
-    // Phases with a `network:` condition run through an impairment link in front of the
-    // target; each phase start puts its condition in force.
-    let (link, on_phase) = if plan.impaired() {
+    // The client goes through an impairment link when a phase or an event impairs it;
+    // dependency links stand where the gateway calls its dependencies.
+    let mut links: Vec<(String, Arc<netem::Switch>)> = Vec::new();
+    let client_link = if plan.impaired() {
         let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
         let link = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => netem::spawn(l, connector.addr(), switch.clone()),
             Err(e) => Err(e),
         };
-        let link = match link {
-            Ok(l) => l,
+        match link {
+            Ok(l) => {
+                connector.via(l.addr);
+                links.push((CLIENT_LINK.to_string(), switch));
+                Some(l)
+            }
             Err(e) => {
                 say(opt, format!("gauntlet: cannot start the client impairment link: {e}"));
                 return code(RUNTIME);
             }
-        };
-        connector.via(link.addr);
-        let phases = plan.clone();
-        let hook = engine::PhaseHook(Arc::new(move |i: usize| {
-            switch.set(phases.phases.get(i).and_then(|p| p.network.clone()).unwrap_or_default());
-        }));
-        (Some(link), Some(hook))
+        }
     } else {
-        (None, None)
+        None
     };
+    let deps = match opt_deps {
+        Some(d) => d,
+        None => match Dependencies::start(&s, false).await {
+            Ok(d) => d,
+            Err(e) => {
+                say(opt, format!("gauntlet: {e}"));
+                if let Some(l) = client_link {
+                    l.stop().await;
+                }
+                return code(RUNTIME);
+            }
+        },
+    };
+    for d in &deps.links {
+        say(opt, format!("dependency `{}`: link on {} → {}", d.name, d.server.addr, d.behind));
+        links.push((d.name.clone(), d.switch.clone()));
+    }
+    let timeline = Arc::new(Timeline::new(plan.clone(), links));
     let requests = match prepare(&s) {
         Ok(r) => r,
         Err(e) => {
@@ -518,7 +720,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     };
     let pause = opt.pause.clone().unwrap_or_default();
     let job = Job {
-        on_phase,
+        timeline: timeline.clone(),
         pause: pause.clone(),
         plan: plan.clone(),
         requests: Arc::new(requests),
@@ -547,6 +749,8 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     });
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone()));
+    let timeline_done = CancellationToken::new();
+    let driving = tokio::spawn(timeline.clone().run(progress.clone(), pause.clone(), timeline_done.clone()));
     let tui = !opt.headless && !opt.quiet && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let printer = if tui {
         let info = dashboard::Info {
@@ -587,9 +791,12 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         }
     };
     let run_end = Instant::now();
-    if let Some(link) = link {
+    timeline_done.cancel();
+    let _ = driving.await;
+    if let Some(link) = client_link {
         link.stop().await;
     }
+    deps.stop().await;
     signals.abort();
     let Ok((mut collector, hlog)) = collecting.await else {
         say(opt, "gauntlet: the metrics collector failed; no results written");
@@ -607,7 +814,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             // Let requests the gateway is still forwarding arrive before the counters are read.
             tokio::time::sleep(ORACLE_SETTLE).await;
             let report = o.stop().await.report();
-            report::add_oracle(collector.dims(), &mut collector.cells, &report, &plan);
+            report::add_oracle(collector.dims(), &mut collector.cells, &report);
             Some(report)
         }
         None => None,
@@ -625,6 +832,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         protocol: protocol_name,
         interrupted: finish.interrupted,
         oracle: oracle_report.as_ref(),
+        timeline: &timeline,
         command: command_line(),
     });
     let written = dir

@@ -27,8 +27,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the embedded reference gateway (a real mTLS + JWT + RBAC gateway, with flaw switches).
     Gateway(GatewayArgs),
-    /// Run a TCP impairment link on its own (toxiproxy-like), in front of anything.
-    Netem(NetemArgs),
+    /// Run an impairment link (TCP, or UDP with --udp) on its own, in front of anything.
+    Netem(Box<NetemArgs>),
     /// Run the upstream oracle on its own, to put behind a gateway (counters at /__gauntlet/oracle).
     Oracle(OracleArgs),
 }
@@ -93,6 +93,23 @@ pub struct NetemArgs {
     /// Reset every new connection at once.
     #[arg(long)]
     pub refuse: bool,
+    /// Carry UDP datagrams (QUIC / HTTP/3) instead of TCP: each datagram is lost, delayed,
+    /// duplicated or reordered on its own (--latency and --jitter then delay each datagram).
+    #[arg(long)]
+    pub udp: bool,
+    /// UDP: loss per datagram, `2%` (independent) or `ge:P,R[,BAD[,GOOD]]` (Gilbert-Elliott
+    /// bursts: P = P(good→bad), R = P(bad→good), loss in the bad/good state, default 100%/0%).
+    #[arg(long, value_name = "SPEC", requires = "udp")]
+    pub loss: Option<String>,
+    /// UDP: probability of sending a datagram twice, e.g. `1%`.
+    #[arg(long, value_name = "P", requires = "udp")]
+    pub duplicate: Option<String>,
+    /// UDP: probability of holding a datagram back (so later ones overtake it), e.g. `5%`.
+    #[arg(long, value_name = "P", requires = "udp")]
+    pub reorder: Option<String>,
+    /// UDP: how far a reordered datagram is held back.
+    #[arg(long, value_name = "D", default_value = "10ms", requires = "udp")]
+    pub reorder_gap: String,
 }
 
 /// `gauntlet oracle`.

@@ -22,4 +22,5 @@ pub mod report;
 pub mod scenario;
 pub mod serve;
 pub mod testkit;
+pub mod timeline;
 pub mod tls;

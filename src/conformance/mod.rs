@@ -217,6 +217,8 @@ pub enum Verdict {
     Denied,
     /// Conforming: a `limit` check answered 429.
     Limited,
+    /// Conforming: refused with a declared outage status while a dependency was down.
+    OutageDenied,
     /// A policy violation.
     Violation(Violation),
     /// No verdict possible: a transport error.
@@ -250,6 +252,22 @@ pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
             _ => Error(ErrorKind::Status),
         },
         (_, Outcome::Broken { kind, .. }) => Error(*kind),
+    }
+}
+
+/// Classifies under a condition that may declare an outage: a refusal with one of the
+/// `outage` statuses — which would otherwise be a false deny, a wrong status or an
+/// unexpected status — is an expected outage denial. A success is judged as always: an
+/// outage never excuses a leak.
+pub fn classify_under(expect: &Expect, outcome: &Outcome, outage: Option<&[u16]>) -> Verdict {
+    let v = classify(expect, outcome);
+    match (outage, outcome, v) {
+        (
+            Some(statuses),
+            Outcome::Answered { status },
+            Verdict::Violation(Violation::FalseDeny | Violation::WrongStatus) | Verdict::Error(ErrorKind::Status),
+        ) if statuses.contains(status) => Verdict::OutageDenied,
+        _ => v,
     }
 }
 
@@ -309,6 +327,19 @@ mod tests {
         assert_eq!(classify(&Expect::Allow, &Outcome::TlsRejected), Verdict::Violation(Violation::FalseDeny));
         assert_eq!(classify(&Expect::Allow, &Outcome::Answered { status: 503 }), Verdict::Error(ErrorKind::Status));
         assert_eq!(classify(&Expect::Allow, &Outcome::TimedOut), Verdict::Error(ErrorKind::Timeout));
+    }
+
+    #[test]
+    fn outage_statuses_excuse_refusals_never_successes() {
+        let outage = Some(&[503u16, 403][..]);
+        let a = |st| Outcome::Answered { status: st };
+        assert_eq!(classify_under(&Expect::Allow, &a(503), outage), Verdict::OutageDenied);
+        assert_eq!(classify_under(&Expect::Allow, &a(403), outage), Verdict::OutageDenied);
+        assert_eq!(classify_under(&Expect::Allow, &a(401), outage), Verdict::Violation(Violation::FalseDeny));
+        assert_eq!(classify_under(&deny(), &a(503), outage), Verdict::OutageDenied);
+        assert_eq!(classify_under(&deny(), &a(200), outage), Verdict::Violation(Violation::Leak));
+        assert_eq!(classify_under(&deny(), &a(403), outage), Verdict::Denied);
+        assert_eq!(classify_under(&Expect::Allow, &a(503), None), Verdict::Error(ErrorKind::Status));
     }
 
     #[test]

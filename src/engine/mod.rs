@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::conformance::{Expect, Outcome, classify};
+use crate::conformance::{Expect, Outcome, Verdict, classify_under};
 use crate::metrics::{Delta, Dims, Key, Progress, Recorder, Sample, TICK};
 use crate::plan::{Pace, Plan};
 use crate::proto::{Prepared, Protocol};
+use crate::timeline::Timeline;
 
 use pool::Pools;
 
@@ -62,18 +63,9 @@ pub struct Job {
     pub dims: Dims,
     /// While set, no new request is sent and the phase clock stands still.
     pub pause: Arc<AtomicBool>,
-    /// Called with the phase index as each phase starts (puts its network condition in force).
-    pub on_phase: Option<PhaseHook>,
-}
-
-/// A callback run as each phase starts.
-#[derive(Clone)]
-pub struct PhaseHook(pub Arc<dyn Fn(usize) + Send + Sync>);
-
-impl std::fmt::Debug for PhaseHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PhaseHook")
-    }
+    /// The network timeline: told when each phase starts, read for the condition in force
+    /// at each send, told of allow-class successes (recovery time).
+    pub timeline: Arc<Timeline>,
 }
 
 /// How the run ended.
@@ -194,9 +186,7 @@ pub async fn run<P: Protocol>(
 async fn coordinate(job: &Job, shared: &Shared) -> bool {
     let mut start = shared.progress.run_start;
     for (i, phase) in job.plan.phases.iter().enumerate() {
-        if let Some(hook) = &job.on_phase {
-            (hook.0)(i);
-        }
+        job.timeline.enter_phase(i);
         start = shared.progress.start(i, start);
         shared.started.notify_waiters();
         let deadline = phase.nominal_end().map(|d| start + d);
@@ -393,9 +383,13 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                 }
             };
             let check = phase.check(i);
+            // The condition in force at the send labels the request, here and in its tag
+            // (so the oracle attributes what arrives to it too).
+            let condition = cx.job.timeline.condition();
             tag.clear();
-            let _ = write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], ((pi as u64) << 48) | i);
-            let key = Key { phase: pi as u16, condition: phase.condition as u16, check: check as u16 };
+            let _ =
+                write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], crate::proto::seq(pi, condition, i));
+            let key = Key { phase: pi as u16, condition, check: check as u16 };
             one(&cx, key, check, intended, &tag, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
@@ -438,7 +432,17 @@ async fn one<P: Protocol>(
     };
     cx.state.set(State::Idle);
     let done = Instant::now();
-    let verdict = classify(&cx.job.expects[check], &outcome);
+    let expect = &cx.job.expects[check];
+    // A declared outage excuses a refusal when it was in force at the send or at the answer:
+    // a request in flight as a dependency fails is refused by that failure. The request is
+    // still counted under the condition of its send.
+    let plan = &cx.job.plan;
+    let outage =
+        plan.outage(usize::from(key.condition)).or_else(|| plan.outage(usize::from(cx.job.timeline.condition())));
+    let verdict = classify_under(expect, &outcome, outage);
+    if verdict == Verdict::Pass && *expect == Expect::Allow {
+        cx.job.timeline.allow_succeeded(sent, done);
+    }
     let sample = Sample {
         key,
         verdict,

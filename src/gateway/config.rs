@@ -46,7 +46,15 @@ pub struct TlsFiles {
 #[serde(deny_unknown_fields)]
 pub struct JwtFiles {
     /// JWKS file with the signing keys' public halves.
-    pub jwks: PathBuf,
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+    /// Or a key endpoint to fetch the JWKS from (`http://host:port/path`), refreshed
+    /// every `refresh`; the last good key set is kept when a refresh fails.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Key refresh period (default 10s).
+    #[serde(default)]
+    pub refresh: Option<String>,
     /// Required `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -54,6 +62,20 @@ pub struct JwtFiles {
     /// Clock skew allowed for `exp`/`nbf` (default 30s).
     #[serde(default)]
     pub leeway: Option<String>,
+}
+
+/// `authz:` — an external authorization service decides RBAC (see `gateway::deps`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzCfg {
+    /// Service URL (`http://host:port/path`).
+    pub url: String,
+    /// How long to wait for a decision (default 250ms).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Answer when no decision came (timeout, error); default 503.
+    #[serde(default)]
+    pub failure_status: Option<u16>,
 }
 
 /// `routes[]:`
@@ -94,6 +116,9 @@ pub struct Config {
     pub upstream: String,
     /// JWT verification.
     pub jwt: JwtFiles,
+    /// External authorization (default: the routes are decided locally).
+    #[serde(default)]
+    pub authz: Option<AuthzCfg>,
     /// Header carrying the verified identity to the upstream.
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
@@ -169,10 +194,16 @@ impl Config {
             },
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.tls.cert, &mut c.tls.key, &mut c.tls.client_ca, &mut c.jwt.jwks] {
+        for p in [&mut c.tls.cert, &mut c.tls.key, &mut c.tls.client_ca].into_iter().chain(c.jwt.jwks.as_mut()) {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
+        }
+        if c.jwt.jwks.is_none() && c.jwt.jwks_url.is_none() {
+            return Err(Error::Invalid {
+                path: path.to_path_buf(),
+                msg: " jwt: give `jwks:` (a file) or `jwks_url:` (a key endpoint)".into(),
+            });
         }
         for f in &c.flaws {
             if Flaw::parse(f).is_none() {
@@ -183,6 +214,18 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// The routes as the policy code sees them.
+    pub fn policy_routes(&self) -> Vec<super::policy::Route> {
+        self.routes
+            .iter()
+            .map(|r| super::policy::Route {
+                prefix: if self.case_insensitive_paths { r.prefix.to_ascii_lowercase() } else { r.prefix.clone() },
+                methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                groups: r.groups.clone(),
+            })
+            .collect()
     }
 
     /// The leeway as a duration.

@@ -14,6 +14,7 @@
 //! the check pack see it as any other gateway.
 
 mod config;
+pub mod deps;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, Error as ConfigError};
+pub use config::{AuthzCfg, Config, Error as ConfigError};
 use policy::{Limiter, Route};
 
 use crate::tls;
@@ -57,6 +58,8 @@ pub enum Flaw {
     IgnoreMissingToken,
     /// The rate limit is keyed on `X-Forwarded-For`; without it, nothing is limited.
     RateLimitByXff,
+    /// When the external authorization call times out, the request is allowed.
+    FailOpenOnAuthzTimeout,
 }
 
 impl Flaw {
@@ -68,6 +71,7 @@ impl Flaw {
         "accept-any-client-cert",
         "ignore-missing-token",
         "rate-limit-by-xff",
+        "fail-open-on-authz-timeout",
     ];
 
     /// Parses a flaw name.
@@ -79,6 +83,7 @@ impl Flaw {
             "accept-any-client-cert" => Flaw::AcceptAnyClientCert,
             "ignore-missing-token" => Flaw::IgnoreMissingToken,
             "rate-limit-by-xff" => Flaw::RateLimitByXff,
+            "fail-open-on-authz-timeout" => Flaw::FailOpenOnAuthzTimeout,
             _ => return None,
         })
     }
@@ -117,9 +122,20 @@ pub enum Error {
     },
 }
 
+type Keys = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// The external authorization call.
+struct Authz {
+    uri: Uri,
+    timeout: Duration,
+    failure: StatusCode,
+}
+
 struct Gateway {
     routes: Vec<Route>,
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    /// `None` until a key set was loaded (only possible with `jwks_url`).
+    keys: std::sync::RwLock<Option<Arc<Keys>>>,
+    authz: Option<Authz>,
     issuer: String,
     audience: String,
     leeway: Duration,
@@ -168,11 +184,36 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
     } else {
         tls::server_config(chain, key, Some(&ca), true, alpn)?
     };
-    let keys = jwks(&read("JWKS", &cfg.jwt.jwks)?).map_err(|reason| Error::File {
-        what: "JWKS",
-        path: cfg.jwt.jwks.clone(),
-        reason,
-    })?;
+    let keys = match &cfg.jwt.jwks {
+        Some(path) => Some(Arc::new(jwks(&read("JWKS", path)?).map_err(|reason| Error::File {
+            what: "JWKS",
+            path: path.clone(),
+            reason,
+        })?)),
+        None => None,
+    };
+    let key_url: Option<Uri> = match &cfg.jwt.jwks_url {
+        Some(u) => Some(u.parse().map_err(|e| Error::Invalid(format!("jwt.jwks_url `{u}`: {e}")))?),
+        None => None,
+    };
+    let refresh = match &cfg.jwt.refresh {
+        Some(r) => humantime::parse_duration(r).map_err(|e| Error::Invalid(format!("jwt.refresh `{r}`: {e}")))?,
+        None => Duration::from_secs(10),
+    };
+    let authz = match &cfg.authz {
+        Some(a) => Some(Authz {
+            uri: a.url.parse().map_err(|e| Error::Invalid(format!("authz.url `{}`: {e}", a.url)))?,
+            timeout: match &a.timeout {
+                Some(t) => {
+                    humantime::parse_duration(t).map_err(|e| Error::Invalid(format!("authz.timeout `{t}`: {e}")))?
+                }
+                None => Duration::from_millis(250),
+            },
+            failure: StatusCode::from_u16(a.failure_status.unwrap_or(503))
+                .map_err(|e| Error::Invalid(format!("authz.failure_status: {e}")))?,
+        }),
+        None => None,
+    };
     let upstream: Uri =
         cfg.upstream.parse().map_err(|e| Error::Invalid(format!("upstream `{}`: {e}", cfg.upstream)))?;
     let mut limiters = Vec::new();
@@ -187,16 +228,9 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         });
     }
     let gw = Arc::new(Gateway {
-        routes: cfg
-            .routes
-            .iter()
-            .map(|r| Route {
-                prefix: if cfg.case_insensitive_paths { r.prefix.to_ascii_lowercase() } else { r.prefix.clone() },
-                methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-                groups: r.groups.clone(),
-            })
-            .collect(),
-        keys,
+        routes: cfg.policy_routes(),
+        keys: std::sync::RwLock::new(keys),
+        authz,
         issuer: cfg.jwt.issuer.clone(),
         audience: cfg.jwt.audience.clone(),
         leeway: cfg.leeway().map_err(Error::Invalid)?,
@@ -209,6 +243,16 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         upstream,
         client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
     });
+    if let Some(url) = key_url {
+        // Start with keys when the endpoint answers soon; refresh in the background.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while gw.key_set().is_none() && Instant::now() < deadline {
+            if !gw.fetch_keys(&url).await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::spawn(refresh_keys(Arc::downgrade(&gw), url, refresh));
+    }
     let listener = match listener {
         Some(l) => l,
         None => {
@@ -220,7 +264,22 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })
 }
 
-fn jwks(bytes: &[u8]) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
+/// Refreshes the key set every `every` (every 200 ms while none was ever loaded) until the
+/// gateway is gone. A failed refresh keeps the last good set.
+async fn refresh_keys(gw: std::sync::Weak<Gateway>, url: Uri, every: Duration) {
+    loop {
+        let wait = match gw.upgrade() {
+            Some(g) if g.key_set().is_some() => every,
+            Some(_) => Duration::from_millis(200),
+            None => return,
+        };
+        tokio::time::sleep(wait).await;
+        let Some(g) = gw.upgrade() else { return };
+        g.fetch_keys(&url).await;
+    }
+}
+
+fn jwks(bytes: &[u8]) -> Result<Keys, String> {
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut out = HashMap::new();
     for k in &set.keys {
@@ -294,12 +353,72 @@ impl Gateway {
         self.flaws.contains(&f)
     }
 
-    fn verify(&self, token: &str) -> Option<Claims> {
+    fn key_set(&self) -> Option<Arc<Keys>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches the key set from `url`; true when a valid set was installed.
+    async fn fetch_keys(&self, url: &Uri) -> bool {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = url.clone();
+        let got = tokio::time::timeout(Duration::from_secs(2), async {
+            let resp = self.client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = Limited::new(resp.into_body(), 1 << 20).collect().await.ok()?.to_bytes();
+            jwks(&body).ok()
+        })
+        .await;
+        match got {
+            Ok(Some(keys)) => {
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Asks the authorization service; `Err(true)` on timeout, `Err(false)` on other failures.
+    async fn authorize(
+        &self,
+        a: &Authz,
+        principal: &str,
+        groups: &[String],
+        ou: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Result<bool, bool> {
+        use deps::header;
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = a.uri.clone();
+        let h = req.headers_mut();
+        for (name, value) in [
+            (header::SUBJECT, principal),
+            (header::GROUPS, &groups.join(",")),
+            (header::OU, ou.unwrap_or_default()),
+            (header::METHOD, method),
+            (header::PATH, path),
+        ] {
+            h.insert(name, HeaderValue::from_str(value).map_err(|_| false)?);
+        }
+        match tokio::time::timeout(a.timeout, self.client.request(req)).await {
+            Err(_) => Err(true),
+            Ok(Err(_)) => Err(false),
+            Ok(Ok(resp)) => match resp.status() {
+                StatusCode::OK => Ok(true),
+                StatusCode::FORBIDDEN => Ok(false),
+                _ => Err(false),
+            },
+        }
+    }
+
+    fn verify(&self, keys: &Keys, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return None;
         }
-        let (key, alg) = self.keys.get(header.kid.as_deref()?)?;
+        let (key, alg) = keys.get(header.kid.as_deref()?)?;
         if *alg != header.alg {
             return None;
         }
@@ -347,8 +466,11 @@ async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<F
         None if gw.has(Flaw::IgnoreMissingToken) => None,
         None => return unauthorized(None),
         Some(v) => {
+            let Some(keys) = gw.key_set() else {
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"signing keys unavailable\"}");
+            };
             let token = v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")).map(str::trim);
-            match token.and_then(|t| gw.verify(t)) {
+            match token.and_then(|t| gw.verify(&keys, t)) {
                 Some(c) => Some(c),
                 None => return unauthorized(Some("invalid_token")),
             }
@@ -363,7 +485,19 @@ async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<F
     let groups = claims.map(|c| c.groups).unwrap_or_default();
     // 3. Authorization.
     let Some(ri) = policy::route(&gw.routes, &path) else { return forbidden() };
-    if !policy::allowed(&gw.routes[ri], req.method().as_str(), &groups, peer.ou.as_deref()) {
+    let allowed = match &gw.authz {
+        None => policy::allowed(&gw.routes[ri], req.method().as_str(), &groups, peer.ou.as_deref()),
+        Some(a) => match gw.authorize(a, &principal, &groups, peer.ou.as_deref(), req.method().as_str(), &path).await {
+            Ok(decision) => decision,
+            Err(true) if gw.has(Flaw::FailOpenOnAuthzTimeout) => true,
+            Err(_) => {
+                let mut r = reply(a.failure, "{\"error\":\"authorization unavailable\"}");
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        },
+    };
+    if !allowed {
         return forbidden();
     }
     // 4. Rate limit (per identity and route).

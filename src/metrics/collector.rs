@@ -276,7 +276,10 @@ impl Collector {
             phase_name: pp.map(|p| p.name.clone()).unwrap_or_default(),
             phase_elapsed,
             phase_length: pp.and_then(|p| p.nominal_end()),
-            condition: pp.and_then(|p| self.plan.conditions.get(p.condition)).cloned().unwrap_or_default(),
+            condition: pp
+                .and_then(|p| self.plan.conditions.get(p.condition))
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             offered_rps: if done { None } else { pp.and_then(|p| p.offered_rate(phase_elapsed)) },
             achieved_rps: sent as f64 / span.as_secs_f64(),
             window_latency,
@@ -305,9 +308,7 @@ mod tests {
     fn snapshots_join_upstream_findings_live() {
         let dims = Dims { phases: 1, conditions: 1, checks: 2 };
         let progress = Arc::new(Progress::new(1, Instant::now()));
-        let mut c =
-            Collector::new(dims, Arc::new(Plan { phases: vec![], conditions: vec!["unimpaired".into()] }), progress)
-                .with_upstream(Arc::new(Fake));
+        let mut c = Collector::new(dims, Arc::new(Plan::default()), progress).with_upstream(Arc::new(Fake));
         // The client saw 2 leaks on check 0; the oracle saw 3 arrivals: counted once, as 3.
         let mut cell = Cell::default();
         cell.counts.sent = 4;

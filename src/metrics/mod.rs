@@ -83,6 +83,8 @@ pub struct Counts {
     pub statuses: Vec<(u16, u64)>,
     /// Requests refused at the TLS layer.
     pub tls_rejected: u64,
+    /// Refused with a declared outage status while a dependency was down (not violations).
+    pub outage_denied: u64,
 }
 
 impl Counts {
@@ -95,6 +97,7 @@ impl Counts {
         self.limited += o.limited;
         self.cancelled += o.cancelled;
         self.tls_rejected += o.tls_rejected;
+        self.outage_denied += o.outage_denied;
         for (a, b) in self.violations.iter_mut().zip(o.violations) {
             *a += b;
         }
@@ -236,6 +239,10 @@ impl Recorder {
             }
             Verdict::Denied => {
                 c.denied += 1;
+                true
+            }
+            Verdict::OutageDenied => {
+                c.outage_denied += 1;
                 true
             }
             Verdict::Limited => {

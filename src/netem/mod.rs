@@ -8,11 +8,15 @@
 //! write into segments of a given size with a delay between them. `reset_after_bytes` /
 //! `reset_after` end a connection with a TCP RST (SO_LINGER 0) once that many bytes (both
 //! directions) or that much time has passed. `blackhole` accepts and then forwards nothing;
-//! `refuse` resets every new connection at once.
+//! `refuse` resets every new connection at once. Switched on while connections are open,
+//! `blackhole` drops every chunk they carry from then on and `refuse` resets them on their
+//! next chunk — so a dependency "going down" takes its keep-alive connections with it.
 //!
 //! What a user-space TCP proxy cannot emulate: real packet loss, reordering and duplication on
 //! the wire (the kernel's TCP hides them behind retransmission — use the kernel backend or the
 //! UDP link for those), and per-packet timing below the size of a read.
+
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -293,6 +297,16 @@ async fn pump(
         while let Some((due, chunk)) = rx.recv().await {
             tokio::time::sleep_until(due.into()).await;
             let imp = switch.get();
+            if imp.refuse {
+                // Switched to refusing: established connections are reset too.
+                let _ = wr.as_ref().set_zero_linger();
+                reset.notify_one();
+                return;
+            }
+            if imp.blackhole {
+                // Switched to a blackhole: what crosses an established connection vanishes.
+                continue;
+            }
             let step = imp.slice.map_or(chunk.len(), |(s, _)| s.max(1));
             for seg in chunk.chunks(step) {
                 if let Some(bw) = imp.bandwidth {

@@ -48,6 +48,8 @@ pub struct Rules {
     pub run: String,
     /// Number of phases (the tag's sequence number carries the phase).
     pub phases: usize,
+    /// Number of network conditions (the tag carries the one in force at the send).
+    pub conditions: usize,
     /// One rule per check, in scenario order.
     pub checks: Vec<Rule>,
 }
@@ -70,7 +72,8 @@ impl Rules {
                 Rule { id: c.id.clone(), deny_class, require, absent: c.upstream.absent.clone() }
             })
             .collect();
-        Rules { run: run.to_string(), phases: s.phases.len(), checks }
+        let conditions = crate::plan::build(s).conditions.len();
+        Rules { run: run.to_string(), phases: s.phases.len(), conditions, checks }
     }
 }
 
@@ -113,8 +116,24 @@ pub struct Report {
     pub untagged: u64,
     /// Requests tagged by another run.
     pub foreign: u64,
-    /// By phase, then check.
+    /// By phase, then check (all conditions).
     pub cells: Vec<Vec<CheckCounts>>,
+    /// Every (phase, condition, check) that saw an arrival.
+    pub by_condition: Vec<ConditionCell>,
+}
+
+/// Counters of one (phase, network condition, check).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ConditionCell {
+    /// Phase index.
+    pub phase: usize,
+    /// Condition index (into the plan's conditions).
+    pub condition: usize,
+    /// Check index.
+    pub check: usize,
+    /// Counters.
+    #[serde(flatten)]
+    pub counts: CheckCounts,
 }
 
 /// The oracle's state.
@@ -123,7 +142,7 @@ pub struct Oracle {
     rules: Rules,
     /// Check id → index, for one lookup per arrival.
     index: std::collections::HashMap<String, usize>,
-    // [phase][check][0..4] = arrivals, leaks, spoofed, missing
+    // [phase][condition][check][0..4] = arrivals, leaks, spoofed, missing
     counts: Vec<AtomicU64>,
     received: AtomicU64,
     untagged: AtomicU64,
@@ -133,7 +152,7 @@ pub struct Oracle {
 impl Oracle {
     /// An oracle judging by `rules`.
     pub fn new(rules: Rules) -> Self {
-        let n = rules.phases.max(1) * rules.checks.len() * 4;
+        let n = rules.phases.max(1) * rules.conditions.max(1) * rules.checks.len() * 4;
         Oracle {
             index: rules.checks.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect(),
             rules,
@@ -148,7 +167,7 @@ impl Oracle {
     pub fn observe(&self, path_and_query: &str, headers: &HeaderMap) -> Finding {
         self.received.fetch_add(1, Ordering::Relaxed);
         let tag = headers.get(TAG_HEADER).and_then(|v| v.to_str().ok()).or_else(|| query_tag(path_and_query));
-        let Some((run, check, phase)) = tag.and_then(|t| self.decode(t)) else {
+        let Some((run, check, phase, condition)) = tag.and_then(|t| self.decode(t)) else {
             self.untagged.fetch_add(1, Ordering::Relaxed);
             return Finding::Untagged;
         };
@@ -157,7 +176,7 @@ impl Oracle {
             return Finding::Foreign;
         }
         let rule = &self.rules.checks[check];
-        let base = (phase * self.rules.checks.len() + check) * 4;
+        let base = self.base(phase, condition, check);
         self.counts[base].fetch_add(1, Ordering::Relaxed);
         let finding = judge(rule, headers);
         let slot = match finding {
@@ -170,59 +189,74 @@ impl Oracle {
         finding
     }
 
-    /// `(run, check index, phase)` from a tag, if it is well formed and names a known check.
-    fn decode<'t>(&self, tag: &'t str) -> Option<(&'t str, usize, usize)> {
+    fn base(&self, phase: usize, condition: usize, check: usize) -> usize {
+        ((phase * self.rules.conditions.max(1) + condition) * self.rules.checks.len() + check) * 4
+    }
+
+    /// `(run, check index, phase, condition)` from a tag, if it is well formed and names a
+    /// known check.
+    fn decode<'t>(&self, tag: &'t str) -> Option<(&'t str, usize, usize, usize)> {
         let mut parts = tag.split('.');
         let (run, check, seq) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || run.is_empty() {
             return None;
         }
-        let seq: u64 = seq.parse().ok()?;
-        let phase = usize::try_from(seq >> 48).ok()?;
-        if phase >= self.rules.phases.max(1) {
+        let (phase, condition) = crate::proto::unseq(seq.parse().ok()?);
+        if phase >= self.rules.phases.max(1) || condition >= self.rules.conditions.max(1) {
             return None;
         }
         let idx = *self.index.get(check)?;
-        Some((run, idx, phase))
+        Some((run, idx, phase, condition))
+    }
+
+    fn counts_at(&self, b: usize) -> CheckCounts {
+        let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        CheckCounts { arrivals: get(b), leaks: get(b + 1), spoofed: get(b + 2), missing: get(b + 3) }
     }
 
     /// Current counters.
     pub fn report(&self) -> Report {
         let n = self.rules.checks.len();
-        let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        let mut cells = vec![vec![CheckCounts::default(); n]; self.rules.phases.max(1)];
+        let mut by_condition = Vec::new();
+        for (phase, row) in cells.iter_mut().enumerate() {
+            for condition in 0..self.rules.conditions.max(1) {
+                for (check, sum) in row.iter_mut().enumerate() {
+                    let counts = self.counts_at(self.base(phase, condition, check));
+                    if counts.arrivals == 0 {
+                        continue;
+                    }
+                    sum.arrivals += counts.arrivals;
+                    sum.leaks += counts.leaks;
+                    sum.spoofed += counts.spoofed;
+                    sum.missing += counts.missing;
+                    by_condition.push(ConditionCell { phase, condition, check, counts });
+                }
+            }
+        }
         Report {
             received: self.received.load(Ordering::Relaxed),
             untagged: self.untagged.load(Ordering::Relaxed),
             foreign: self.foreign.load(Ordering::Relaxed),
-            cells: (0..self.rules.phases.max(1))
-                .map(|p| {
-                    (0..n)
-                        .map(|c| {
-                            let b = (p * n + c) * 4;
-                            CheckCounts {
-                                arrivals: get(b),
-                                leaks: get(b + 1),
-                                spoofed: get(b + 2),
-                                missing: get(b + 3),
-                            }
-                        })
-                        .collect()
-                })
-                .collect(),
+            cells,
+            by_condition,
         }
     }
 }
 
 impl crate::metrics::Upstream for Oracle {
     fn findings(&self) -> Vec<(u64, u64, u64)> {
-        let n = self.rules.checks.len();
         let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
-        (0..n)
+        (0..self.rules.checks.len())
             .map(|c| {
-                (0..self.rules.phases.max(1)).fold((0, 0, 0), |(l, s, m), p| {
-                    let b = (p * n + c) * 4;
-                    (l + get(b + 1), s + get(b + 2), m + get(b + 3))
-                })
+                let mut sum = (0, 0, 0);
+                for p in 0..self.rules.phases.max(1) {
+                    for k in 0..self.rules.conditions.max(1) {
+                        let b = self.base(p, k, c);
+                        sum = (sum.0 + get(b + 1), sum.1 + get(b + 2), sum.2 + get(b + 3));
+                    }
+                }
+                sum
             })
             .collect()
     }
@@ -326,6 +360,7 @@ mod tests {
         Rules {
             run: "r1".into(),
             phases: 2,
+            conditions: 2,
             checks: vec![
                 Rule {
                     id: "ALLOW".into(),
@@ -355,7 +390,7 @@ mod tests {
     #[test]
     fn decodes_tags_from_header_or_query_and_counts_by_phase() {
         let o = Oracle::new(rules());
-        let phase1 = format!("r1.DENY.{}", (1u64 << 48) | 7);
+        let phase1 = format!("r1.DENY.{}", crate::proto::seq(1, 1, 7));
         assert_eq!(o.observe("/x", &h(&[])), Finding::Untagged);
         let mut hm = h(&[]);
         hm.insert(TAG_HEADER, HeaderValue::from_str(&phase1).unwrap());
@@ -371,6 +406,13 @@ mod tests {
         assert_eq!((r.received, r.untagged, r.foreign), (10, 7, 1));
         assert_eq!(r.cells[1][1], CheckCounts { arrivals: 1, leaks: 1, spoofed: 0, missing: 0 });
         assert_eq!(r.cells[0][0].arrivals, 1);
+        let leak = ConditionCell {
+            phase: 1,
+            condition: 1,
+            check: 1,
+            counts: CheckCounts { arrivals: 1, leaks: 1, spoofed: 0, missing: 0 },
+        };
+        assert!(r.by_condition.contains(&leak), "{:?}", r.by_condition);
     }
 
     #[test]

@@ -14,8 +14,26 @@ use crate::scenario::{Load, Phase, Scenario};
 pub struct Plan {
     /// Phases.
     pub phases: Vec<PhasePlan>,
-    /// Network condition names; index 0 is the unimpaired link.
-    pub conditions: Vec<String>,
+    /// Network conditions; index 0 is the unimpaired link, then the phases' own conditions,
+    /// then one per (phase condition, event) and, for events with an outage, its recovery.
+    pub conditions: Vec<Condition>,
+    /// Timed events, in start order.
+    pub events: Vec<crate::scenario::Event>,
+    /// `labels[(pc * events + e) * 2 + recovering]`: the condition index of event `e` in force
+    /// (or in its recovery window) on top of phase condition `pc`.
+    labels: Vec<usize>,
+}
+
+/// One label a request can carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// Name (`unimpaired`, a phase's `network.name`, an event's name, `PHASE+EVENT`,
+    /// `EVENT:recovery`).
+    pub name: String,
+    /// Statuses a conforming gateway may refuse with while this condition is in force.
+    pub outage: Option<Vec<u16>>,
+    /// The event this condition belongs to.
+    pub event: Option<usize>,
 }
 
 /// The name of condition 0.
@@ -177,17 +195,18 @@ impl PhasePlan {
 
 /// Builds the plan for a validated scenario.
 pub fn build(s: &Scenario) -> Plan {
-    let mut conditions = vec![UNIMPAIRED.to_string()];
+    let plain = |name: &str| Condition { name: name.to_string(), outage: None, event: None };
+    let mut conditions = vec![plain(UNIMPAIRED)];
     let phases = s
         .phases
         .iter()
         .map(|p| {
             let mut pp = phase(p);
             if let Some(n) = &p.network {
-                pp.condition = match conditions.iter().position(|c| *c == n.name) {
+                pp.condition = match conditions.iter().position(|c| c.name == n.name) {
                     Some(i) => i,
                     None => {
-                        conditions.push(n.name.clone());
+                        conditions.push(plain(&n.name));
                         conditions.len() - 1
                     }
                 };
@@ -196,13 +215,56 @@ pub fn build(s: &Scenario) -> Plan {
             pp
         })
         .collect();
-    Plan { phases, conditions }
+    let phase_conditions = conditions.len();
+    let mut labels = Vec::with_capacity(phase_conditions * s.events.len() * 2);
+    for pc in 0..phase_conditions {
+        for (ei, e) in s.events.iter().enumerate() {
+            let prefix = if pc == 0 { String::new() } else { format!("{}+", conditions[pc].name) };
+            let outage = e.outage.as_ref().map(|o| o.statuses.clone());
+            labels.push(conditions.len());
+            conditions.push(Condition { name: format!("{prefix}{}", e.name), outage: outage.clone(), event: Some(ei) });
+            labels.push(conditions.len());
+            conditions.push(Condition { name: format!("{prefix}{}:recovery", e.name), outage, event: Some(ei) });
+        }
+    }
+    Plan { phases, conditions, events: s.events.clone(), labels }
+}
+
+impl Default for Plan {
+    /// No phases, no events: only the unimpaired condition.
+    fn default() -> Self {
+        Plan {
+            phases: Vec::new(),
+            conditions: vec![Condition { name: UNIMPAIRED.into(), outage: None, event: None }],
+            events: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
 }
 
 impl Plan {
-    /// Whether any phase impairs the client link.
+    /// Whether the client link is ever impaired (by a phase or an event).
     pub fn impaired(&self) -> bool {
         self.phases.iter().any(|p| p.network.is_some())
+            || self.events.iter().any(|e| e.link == crate::scenario::CLIENT_LINK)
+    }
+
+    /// The condition in force: phase `phase`'s own, with event `event` (and whether it is
+    /// in its recovery window) on top.
+    pub fn label(&self, phase: usize, event: Option<(usize, bool)>) -> usize {
+        let pc = self.phases.get(phase).map_or(0, |p| p.condition);
+        match event {
+            None => pc,
+            Some((e, recovering)) => {
+                let i = (pc * self.events.len() + e) * 2 + usize::from(recovering);
+                self.labels.get(i).copied().unwrap_or(pc)
+            }
+        }
+    }
+
+    /// The outage statuses accepted under condition `c`.
+    pub fn outage(&self, c: usize) -> Option<&[u16]> {
+        self.conditions.get(c).and_then(|x| x.outage.as_deref())
     }
 }
 

@@ -26,6 +26,25 @@ pub const TAG_HEADER: &str = "x-gauntlet-tag";
 /// The tag query parameter name.
 pub const TAG_PARAM: &str = "gauntlet_tag";
 
+/// Bits of a tag's sequence number that carry the request index.
+const SEQ_INDEX_BITS: u32 = 36;
+/// Most network conditions a tag can name.
+pub const MAX_CONDITIONS: usize = 1 << 12;
+
+/// The sequence field of a tag: phase (16 bits), network condition (12 bits) and the
+/// request's index in its phase (36 bits), so the oracle can attribute an arrival to the
+/// phase and the condition it was sent under.
+pub fn seq(phase: usize, condition: u16, i: u64) -> u64 {
+    ((phase as u64) << 48)
+        | ((u64::from(condition) & (MAX_CONDITIONS as u64 - 1)) << SEQ_INDEX_BITS)
+        | (i & ((1 << SEQ_INDEX_BITS) - 1))
+}
+
+/// `(phase, condition)` of a sequence field made by [`seq`].
+pub fn unseq(seq: u64) -> (usize, usize) {
+    ((seq >> 48) as usize, ((seq >> SEQ_INDEX_BITS) as usize) & (MAX_CONDITIONS - 1))
+}
+
 /// One protocol. The engine is generic over it; `app` picks the implementation.
 pub trait Protocol: Send + Sync + 'static {
     /// Per-connection state.

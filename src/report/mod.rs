@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
-    CheckSummary, ConditionSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult,
+    CheckSummary, ConditionSummary, EventSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult,
     add_limit_bypass, add_oracle,
 };
 

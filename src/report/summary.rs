@@ -39,6 +39,8 @@ pub struct Inputs<'a> {
     pub command: String,
     /// The oracle's counters, when an oracle ran.
     pub oracle: Option<&'a crate::oracle::Report>,
+    /// The network timeline (events fired, recovery times).
+    pub timeline: &'a crate::timeline::Timeline,
 }
 
 /// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
@@ -60,14 +62,12 @@ pub fn add_limit_bypass(s: &Scenario, dims: Dims, cells: &mut [Option<Box<Cell>>
 /// Joins the oracle's findings into the client-side cells: spoofed and missing identity come
 /// only from the oracle; a leak is counted once whether the client saw 2xx, the oracle saw
 /// the request, or both (the larger of the two counts per phase and check).
-pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report, plan: &Plan) {
-    for (p, row) in report.cells.iter().enumerate() {
-        let condition = plan.phases.get(p).map_or(0, |pp| pp.condition) as u16;
-        for (c, counts) in row.iter().enumerate() {
-            if counts.arrivals == 0 {
-                continue;
-            }
-            let key = crate::metrics::Key { phase: p as u16, condition, check: c as u16 };
+pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report) {
+    for cc in &report.by_condition {
+        let counts = &cc.counts;
+        {
+            let key =
+                crate::metrics::Key { phase: cc.phase as u16, condition: cc.condition as u16, check: cc.check as u16 };
             let Some(slot) = cells.get_mut(dims.index(key)) else { continue };
             let cell = slot.get_or_insert_with(Box::default);
             let v = &mut cell.counts.violations;
@@ -194,12 +194,48 @@ pub struct PhaseSummary {
 pub struct ConditionSummary {
     /// Name.
     pub name: String,
+    /// The event it belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     /// Counters.
     pub requests: Requests,
     /// From the intended send time.
     pub latency_ms: Latency,
     /// By kind.
     pub violations: BTreeMap<&'static str, u64>,
+    /// Refusals with a declared outage status (expected, not violations).
+    pub outage_denials: u64,
+}
+
+/// One timed event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    /// Name.
+    pub name: String,
+    /// `client` or a dependency.
+    pub link: String,
+    /// Start, seconds into the run.
+    pub at_s: f64,
+    /// Length, seconds.
+    pub for_s: f64,
+    /// What the link did, in words.
+    pub apply: String,
+    /// Declared outage statuses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outage_statuses: Vec<u16>,
+    /// Whether the run reached it.
+    pub fired: bool,
+    /// Sent while it was in force.
+    pub requests: Requests,
+    /// Of those.
+    pub latency_ms: Latency,
+    /// Of those, by kind.
+    pub violations: BTreeMap<&'static str, u64>,
+    /// Of those, refused with a declared outage status.
+    pub outage_denials: u64,
+    /// From the end of the event to the first allow-class success sent after it
+    /// (`null`: none seen before the run ended).
+    pub recovery_ms: Option<f64>,
 }
 
 /// One check.
@@ -284,8 +320,10 @@ pub struct Summary {
     pub phases: Vec<PhaseSummary>,
     /// Per check.
     pub checks: Vec<CheckSummary>,
-    /// Per network condition on the client link (the first is `unimpaired`).
+    /// Per network condition in force at the send (every condition that saw a request).
     pub conditions: Vec<ConditionSummary>,
+    /// Timed events.
+    pub events: Vec<EventSummary>,
     /// Thresholds.
     pub thresholds: Vec<ThresholdResult>,
     /// `pass` or `fail`.
@@ -477,16 +515,48 @@ impl Summary {
             .conditions
             .iter()
             .enumerate()
-            .map(|(ci, name)| {
+            .filter_map(|(ci, cond)| {
                 let c = v.merged_where(|k| usize::from(k.condition) == ci);
-                ConditionSummary {
-                    name: name.clone(),
+                (c.counts.sent > 0 || ci == 0).then(|| ConditionSummary {
+                    name: cond.name.clone(),
+                    event: cond.event.map(|e| inp.plan.events[e].name.clone()),
                     requests: Requests::of(&c.counts),
                     latency_ms: Latency::of(&c.latency),
                     violations: violations(&c.counts),
+                    outage_denials: c.counts.outage_denied,
+                })
+            })
+            .collect();
+        let events: Vec<EventSummary> = inp
+            .plan
+            .events
+            .iter()
+            .enumerate()
+            .map(|(ei, e)| {
+                // Only the event's own conditions, not its recovery windows.
+                let c = v.merged_where(|k| {
+                    inp.plan
+                        .conditions
+                        .get(usize::from(k.condition))
+                        .is_some_and(|x| x.event == Some(ei) && !x.name.ends_with(":recovery"))
+                });
+                EventSummary {
+                    name: e.name.clone(),
+                    link: e.link.clone(),
+                    at_s: e.at.as_secs_f64(),
+                    for_s: e.duration.as_secs_f64(),
+                    apply: e.impairment.describe(),
+                    outage_statuses: e.outage.as_ref().map(|o| o.statuses.clone()).unwrap_or_default(),
+                    fired: inp.timeline.fired(ei),
+                    requests: Requests::of(&c.counts),
+                    latency_ms: Latency::of(&c.latency),
+                    violations: violations(&c.counts),
+                    outage_denials: c.counts.outage_denied,
+                    recovery_ms: inp.timeline.recovery(ei).map(|d| ms(d.as_secs_f64() * 1e6)),
                 }
             })
             .collect();
+
         let thresholds: Vec<ThresholdResult> = s
             .thresholds
             .iter()
@@ -542,6 +612,12 @@ impl Summary {
         for t in thresholds.iter().filter(|t| !t.ok) {
             reasons.push(format!("threshold `{}` failed (value {})", t.expr, t.value));
         }
+        for cnd in &conditions {
+            let leaks = cnd.violations.get("leak").copied().unwrap_or(0);
+            if leaks > 0 && cnd.name != crate::plan::UNIMPAIRED {
+                reasons.push(format!("{leaks} leak(s) under network condition `{}`", cnd.name));
+            }
+        }
         let started_at = time::OffsetDateTime::from(inp.started_at)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -573,6 +649,7 @@ impl Summary {
             phases,
             checks,
             conditions,
+            events,
             thresholds,
             verdict: if reasons.is_empty() { "pass" } else { "fail" },
             reasons,
@@ -616,6 +693,31 @@ impl Summary {
                 p.achieved_rps,
                 p.latency_ms.p99,
                 p.violations.get("total").copied().unwrap_or(0)
+            ));
+        }
+        if self.conditions.len() > 1 || !self.events.is_empty() {
+            for c in &self.conditions {
+                o.push_str(&format!(
+                    "  condition {:<24} sent {:>7} p50 {:>8.2}ms p99 {:>8.2}ms violations {} (leak {}) outage denials {}\n",
+                    c.name,
+                    c.requests.sent,
+                    c.latency_ms.p50,
+                    c.latency_ms.p99,
+                    c.violations.get("total").copied().unwrap_or(0),
+                    c.violations.get("leak").copied().unwrap_or(0),
+                    c.outage_denials
+                ));
+            }
+        }
+        for e in &self.events {
+            let recovery = match (e.fired, e.recovery_ms) {
+                (false, _) => "not reached".to_string(),
+                (true, Some(r)) => format!("recovered {r:.0}ms after"),
+                (true, None) => "no allow-class success after it".to_string(),
+            };
+            o.push_str(&format!(
+                "  event     {:<24} {} at {}s for {}s: {}; {}\n",
+                e.name, e.link, e.at_s, e.for_s, e.apply, recovery
             ));
         }
         let total = self.violations.get("total").copied().unwrap_or(0);

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::scenario::locate::Locator;
-use crate::scenario::raw::{RawCheck, RawDoc, RawIdentity, RawOracle, RawPhase, RawProfile, RawTarget};
+use crate::scenario::raw::{
+    RawCheck, RawDependency, RawDoc, RawEvent, RawIdentity, RawOracle, RawPhase, RawProfile, RawTarget,
+};
 use crate::scenario::{Error, Problem, units};
 
 /// Largest scenario file read.
@@ -50,6 +52,8 @@ pub(crate) struct Merged {
     pub(crate) checks: Vec<(RawCheck, Origin)>,
     pub(crate) phases: Vec<(RawPhase, Origin)>,
     pub(crate) thresholds: Vec<(String, Origin)>,
+    pub(crate) dependencies: Vec<(String, RawDependency, Origin)>,
+    pub(crate) events: Vec<(RawEvent, Origin)>,
 }
 
 /// Reads `main` and everything it includes.
@@ -174,6 +178,17 @@ impl State {
         }
         for (i, t) in doc.thresholds.into_iter().enumerate() {
             m.thresholds.push((t, origin(&format!("thresholds[{i}]"))));
+        }
+        for (name, d) in doc.dependencies {
+            let at = format!("dependencies.{name}");
+            match m.dependencies.iter_mut().find(|(n, _, _)| *n == name) {
+                // A later file (the including one) overrides a dependency by name.
+                Some(slot) => *slot = (name, d, origin(&at)),
+                None => m.dependencies.push((name, d, origin(&at))),
+            }
+        }
+        for (i, e) in doc.events.into_iter().enumerate() {
+            m.events.push((e, origin(&format!("events[{i}]"))));
         }
         for (at, msg) in dups {
             self.problem(file, &at, msg);

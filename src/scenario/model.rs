@@ -34,6 +34,10 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     /// Pass/fail rules on the results.
     pub thresholds: Vec<crate::scenario::Threshold>,
+    /// Impairment links in front of what the gateway depends on.
+    pub dependencies: Vec<Dependency>,
+    /// Timed conditions, in start order (they never overlap).
+    pub events: Vec<Event>,
     /// Every source file (main first), for provenance.
     pub sources: Vec<PathBuf>,
     /// sha256 over every source file's bytes, in order (hex).
@@ -260,6 +264,68 @@ pub struct Network {
     pub name: String,
     /// What the link does.
     pub impairment: crate::netem::Impairment,
+}
+
+/// The link every client request crosses (events name it `link: client`).
+pub const CLIENT_LINK: &str = "client";
+
+/// `dependencies.NAME:` resolved: a link listening where the gateway calls a dependency.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    /// Name (events name it as their `link:`).
+    pub name: String,
+    /// Where the gateway reaches the dependency (the link's front).
+    pub listen: std::net::SocketAddr,
+    /// What the link forwards to.
+    pub behind: Behind,
+}
+
+/// What sits behind a dependency link.
+#[derive(Debug, Clone)]
+pub enum Behind {
+    /// An existing service (`host:port`, resolved at run time).
+    Upstream(String),
+    /// gauntlet's authorization service deciding with these routes.
+    Authz(Vec<crate::gateway::policy::Route>),
+    /// gauntlet's key endpoint serving this JWKS document.
+    Jwks(Bytes),
+}
+
+impl Behind {
+    /// `upstream`, `authz` or `jwks`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Behind::Upstream(_) => "upstream",
+            Behind::Authz(_) => "authz",
+            Behind::Jwks(_) => "jwks",
+        }
+    }
+}
+
+/// `events[]:` resolved: a named condition in force on one link for a while.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Name (labels every request sent while it is in force).
+    pub name: String,
+    /// Start, from the start of the run (paused time excluded).
+    pub at: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// `client` or a dependency name.
+    pub link: String,
+    /// What the link does meanwhile.
+    pub impairment: crate::netem::Impairment,
+    /// What a conforming gateway answers while it is in force.
+    pub outage: Option<Outage>,
+}
+
+/// Refusals a conforming gateway gives while a dependency is down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outage {
+    /// Statuses counted as expected outage denials, not violations.
+    pub statuses: Vec<u16>,
+    /// How long after the event ends they are still accepted (the `EVENT:recovery` condition).
+    pub grace: Duration,
 }
 
 /// How requests are paced.

@@ -38,6 +38,54 @@ pub(crate) struct RawDoc {
     pub(crate) phases: Vec<RawPhase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) thresholds: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) dependencies: BTreeMap<String, RawDependency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) events: Vec<RawEvent>,
+}
+
+/// `dependencies.NAME:` — an impairment link in front of something the gateway depends on.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDependency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) serve: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) file: Option<String>,
+}
+
+/// `events[]:` — a named condition put in force on one link for a while.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEvent {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) at: Option<String>,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub(crate) for_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) apply: Option<RawNetwork>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) outage: Option<RawOutage>,
+}
+
+/// `events[].outage:` — what a conforming gateway answers while the dependency is down.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) status: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) grace: Option<String>,
 }
 
 /// `target:` — where the traffic goes and how.
@@ -250,4 +298,16 @@ pub(crate) struct RawNetwork {
     pub(crate) bandwidth: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slice: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slice_delay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reset_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reset_after_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) blackhole: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refuse: Option<bool>,
 }

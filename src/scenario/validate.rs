@@ -14,7 +14,7 @@ use crate::auth::{self, Claim, Corrupt, JwtSpec};
 use crate::conformance::{Expect, Severity};
 use crate::scenario::load::{Merged, Origin, Source};
 use crate::scenario::model::*;
-use crate::scenario::raw::{RawDoc, RawIdentity, RawRateLimit, RawToken};
+use crate::scenario::raw::{RawDoc, RawIdentity, RawNetwork, RawRateLimit, RawToken};
 use crate::scenario::{Problem, Threshold, threshold, units};
 
 /// CLI overrides, applied to raw fields before validation so there is one validation path.
@@ -105,6 +105,8 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref());
     let phases = resolve_phases(&mut cx, &m, &checks);
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
+    let dependencies = resolve_dependencies(&mut cx, &m);
+    let events = resolve_events(&mut cx, &m, &dependencies, &phases);
     let oracle = match &m.oracle {
         None => None,
         Some((o, origin)) => match o.listen.as_deref().map(str::parse::<std::net::SocketAddr>) {
@@ -138,6 +140,8 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             checks,
             phases,
             thresholds,
+            dependencies,
+            events,
             sources: sources.iter().map(|s| s.path.clone()).collect(),
             sha256: hex(&h.finalize()),
             resolved_yaml,
@@ -146,6 +150,9 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         Err(cx.problems)
     }
 }
+
+/// How long after an outage event ends its statuses are still accepted, unless it says.
+const DEFAULT_GRACE: &str = "2s";
 
 fn apply_overrides(m: &mut Merged, ov: &Overrides) {
     if ov.target_url.is_some() || ov.target_ca.is_some() {
@@ -159,6 +166,27 @@ fn apply_overrides(m: &mut Merged, ov: &Overrides) {
         }
     }
     if let Some(d) = &ov.duration {
+        // Events keep their place in the run: scaled by new length / old length when every
+        // phase had a duration.
+        let old: Option<Duration> =
+            m.phases.iter().map(|(p, _)| p.duration.as_deref().and_then(|s| units::duration(s).ok())).sum();
+        let new = units::duration(d).ok().map(|x| x * m.phases.len() as u32);
+        if let (Some(old), Some(new)) = (old, new) {
+            let f = new.as_secs_f64() / old.as_secs_f64().max(1e-9);
+            let scale = |v: &mut Option<String>| {
+                if let Some(x) = v.as_deref().and_then(|s| units::duration(s).ok()) {
+                    *v = Some(format!("{}ms", (x.as_secs_f64() * f * 1000.0).round() as u64));
+                }
+            };
+            for (e, _) in &mut m.events {
+                scale(&mut e.at);
+                scale(&mut e.for_);
+                if let Some(o) = &mut e.outage {
+                    o.grace.get_or_insert_with(|| DEFAULT_GRACE.into());
+                    scale(&mut o.grace);
+                }
+            }
+        }
         for (p, _) in &mut m.phases {
             p.duration = Some(d.clone());
             p.requests = None;
@@ -849,23 +877,35 @@ fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> 
     out
 }
 
-fn network(cx: &mut Ctx<'_>, o: &Origin, phase: &str, n: &crate::scenario::raw::RawNetwork) -> Option<Network> {
+fn network(cx: &mut Ctx<'_>, o: &Origin, phase: &str, n: &RawNetwork) -> Option<Network> {
+    let impairment = impairment(cx, o, "network", n)?;
+    Some(Network { name: n.name.clone().unwrap_or_else(|| phase.to_string()), impairment })
+}
+
+/// The impairment a `network:` (phase) or `apply:` (event) block describes; `at` is its key.
+fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork) -> Option<crate::netem::Impairment> {
     let mut ok = true;
     let mut dur = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| match v.as_deref().map(units::duration) {
-        None => Duration::ZERO,
-        Some(Ok(d)) => d,
+        None => None,
+        Some(Ok(d)) => Some(d),
         Some(Err(e)) => {
-            cx.at(o, &format!("network.{key}"), e);
+            cx.at(o, &format!("{at}.{key}"), e);
             ok = false;
-            Duration::ZERO
+            None
         }
     };
-    let latency = dur(cx, "latency", &n.latency);
-    let jitter = dur(cx, "jitter", &n.jitter);
+    let latency = dur(cx, "latency", &n.latency).unwrap_or_default();
+    let jitter = dur(cx, "jitter", &n.jitter).unwrap_or_default();
+    let slice_delay = dur(cx, "slice_delay", &n.slice_delay).unwrap_or_default();
+    let reset_after = dur(cx, "reset_after", &n.reset_after);
     let distribution = match n.distribution.as_deref() {
         None => crate::netem::Distribution::Uniform,
         Some(d) => crate::netem::Distribution::parse(d).unwrap_or_else(|| {
-            cx.at(o, "network.distribution", format!("`{d}` is not a distribution: use uniform, normal or pareto"));
+            cx.at(
+                o,
+                &format!("{at}.distribution"),
+                format!("`{d}` is not a distribution: use uniform, normal or pareto"),
+            );
             ok = false;
             crate::netem::Distribution::Uniform
         }),
@@ -874,20 +914,220 @@ fn network(cx: &mut Ctx<'_>, o: &Origin, phase: &str, n: &crate::scenario::raw::
         None => None,
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => {
-            cx.at(o, "network.bandwidth", e);
+            cx.at(o, &format!("{at}.bandwidth"), e);
             ok = false;
             None
         }
     };
+    if n.slice == Some(0) {
+        cx.at(o, &format!("{at}.slice"), "a slice is at least 1 byte");
+        ok = false;
+    }
+    if n.slice_delay.is_some() && n.slice.is_none() {
+        cx.at(o, &format!("{at}.slice_delay"), "`slice_delay:` needs `slice:` (the segment size in bytes)");
+        ok = false;
+    }
     let impairment = crate::netem::Impairment {
         latency,
         jitter,
         distribution,
         seed: n.seed.unwrap_or(1),
         bandwidth,
-        ..Default::default()
+        slice: n.slice.map(|s| (s, slice_delay)),
+        reset_after_bytes: n.reset_after_bytes,
+        reset_after,
+        blackhole: n.blackhole.unwrap_or(false),
+        refuse: n.refuse.unwrap_or(false),
     };
-    ok.then(|| Network { name: n.name.clone().unwrap_or_else(|| phase.to_string()), impairment })
+    ok.then_some(impairment)
+}
+
+fn resolve_dependencies(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Dependency> {
+    let mut out = Vec::new();
+    for (name, d, o) in &m.dependencies {
+        if !valid_name(name) || name == CLIENT_LINK {
+            cx.at(
+                o,
+                "",
+                format!("`{name}` cannot name a dependency: use letters, digits, `-`, `_`, `.` (not `client`)"),
+            );
+            continue;
+        }
+        let listen = match d.listen.as_deref().map(str::parse::<std::net::SocketAddr>) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                cx.at(o, "listen", "not an address: write e.g. `127.0.0.1:9101` (where the gateway calls it)");
+                None
+            }
+            None => {
+                cx.at(o, "", "missing `listen:` (the address the gateway calls, e.g. `127.0.0.1:9101`)");
+                None
+            }
+        };
+        let behind = match (&d.upstream, d.serve.as_deref()) {
+            (Some(_), Some(_)) => {
+                cx.at(o, "serve", "give `upstream:` (an existing service) or `serve:` (a built-in one), not both");
+                None
+            }
+            (None, None) => {
+                cx.at(o, "", "missing `upstream: host:port` or `serve: authz | jwks` (what the link forwards to)");
+                None
+            }
+            (Some(u), None) => {
+                if u.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+                    Some(Behind::Upstream(u.clone()))
+                } else {
+                    cx.at(o, "upstream", format!("`{u}` is not `host:port`"));
+                    None
+                }
+            }
+            (None, Some("authz")) => match &d.policy {
+                None => {
+                    cx.at(o, "", "`serve: authz` needs `policy:` (a gateway config whose `routes:` it decides by)");
+                    None
+                }
+                Some(p) => {
+                    let path = cx.file(o, p);
+                    match crate::gateway::Config::load(&path) {
+                        Ok(c) => Some(Behind::Authz(c.policy_routes())),
+                        Err(e) => {
+                            cx.at(o, "policy", e.to_string());
+                            None
+                        }
+                    }
+                }
+            },
+            (None, Some("jwks")) => match &d.file {
+                None => {
+                    cx.at(o, "", "`serve: jwks` needs `file:` (the JWKS document to serve, e.g. certs/jwks.json)");
+                    None
+                }
+                Some(f) => cx.read(o, "file", f).map(|(_, b)| Behind::Jwks(bytes::Bytes::from(b))),
+            },
+            (None, Some(other)) => {
+                cx.at(o, "serve", format!("`{other}` is not a built-in service: use `authz` or `jwks`"));
+                None
+            }
+        };
+        if let (Some(listen), Some(behind)) = (listen, behind) {
+            out.push(Dependency { name: name.clone(), listen, behind });
+        }
+    }
+    out
+}
+
+fn resolve_events(cx: &mut Ctx<'_>, m: &Merged, deps: &[Dependency], phases: &[Phase]) -> Vec<Event> {
+    let mut out: Vec<(Event, Origin)> = Vec::new();
+    for (e, o) in &m.events {
+        let name = match &e.name {
+            Some(n) if valid_name(n) => Some(n.clone()),
+            Some(n) => {
+                cx.at(o, "name", format!("`{n}` is not a valid name: use letters, digits, `-`, `_` and `.`"));
+                None
+            }
+            None => {
+                cx.at(o, "", "missing `name:` (it labels every request sent while the event is in force)");
+                None
+            }
+        };
+        if let Some(n) = &name {
+            if out.iter().any(|(x, _)| x.name == *n)
+                || phases.iter().any(|p| p.network.as_ref().is_some_and(|c| c.name == *n))
+                || n == crate::plan::UNIMPAIRED
+            {
+                cx.at(o, "name", format!("`{n}` already names another condition: every condition needs its own name"));
+            }
+        }
+        let req = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>, zero_ok: bool| match v.as_deref() {
+            None => {
+                cx.at(o, "", format!("missing `{key}:` (e.g. `{key}: 10s`)"));
+                None
+            }
+            Some(s) => match units::duration(s) {
+                Ok(d) if d.is_zero() && !zero_ok => {
+                    cx.at(o, key, "must be greater than zero");
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(err) => {
+                    cx.at(o, key, err);
+                    None
+                }
+            },
+        };
+        let at = req(cx, "at", &e.at, true);
+        let duration = req(cx, "for", &e.for_, false);
+        let link = e.link.clone().unwrap_or_else(|| CLIENT_LINK.to_string());
+        if link != CLIENT_LINK && !deps.iter().any(|d| d.name == link) {
+            let known: Vec<&str> =
+                std::iter::once(CLIENT_LINK).chain(m.dependencies.iter().map(|(n, _, _)| n.as_str())).collect();
+            let hint = units::suggest(&link, known.iter().copied()).map(|s| format!(" (did you mean `{s}`?)"));
+            cx.at(
+                o,
+                "link",
+                format!(
+                    "no link `{link}`: use `client` or a name under `dependencies:` ({}){}",
+                    known.join(", "),
+                    hint.unwrap_or_default()
+                ),
+            );
+        }
+        let impairment = match &e.apply {
+            None => {
+                cx.at(o, "", "missing `apply:` (what the link does, e.g. `{latency: 80ms}` or `{blackhole: true}`)");
+                None
+            }
+            Some(a) => {
+                if a.name.is_some() {
+                    cx.at(o, "apply.name", "the condition's name is the event's `name:`, not inside `apply:`");
+                }
+                impairment(cx, o, "apply", a)
+            }
+        };
+        let outage = e.outage.as_ref().and_then(|oa| {
+            if oa.status.is_empty() {
+                cx.at(o, "outage", "give the statuses a conforming gateway answers, e.g. `{status: [503]}`");
+                return None;
+            }
+            if let Some(bad) = oa.status.iter().find(|s| !(100..=599).contains(*s)) {
+                cx.at(o, "outage.status", format!("{bad} is not an HTTP status"));
+                return None;
+            }
+            if let Some(ok) = oa.status.iter().find(|s| (200..300).contains(*s)) {
+                cx.at(o, "outage.status", format!("{ok} is a success, not a refusal: an outage never excuses a 2xx"));
+                return None;
+            }
+            let grace = match oa.grace.as_deref().or(Some(DEFAULT_GRACE)).map(units::duration) {
+                None => Duration::from_secs(2),
+                Some(Ok(g)) => g,
+                Some(Err(err)) => {
+                    cx.at(o, "outage.grace", err);
+                    return None;
+                }
+            };
+            Some(Outage { statuses: oa.status.clone(), grace })
+        });
+        if let (Some(name), Some(at), Some(duration), Some(impairment)) = (name, at, duration, impairment) {
+            out.push((Event { name, at, duration, link, impairment, outage }, o.clone()));
+        }
+    }
+    out.sort_by_key(|(e, _)| e.at);
+    for w in out.windows(2) {
+        let (a, b) = (&w[0].0, &w[1].0);
+        let end = a.at + a.duration + a.outage.as_ref().map_or(Duration::ZERO, |x| x.grace);
+        if b.at < end {
+            cx.at(
+                &w[1].1,
+                "at",
+                format!(
+                    "overlaps event `{}` (in force until {:?}, grace included): events may not overlap, since each \
+                     request is labelled with one condition",
+                    a.name, end
+                ),
+            );
+        }
+    }
+    out.into_iter().map(|(e, _)| e).collect()
 }
 
 fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec<(usize, f64)> {
@@ -1014,6 +1254,17 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         .collect();
     doc.phases = m.phases.iter().map(|(p, _)| p.clone()).collect();
     doc.thresholds = m.thresholds.iter().map(|(t, _)| t.clone()).collect();
+    doc.dependencies = m
+        .dependencies
+        .iter()
+        .map(|(n, d, o)| {
+            let mut d = d.clone();
+            d.policy = d.policy.map(|p| abs(o, &p));
+            d.file = d.file.map(|f| abs(o, &f));
+            (n.clone(), d)
+        })
+        .collect();
+    doc.events = m.events.iter().map(|(e, _)| e.clone()).collect();
     let body = serde_yaml::to_string(&doc).unwrap_or_default();
     format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod dashboard;
+mod faults;
 mod gateway;
 mod netem;
 mod oracle;

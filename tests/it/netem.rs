@@ -156,3 +156,127 @@ async fn a_phase_network_condition_labels_everything_sent_under_it() {
     assert!(wan.latency_ms.p50 >= 60.0, "wan p50 {}", wan.latency_ms.p50);
     assert!(clear.latency_ms.p50 < wan.latency_ms.p50);
 }
+
+mod udp {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use gauntlet::netem::Impairment;
+    use gauntlet::netem::udp::{Loss, UdpImpairment, spawn_udp};
+    use tokio::net::UdpSocket;
+
+    /// A UDP echo server that also records every sequence number it received, in order.
+    async fn echo() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<u32>>>) {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = s.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                if n >= 4 {
+                    log.lock().unwrap().push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+                }
+                let _ = s.send_to(&buf[..n], from).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    /// Sends `n` numbered datagrams through a link with `imp`, paced so no socket buffer
+    /// overflows; returns what the server received, in arrival order, and the echoes counted.
+    async fn through(imp: UdpImpairment, n: u32) -> (Vec<u32>, u64) {
+        let (server, seen) = echo().await;
+        let link = spawn_udp(UdpSocket::bind("127.0.0.1:0").await.unwrap(), server, imp).unwrap();
+        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        client.connect(link.addr).await.unwrap();
+        let echoes = Arc::new(AtomicU64::new(0));
+        let (c, e) = (client.clone(), echoes.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while c.recv(&mut buf).await.is_ok() {
+                e.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        for i in 0..n {
+            client.send(&i.to_be_bytes()).await.unwrap();
+            if i % 25 == 24 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // Let delayed datagrams land: wait until nothing new arrives for 300 ms.
+        let mut last = (usize::MAX, Instant::now());
+        while last.1.elapsed() < Duration::from_millis(300) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let len = seen.lock().unwrap().len();
+            if len != last.0 {
+                last = (len, Instant::now());
+            }
+        }
+        reader.abort();
+        link.stop().await;
+        let got = seen.lock().unwrap().clone();
+        (got, echoes.load(Ordering::Relaxed))
+    }
+
+    fn within(measured: f64, n: f64, p: f64) -> bool {
+        (measured - n * p).abs() <= 5.0 * (n * p * (1.0 - p)).sqrt() + 1.0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bernoulli_loss_drops_its_share_of_datagrams_each_way() {
+        let n = 4000;
+        let (got, echoes) = through(UdpImpairment { loss: Some(Loss::Bernoulli(0.1)), ..Default::default() }, n).await;
+        let lost_up = f64::from(n) - got.len() as f64;
+        assert!(within(lost_up, f64::from(n), 0.1), "lost {lost_up} of {n} (expected ≈ {})", n / 10);
+        // The way back loses its own 10 % of what arrived.
+        let lost_down = got.len() as f64 - echoes as f64;
+        assert!(within(lost_down, got.len() as f64, 0.1), "lost back {lost_down} of {}", got.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicates_and_reordering_are_produced_and_nothing_is_lost() {
+        let n = 2000;
+        let imp = UdpImpairment {
+            duplicate: 0.1,
+            reorder: 0.2,
+            reorder_gap: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let (got, _) = through(imp, n).await;
+        let dups = got.len() as f64 - f64::from(n);
+        assert!(within(dups, f64::from(n), 0.1), "duplicates {dups}");
+        let mut distinct = got.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), n as usize, "every datagram arrived");
+        // A held-back datagram arrives after later ones.
+        let inversions = got.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!(inversions > 50, "only {inversions} out-of-order arrivals");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_datagram_is_delayed_each_way() {
+        let (server, _) = echo().await;
+        let imp = UdpImpairment {
+            delay: Impairment { latency: Duration::from_millis(30), ..Default::default() },
+            ..Default::default()
+        };
+        let link = spawn_udp(UdpSocket::bind("127.0.0.1:0").await.unwrap(), server, imp).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(link.addr).await.unwrap();
+        let mut rtts = Vec::new();
+        for i in 0u32..20 {
+            let t = Instant::now();
+            client.send(&i.to_be_bytes()).await.unwrap();
+            let mut buf = [0u8; 16];
+            tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf)).await.unwrap().unwrap();
+            rtts.push(t.elapsed());
+        }
+        link.stop().await;
+        rtts.sort();
+        assert!(rtts[0] >= Duration::from_millis(60), "min {:?}", rtts[0]);
+        assert!(rtts[10] < Duration::from_millis(60 + 300), "median {:?}", rtts[10]);
+    }
+}
