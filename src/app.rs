@@ -737,7 +737,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     };
     let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut collector = Collector::new(dims, plan.clone(), progress.clone());
+    let mut collector = Collector::new(dims, plan.clone(), progress.clone()).with_timeline(timeline.clone());
     if let Some(o) = &oracle {
         collector = collector.with_upstream(o.oracle.clone());
     }

@@ -194,6 +194,8 @@ pub struct Point {
     pub p99: f64,
     /// Phase index.
     pub phase: usize,
+    /// Network condition index.
+    pub condition: usize,
 }
 
 /// Bounded time series for the charts.
@@ -219,6 +221,7 @@ impl History {
             p50: q(0.5),
             p99: q(0.99),
             phase: s.phase,
+            condition: s.condition_index,
         });
         if self.points.len() > MAX_POINTS {
             // Keep memory flat on long runs: drop every other point of the older half.
@@ -229,6 +232,11 @@ impl History {
                 self.points.push_front(p);
             }
         }
+    }
+
+    /// Times (s) inside `points` at which the network condition changed.
+    pub fn condition_changes(points: &[Point]) -> Vec<f64> {
+        points.windows(2).filter(|w| w[0].condition != w[1].condition).map(|w| w[1].t).collect()
     }
 
     /// Points inside `window`, ending at the newest.

@@ -11,7 +11,7 @@ use ratatui::widgets::{
     Table, TableState, Wrap,
 };
 
-use super::{Focus, Sort, View};
+use super::{Focus, History, Sort, View};
 use crate::conformance::{ErrorKind, Violation};
 
 /// Log-spaced latency buckets (upper bound in µs, label), fine and coarse.
@@ -260,7 +260,8 @@ fn series<'a>((name, color, data): (&str, Color, &'a [(f64, f64)])) -> Dataset<'
         .data(data)
 }
 
-/// Two series over time, sharing axes; the y axis starts at 0.
+/// Two series over time, sharing axes; the y axis starts at 0. Each time in `marks` (a
+/// network condition change) is drawn as a vertical yellow line.
 fn two_lines(
     f: &mut Frame,
     area: Rect,
@@ -268,12 +269,25 @@ fn two_lines(
     focused: bool,
     a: (&str, Color, &[(f64, f64)]),
     b: (&str, Color, &[(f64, f64)]),
+    marks: &[f64],
 ) {
     let (x, ya) = bounds(a.2);
     let (_, yb) = bounds(b.2);
     let y = ya.max(yb);
-    let chart = Chart::new(vec![series(a), series(b)])
-        .block(block(title, focused))
+    let lines: Vec<[(f64, f64); 2]> = marks.iter().map(|&t| [(t, 0.0), (t, y)]).collect();
+    let mut sets = vec![series(a), series(b)];
+    sets.extend(lines.iter().map(|l| {
+        Dataset::default()
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(Color::Yellow))
+            .data(l)
+    }));
+    let legend = " · ┆ condition change";
+    let fits = usize::from(area.width) >= title.chars().count() + legend.chars().count() + 4;
+    let title = if marks.is_empty() || !fits { title.to_string() } else { format!("{title}{legend}") };
+    let chart = Chart::new(sets)
+        .block(block(&title, focused))
         .x_axis(Axis::default().bounds(x))
         .y_axis(Axis::default().bounds([0.0, y]).labels(vec![Span::raw("0"), Span::raw(format!("{y:.0}"))]));
     f.render_widget(chart, area);
@@ -291,6 +305,7 @@ fn draw_rate(f: &mut Frame, area: Rect, v: &View) {
         v.ui.focus == Focus::Charts,
         ("offered", Color::Cyan, &offered),
         ("achieved", Color::Green, &achieved),
+        &History::condition_changes(&pts),
     );
 }
 
@@ -338,7 +353,8 @@ fn draw_latency_over_time(f: &mut Frame, area: Rect, v: &View) {
     let pts = v.history.window(v.ui.window);
     let p50: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.p50)).collect();
     let p99: Vec<(f64, f64)> = pts.iter().map(|p| (p.t, p.p99)).collect();
-    two_lines(f, area, "p50 / p99 ms", false, ("p50", Color::Green, &p50), ("p99", Color::Red, &p99));
+    let marks = History::condition_changes(&pts);
+    two_lines(f, area, "p50 / p99 ms", false, ("p50", Color::Green, &p50), ("p99", Color::Red, &p99), &marks);
 }
 
 /// Row order of the per-check table.
@@ -484,6 +500,7 @@ mod tests {
             phase_elapsed: Duration::from_secs(5),
             phase_length: Some(Duration::from_secs(10)),
             condition: "wan-40ms".into(),
+            condition_index: 1,
             offered_rps: Some(100.0),
             achieved_rps: 99.0,
             window_latency: h.clone(),

@@ -83,8 +83,10 @@ pub struct Snapshot {
     pub phase_elapsed: Duration,
     /// Planned phase length, when known.
     pub phase_length: Option<Duration>,
-    /// Network condition in force on the client link.
+    /// Network condition in force (phase and event).
     pub condition: String,
+    /// Its index in the plan's conditions.
+    pub condition_index: usize,
     /// Offered rate now (open loop).
     pub offered_rps: Option<f64>,
     /// Completions per second over the window.
@@ -125,6 +127,7 @@ pub struct Collector {
     interval_service: Histogram<u64>,
     interval_start: Duration,
     upstream: Option<Arc<dyn Upstream>>,
+    timeline: Option<Arc<crate::timeline::Timeline>>,
 }
 
 /// Snapshot period.
@@ -148,12 +151,19 @@ impl Collector {
             interval_service: histogram(),
             interval_start: Duration::ZERO,
             upstream: None,
+            timeline: None,
         }
     }
 
     /// Joins `u`'s findings into every snapshot.
     pub fn with_upstream(mut self, u: Arc<dyn Upstream>) -> Self {
         self.upstream = Some(u);
+        self
+    }
+
+    /// Reads the condition in force from `t` (phases and events) for every snapshot.
+    pub fn with_timeline(mut self, t: Arc<crate::timeline::Timeline>) -> Self {
+        self.timeline = Some(t);
         self
     }
 
@@ -230,6 +240,10 @@ impl Collector {
         let pstart = self.progress.started(phase).unwrap_or(self.progress.run_start);
         let phase_elapsed = now.saturating_duration_since(pstart);
         let pp = self.plan.phases.get(phase);
+        let condition = match &self.timeline {
+            Some(t) => usize::from(t.condition()),
+            None => pp.map_or(0, |p| p.condition),
+        };
         let mut window_latency = histogram();
         let mut sent = 0;
         for t in &self.window {
@@ -276,10 +290,8 @@ impl Collector {
             phase_name: pp.map(|p| p.name.clone()).unwrap_or_default(),
             phase_elapsed,
             phase_length: pp.and_then(|p| p.nominal_end()),
-            condition: pp
-                .and_then(|p| self.plan.conditions.get(p.condition))
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
+            condition: self.plan.conditions.get(condition).map(|c| c.name.clone()).unwrap_or_default(),
+            condition_index: condition,
             offered_rps: if done { None } else { pp.and_then(|p| p.offered_rate(phase_elapsed)) },
             achieved_rps: sent as f64 / span.as_secs_f64(),
             window_latency,

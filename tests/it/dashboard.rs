@@ -44,6 +44,7 @@ fn fixture() -> (Info, Snapshot, History) {
         phase_elapsed: Duration::from_millis(12_500),
         phase_length: Some(Duration::from_secs(20)),
         condition: "unimpaired".into(),
+        condition_index: 0,
         offered_rps: Some(1_050.0),
         achieved_rps: 1_020.0,
         window_latency: window,
@@ -82,6 +83,8 @@ fn fixture() -> (Info, Snapshot, History) {
         s.elapsed = Duration::from_millis(250 * i);
         s.offered_rps = Some(300.0 + 9.0 * i as f64);
         s.achieved_rps = 300.0 + 8.5 * i as f64;
+        // A condition in force from 10 s to 15 s: both time charts mark its edges.
+        s.condition_index = usize::from((40..60).contains(&i));
         history.push(&s);
     }
     (info, snap, history)
@@ -113,6 +116,7 @@ fn dashboard_at_80x24() {
 fn dashboard_at_160x48() {
     let s = screen(160, 48, &Ui::default());
     assert!(s.contains("ZT-AUTHZ-PATH-001") && s.contains("expected denials"), "{s}");
+    assert!(s.contains("condition change"), "{s}");
     insta::assert_snapshot!("dashboard_160x48", s);
 }
 
