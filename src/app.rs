@@ -18,7 +18,7 @@ use crate::metrics::{Collector, Dims, Progress, Snapshot};
 use crate::oracle::{self, Oracle, Rules};
 use crate::proto::{self, Connector, Endpoint, Prepared, Protocol, Tagging};
 use crate::report::{self, Hlog, ResultsDir, Summary};
-use crate::scenario::{self, Behind, CLIENT_LINK, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
+use crate::scenario::{self, Backend, Behind, CLIENT_LINK, Overrides, ProtocolKind, Scenario, TagMode, TokenSource};
 use crate::timeline::Timeline;
 use crate::{netem, plan, tls};
 
@@ -290,6 +290,7 @@ fn netem_impairment(a: &NetemArgs) -> Result<netem::Impairment, String> {
         reset_after: a.reset_after.as_ref().map(|_| d("reset-after", &a.reset_after)).transpose()?,
         blackhole: a.blackhole,
         refuse: a.refuse,
+        loss: None,
     })
 }
 
@@ -465,6 +466,28 @@ pub struct ExecOptions {
     pub dependencies: Option<Dependencies>,
 }
 
+/// The client's impairment link, user-space or through the kernel backend.
+enum ClientLink {
+    User(crate::serve::Server),
+    Kernel(netem::kernel::KernelLink),
+}
+
+impl ClientLink {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            ClientLink::User(s) => s.addr,
+            ClientLink::Kernel(k) => k.addr,
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            ClientLink::User(s) => s.stop().await,
+            ClientLink::Kernel(k) => k.stop().await,
+        }
+    }
+}
+
 /// The dependency links of a run and the built-in services behind them.
 #[derive(Default)]
 pub struct Dependencies {
@@ -629,13 +652,23 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     let mut links: Vec<(String, Arc<netem::Switch>)> = Vec::new();
     let client_link = if plan.impaired() {
         let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
-        let link = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => netem::spawn(l, connector.addr(), switch.clone()),
-            Err(e) => Err(e),
+        let started = match s.backend {
+            Backend::User => match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                Ok(l) => {
+                    netem::spawn(l, connector.addr(), switch.clone()).map(ClientLink::User).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Backend::Kernel => {
+                netem::kernel::KernelLink::spawn(connector.addr(), switch.clone()).await.map(ClientLink::Kernel)
+            }
         };
-        match link {
+        match started {
             Ok(l) => {
-                connector.via(l.addr);
+                connector.via(l.addr());
+                if let ClientLink::Kernel(k) = &l {
+                    say(opt, format!("network: kernel backend, client link through a namespace at {}", k.addr));
+                }
                 links.push((CLIENT_LINK.to_string(), switch));
                 Some(l)
             }

@@ -16,6 +16,7 @@
 //! the wire (the kernel's TCP hides them behind retransmission — use the kernel backend or the
 //! UDP link for those), and per-packet timing below the size of a read.
 
+pub mod kernel;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -78,6 +79,9 @@ pub struct Impairment {
     pub blackhole: bool,
     /// Reset every new connection at once.
     pub refuse: bool,
+    /// Real packet loss, per packet and direction (kernel backend only: a user-space TCP
+    /// proxy cannot lose packets).
+    pub loss: Option<f64>,
 }
 
 impl Impairment {
@@ -107,6 +111,9 @@ impl Impairment {
         }
         if self.refuse {
             parts.push("refuse".into());
+        }
+        if let Some(p) = self.loss {
+            parts.push(format!("packet loss {:.2}%", p * 100.0));
         }
         if parts.is_empty() { "no impairment".into() } else { parts.join(", ") }
     }

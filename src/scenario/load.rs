@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::scenario::locate::Locator;
 use crate::scenario::raw::{
-    RawCheck, RawDependency, RawDoc, RawEvent, RawIdentity, RawOracle, RawPhase, RawProfile, RawTarget,
+    RawCheck, RawDependency, RawDoc, RawEvent, RawIdentity, RawNetworkCfg, RawOracle, RawPhase, RawProfile, RawTarget,
 };
 use crate::scenario::{Error, Problem, units};
 
@@ -54,6 +54,7 @@ pub(crate) struct Merged {
     pub(crate) thresholds: Vec<(String, Origin)>,
     pub(crate) dependencies: Vec<(String, RawDependency, Origin)>,
     pub(crate) events: Vec<(RawEvent, Origin)>,
+    pub(crate) network: Option<(RawNetworkCfg, Origin)>,
 }
 
 /// Reads `main` and everything it includes.
@@ -186,6 +187,9 @@ impl State {
                 Some(slot) => *slot = (name, d, origin(&at)),
                 None => m.dependencies.push((name, d, origin(&at))),
             }
+        }
+        if let Some(n) = doc.network {
+            m.network = Some((n, origin("network")));
         }
         for (i, e) in doc.events.into_iter().enumerate() {
             m.events.push((e, origin(&format!("events[{i}]"))));

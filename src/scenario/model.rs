@@ -38,6 +38,8 @@ pub struct Scenario {
     pub dependencies: Vec<Dependency>,
     /// Timed conditions, in start order (they never overlap).
     pub events: Vec<Event>,
+    /// How the client link is impaired.
+    pub backend: Backend,
     /// Every source file (main first), for provenance.
     pub sources: Vec<PathBuf>,
     /// sha256 over every source file's bytes, in order (hex).
@@ -264,6 +266,17 @@ pub struct Network {
     pub name: String,
     /// What the link does.
     pub impairment: crate::netem::Impairment,
+}
+
+/// Where impairments are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// User-space links (no privileges; no real packet loss).
+    #[default]
+    User,
+    /// The client link through a network namespace: kernel `tbf` bandwidth and nftables
+    /// packet loss (root, `ip`, `tc`, `nft`).
+    Kernel,
 }
 
 /// The link every client request crosses (events name it `link: client`).

@@ -42,6 +42,16 @@ pub(crate) struct RawDoc {
     pub(crate) dependencies: BTreeMap<String, RawDependency>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) events: Vec<RawEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<RawNetworkCfg>,
+}
+
+/// `network:` — how impairments are applied.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetworkCfg {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) backend: Option<String>,
 }
 
 /// `dependencies.NAME:` — an impairment link in front of something the gateway depends on.
@@ -310,4 +320,6 @@ pub(crate) struct RawNetwork {
     pub(crate) blackhole: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) refuse: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) loss: Option<String>,
 }

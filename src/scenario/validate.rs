@@ -107,6 +107,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
     let dependencies = resolve_dependencies(&mut cx, &m);
     let events = resolve_events(&mut cx, &m, &dependencies, &phases);
+    let backend = resolve_backend(&mut cx, &m, &phases, &events);
     let oracle = match &m.oracle {
         None => None,
         Some((o, origin)) => match o.listen.as_deref().map(str::parse::<std::net::SocketAddr>) {
@@ -142,6 +143,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             thresholds,
             dependencies,
             events,
+            backend,
             sources: sources.iter().map(|s| s.path.clone()).collect(),
             sha256: hex(&h.finalize()),
             resolved_yaml,
@@ -927,7 +929,26 @@ fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork) -> Option<
         cx.at(o, &format!("{at}.slice_delay"), "`slice_delay:` needs `slice:` (the segment size in bytes)");
         ok = false;
     }
+    let loss = match n.loss.as_deref().map(crate::netem::udp::Loss::parse) {
+        None => None,
+        Some(Ok(crate::netem::udp::Loss::Bernoulli(p))) => Some(p),
+        Some(Ok(_)) => {
+            cx.at(
+                o,
+                &format!("{at}.loss"),
+                "bursty (`ge:`) loss applies to UDP links only; give a probability, e.g. `2%`",
+            );
+            ok = false;
+            None
+        }
+        Some(Err(e)) => {
+            cx.at(o, &format!("{at}.loss"), e);
+            ok = false;
+            None
+        }
+    };
     let impairment = crate::netem::Impairment {
+        loss,
         latency,
         jitter,
         distribution,
@@ -1015,6 +1036,40 @@ fn resolve_dependencies(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Dependency> {
     }
     out
 }
+
+fn resolve_backend(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], events: &[Event]) -> Backend {
+    let backend = match &m.network {
+        None => Backend::User,
+        Some((n, o)) => match n.backend.as_deref() {
+            None | Some("user") => Backend::User,
+            Some("kernel") => Backend::Kernel,
+            Some(other) => {
+                cx.at(o, "backend", format!("`{other}` is not a backend: use `user` (default) or `kernel`"));
+                Backend::User
+            }
+        },
+    };
+    // Real packet loss needs real packets: only the kernel backend, only on the client link.
+    for ((_, o), phase) in m.phases.iter().zip(phases) {
+        if backend == Backend::User && phase.network.as_ref().is_some_and(|n| n.impairment.loss.is_some()) {
+            cx.at(o, "network.loss", LOSS_NEEDS_KERNEL);
+        }
+    }
+    for (e, o) in &m.events {
+        let Some(ev) = events.iter().find(|x| Some(&x.name) == e.name.as_ref()) else { continue };
+        if ev.impairment.loss.is_some() {
+            if ev.link != CLIENT_LINK {
+                cx.at(o, "apply.loss", "packet loss applies to the client link only (the kernel backend)");
+            } else if backend == Backend::User {
+                cx.at(o, "apply.loss", LOSS_NEEDS_KERNEL);
+            }
+        }
+    }
+    backend
+}
+
+const LOSS_NEEDS_KERNEL: &str = "a user-space TCP link cannot lose packets (the kernel retransmits them): set \
+                                 `network: { backend: kernel }` (root, with ip, tc and nft) for real packet loss";
 
 fn resolve_events(cx: &mut Ctx<'_>, m: &Merged, deps: &[Dependency], phases: &[Phase]) -> Vec<Event> {
     let mut out: Vec<(Event, Origin)> = Vec::new();
@@ -1265,6 +1320,7 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         })
         .collect();
     doc.events = m.events.iter().map(|(e, _)| e.clone()).collect();
+    doc.network = m.network.as_ref().map(|(n, _)| n.clone());
     let body = serde_yaml::to_string(&doc).unwrap_or_default();
     format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
 }

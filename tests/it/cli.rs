@@ -120,15 +120,19 @@ fn certs_init_writes_private_keys_0600_and_is_idempotent() {
     assert!(dir.join("bob.pem").exists());
 }
 
+/// Starts `gauntlet run` on a long scenario (with `extra` YAML), interrupts it with SIGINT
+/// once it is sending, and returns its exit status, results folder and pid.
 #[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigint_still_leaves_a_valid_summary() {
+async fn interrupted(
+    extra: &str,
+    network: &str,
+) -> (std::process::ExitStatus, tempfile::TempDir, std::path::PathBuf, u32) {
     let target =
         testkit::spawn(testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None }).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
-        "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+        "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n{extra}\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
-         phases: [ {{ name: long, duration: 60s, rate: 100/s }} ]\n",
+         phases: [ {{ name: long, duration: 60s, rate: 100/s{network} }} ]\n",
         target.addr
     ));
     let out = d.path().join("out");
@@ -142,6 +146,7 @@ async fn sigint_still_leaves_a_valid_summary() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let child_pid = child.id();
     // Wait until the run is sending (a progress line with requests), bounded.
     let stderr = child.stderr.take().unwrap();
     let seen = tokio::task::spawn_blocking(move || {
@@ -182,12 +187,43 @@ async fn sigint_still_leaves_a_valid_summary() {
     .unwrap()
     .expect("gauntlet exited after SIGINT");
     target.stop().await;
+    (status, d, out, child_pid)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_still_leaves_a_valid_summary() {
+    let (status, _d, out, _) = interrupted("", "").await;
     assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["interrupted"], true);
     assert!(json["requests"]["sent"].as_u64().unwrap() > 0);
     assert!(out.join("latency.hlog").exists());
     assert!(out.join("scenario.yaml").exists());
+}
+
+/// The kernel backend removes its namespace on Ctrl-C (where it can run at all).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_removes_the_kernel_backend_namespace() {
+    if let Err(why) = gauntlet::netem::kernel::available() {
+        eprintln!("kernel backend test not run: {why}");
+        return;
+    }
+    let (status, _d, out, pid) =
+        interrupted("network: { backend: kernel }\n", ", network: { name: lossy, loss: 1% }").await;
+    assert_eq!(status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        json["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "lossy" && c["requests"]["sent"].as_u64() > Some(0))
+    );
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&format!("gauntlet-{pid}-")), "left behind: {list}");
 }
 
 /// Under a pseudo-terminal (util-linux `script`), the run opens the dashboard, and when the

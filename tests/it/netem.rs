@@ -280,3 +280,136 @@ mod udp {
         assert!(rtts[10] < Duration::from_millis(60 + 300), "median {:?}", rtts[10]);
     }
 }
+
+/// The kernel backend, measured where it can run (root with ip, tc and nft); elsewhere each
+/// test says why it did not run.
+mod kernel {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use gauntlet::netem::kernel::{KernelLink, available};
+    use gauntlet::netem::{Impairment, Switch};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn skip() -> bool {
+        match available() {
+            Ok(()) => false,
+            Err(why) => {
+                eprintln!("kernel backend test not run: {why}");
+                true
+            }
+        }
+    }
+
+    /// A TCP sink counting the bytes it received.
+    async fn sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let got = Arc::new(AtomicU64::new(0));
+        let g = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        g.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (addr, got)
+    }
+
+    async fn send_and_wait(addr: std::net::SocketAddr, got: &AtomicU64, total: usize, chunk: usize) -> Duration {
+        let before = got.load(Ordering::Relaxed);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let t = Instant::now();
+        let data = vec![7u8; chunk];
+        for _ in 0..total / chunk {
+            s.write_all(&data).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.load(Ordering::Relaxed) - before < total as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {total} bytes arrived",
+                got.load(Ordering::Relaxed) - before
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        t.elapsed()
+    }
+
+    fn namespaces() -> String {
+        let out = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_packet_loss_at_its_rate_and_tbf_bandwidth_within_ten_percent() {
+        if skip() {
+            return;
+        }
+        let (upstream, got) = sink().await;
+        let switch = Arc::new(Switch::new(Impairment { loss: Some(0.05), ..Default::default() }));
+        let link = KernelLink::spawn(upstream, switch.clone()).await.unwrap();
+        let ns = link.namespace().to_string();
+        assert!(namespaces().contains(&ns), "namespace {ns} created: {}", namespaces());
+        // 5 % loss each way: every byte still arrives (TCP retransmits), and the drop rule
+        // dropped its share of the packets that entered.
+        send_and_wait(link.addr, &got, 600 * 512, 512).await;
+        let (inbound, outbound) = link.loss_counters();
+        for (side, c) in [("towards the target", inbound), ("towards the client", outbound)] {
+            let (n, p) = (c.packets as f64, 0.05);
+            let bound = 5.0 * (n * p * (1.0 - p)).sqrt() + 1.0;
+            assert!(c.packets > 100, "{side}: only {} packets", c.packets);
+            assert!((c.dropped as f64 - n * p).abs() <= bound, "{side}: {} of {} dropped", c.dropped, c.packets);
+        }
+        // Switch to 4 mbit/s without loss: 1 MiB takes about 2 s, within 10 %.
+        switch.set(Impairment { bandwidth: Some(500_000), ..Default::default() });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let took = send_and_wait(link.addr, &got, 1 << 20, 16 * 1024).await;
+        let rate = f64::from(1 << 20) / took.as_secs_f64();
+        eprintln!("kernel link: tbf 500000 B/s measured {rate:.0} B/s; loss {inbound:?} {outbound:?}");
+        assert!((rate / 500_000.0 - 1.0).abs() <= 0.10, "measured {rate:.0} B/s for 500000 B/s");
+        link.stop().await;
+        assert!(!namespaces().contains(&ns), "namespace {ns} removed: {}", namespaces());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scenario_with_packet_loss_completes_every_request_through_the_namespace() {
+        if skip() {
+            return;
+        }
+        let target = gauntlet::testkit::spawn(gauntlet::testkit::Config {
+            tls: None,
+            rules: vec![],
+            stall: None,
+            forward_to: None,
+        })
+        .await
+        .unwrap();
+        let (d, p) = super::super::common::scenario_file(&format!(
+            "gauntlet: 1\nname: lossy\ntarget: {{ url: \"http://{}\", protocol: h1, timeout: 20s }}\n\
+             network: {{ backend: kernel }}\nidentities: {{ a: {{}} }}\n\
+             checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+             phases:\n\
+             - {{ name: clear, requests: 100, users: 2 }}\n\
+             - {{ name: lossy, requests: 100, users: 2, network: {{ name: loss-5pct, loss: 5% }} }}\n",
+            target.addr
+        ));
+        let out = super::super::common::run(super::super::common::load(&p), &d.path().join("out")).await;
+        target.stop().await;
+        let s = out.summary.unwrap();
+        assert_eq!(out.code, 0, "{:?}", s.reasons);
+        let lossy = s.conditions.iter().find(|c| c.name == "loss-5pct").unwrap();
+        assert_eq!(lossy.requests.completed, 100, "{lossy:?}");
+    }
+}
