@@ -108,4 +108,7 @@ fn the_documented_example_validates() {
     assert!(s.phases[2].network.is_some());
     assert_eq!(s.thresholds.len(), 5);
     assert_eq!(s.identities.len(), 10);
+    assert_eq!(s.dependencies.len(), 2);
+    assert_eq!(s.events.len(), 2);
+    assert_eq!(s.events[0].outage.as_ref().map(|o| o.statuses.clone()), Some(vec![503]));
 }
