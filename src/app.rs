@@ -288,6 +288,8 @@ fn netem_impairment(a: &NetemArgs) -> Result<netem::Impairment, String> {
         slice: a.slice.map(|s| Ok::<_, String>((s.max(1), d("slice-delay", &a.slice_delay)?))).transpose()?,
         reset_after_bytes: a.reset_after_bytes,
         reset_after: a.reset_after.as_ref().map(|_| d("reset-after", &a.reset_after)).transpose()?,
+        limit_bytes: a.limit_bytes,
+        slow_close: a.slow_close.as_ref().map(|_| d("slow-close", &a.slow_close)).transpose()?,
         blackhole: a.blackhole,
         refuse: a.refuse,
         loss: None,
@@ -302,6 +304,8 @@ fn netem_udp_impairment(a: &NetemArgs) -> Result<netem::udp::UdpImpairment, Stri
         ("slice", a.slice.is_some()),
         ("reset-after-bytes", a.reset_after_bytes.is_some()),
         ("reset-after", a.reset_after.is_some()),
+        ("limit-bytes", a.limit_bytes.is_some()),
+        ("slow-close", a.slow_close.is_some()),
         ("blackhole", a.blackhole),
         ("refuse", a.refuse),
     ];

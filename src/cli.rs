@@ -87,6 +87,12 @@ pub struct NetemArgs {
     /// Reset (RST) a connection this long after it was accepted.
     #[arg(long, value_name = "D")]
     pub reset_after: Option<String>,
+    /// Close a connection gracefully (FIN) once this many bytes crossed it.
+    #[arg(long, value_name = "BYTES")]
+    pub limit_bytes: Option<u64>,
+    /// When one side closes, pass the close on only this much later.
+    #[arg(long, value_name = "D")]
+    pub slow_close: Option<String>,
     /// Accept connections, then forward nothing.
     #[arg(long)]
     pub blackhole: bool,

@@ -8,7 +8,9 @@
 //! write into segments of a given size with a delay between them. `reset_after_bytes` /
 //! `reset_after` end a connection with a TCP RST (SO_LINGER 0) once that many bytes (both
 //! directions) or that much time has passed. `blackhole` accepts and then forwards nothing;
-//! `refuse` resets every new connection at once. Switched on while connections are open,
+//! `refuse` resets every new connection at once. `limit_bytes` closes a connection gracefully
+//! once that many bytes crossed it; `slow_close` holds a close (FIN) for a while before passing
+//! it on. Switched on while connections are open,
 //! `blackhole` drops every chunk they carry from then on and `refuse` resets them on their
 //! next chunk — so a dependency "going down" takes its keep-alive connections with it.
 //!
@@ -79,6 +81,12 @@ pub struct Impairment {
     pub blackhole: bool,
     /// Reset every new connection at once.
     pub refuse: bool,
+    /// Close the connection gracefully (FIN both ways) once this many bytes crossed it
+    /// (both directions) — a limit on the data a connection may carry.
+    pub limit_bytes: Option<u64>,
+    /// When one side closes, wait this long before passing the close on (the peer keeps a
+    /// half-dead connection meanwhile).
+    pub slow_close: Option<Duration>,
     /// Real packet loss, per packet and direction (kernel backend only: a user-space TCP
     /// proxy cannot lose packets).
     pub loss: Option<f64>,
@@ -111,6 +119,12 @@ impl Impairment {
         }
         if self.refuse {
             parts.push("refuse".into());
+        }
+        if let Some(n) = self.limit_bytes {
+            parts.push(format!("close after {n} B"));
+        }
+        if let Some(t) = self.slow_close {
+            parts.push(format!("close delayed {}", humantime::format_duration(t)));
         }
         if let Some(p) = self.loss {
             parts.push(format!("packet loss {:.2}%", p * 100.0));
@@ -245,8 +259,9 @@ async fn connection(client: TcpStream, upstream: SocketAddr, switch: Arc<Switch>
     let moved = Arc::new(AtomicU64::new(0));
     let reset = Arc::new(Notify::new());
     let seed = imp.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(n * 2);
-    let up = pump(crd, swr, switch.clone(), Sampler::new(seed), moved.clone(), reset.clone());
-    let down = pump(srd, cwr, switch, Sampler::new(seed + 1), moved, reset.clone());
+    let closed = Arc::new(Notify::new());
+    let up = pump(crd, swr, switch.clone(), Sampler::new(seed), moved.clone(), reset.clone(), closed.clone());
+    let down = pump(srd, cwr, switch, Sampler::new(seed + 1), moved, reset.clone(), closed.clone());
     let deadline = async {
         match imp.reset_after {
             Some(d) => tokio::time::sleep(d).await,
@@ -261,6 +276,10 @@ async fn connection(client: TcpStream, upstream: SocketAddr, switch: Arc<Switch>
             _ = &mut up, if !up_done => up_done = true,
             _ = &mut down, if !down_done => down_done = true,
             _ = reset.notified() => return,
+            _ = closed.notified() => {
+                // Graceful end of allowance: the other direction is shut down too.
+                return;
+            }
             _ = &mut deadline => return,
             _ = stop.cancelled() => return,
         }
@@ -275,6 +294,7 @@ async fn pump(
     mut sampler: Sampler,
     moved: Arc<AtomicU64>,
     reset: Arc<Notify>,
+    closed: Arc<Notify>,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, bytes::Bytes)>(256);
     let reader = async {
@@ -328,10 +348,19 @@ async fn pump(
                     reset.notify_one();
                     return;
                 }
+                if imp.limit_bytes.is_some_and(|limit| total >= limit) {
+                    // Out of allowance: a graceful close, both ways.
+                    let _ = wr.shutdown().await;
+                    closed.notify_one();
+                    return;
+                }
                 if let Some((_, gap)) = imp.slice {
                     tokio::time::sleep(gap).await;
                 }
             }
+        }
+        if let Some(t) = switch.get().slow_close {
+            tokio::time::sleep(t).await;
         }
         let _ = wr.shutdown().await;
     };

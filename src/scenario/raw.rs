@@ -322,4 +322,8 @@ pub(crate) struct RawNetwork {
     pub(crate) refuse: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) loss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slow_close: Option<String>,
 }

@@ -900,6 +900,7 @@ fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork) -> Option<
     let jitter = dur(cx, "jitter", &n.jitter).unwrap_or_default();
     let slice_delay = dur(cx, "slice_delay", &n.slice_delay).unwrap_or_default();
     let reset_after = dur(cx, "reset_after", &n.reset_after);
+    let slow_close = dur(cx, "slow_close", &n.slow_close);
     let distribution = match n.distribution.as_deref() {
         None => crate::netem::Distribution::Uniform,
         Some(d) => crate::netem::Distribution::parse(d).unwrap_or_else(|| {
@@ -956,6 +957,8 @@ fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork) -> Option<
         bandwidth,
         slice: n.slice.map(|s| (s, slice_delay)),
         reset_after_bytes: n.reset_after_bytes,
+        limit_bytes: n.limit_bytes,
+        slow_close,
         reset_after,
         blackhole: n.blackhole.unwrap_or(false),
         refuse: n.refuse.unwrap_or(false),

@@ -131,6 +131,65 @@ async fn refuse_resets_and_blackhole_forwards_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_bytes_closes_gracefully_and_slow_close_holds_the_close() {
+    // limit: the echo stops with an orderly EOF once 1000 bytes crossed (both directions).
+    let (addr, server) = link(Impairment { limit_bytes: Some(1000), ..Default::default() }).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (mut got, mut buf, mut eof) = (0usize, [0u8; 4096], false);
+    for _ in 0..50 {
+        if s.write_all(&[1u8; 300]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap() {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => got += n,
+            Err(e) => panic!("a graceful close, not {e}"),
+        }
+    }
+    server.stop().await;
+    assert!(eof && got < 1000, "eof {eof} after {got} bytes echoed");
+
+    // slow close: a server that says "bye" and closes; the close reaches the client ≥ 300 ms later.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut c, _)) = l.accept().await {
+            let _ = c.write_all(b"bye").await;
+        }
+    });
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imp = Impairment { slow_close: Some(Duration::from_millis(300)), ..Default::default() };
+    let server = netem::spawn(front, upstream, Arc::new(netem::Switch::new(imp))).unwrap();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let mut bye = [0u8; 3];
+    s.read_exact(&mut bye).await.unwrap();
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap();
+    assert!(matches!(r, Ok(0)), "{r:?}");
+    assert!(t.elapsed() >= Duration::from_millis(250), "close passed on after {:?}", t.elapsed());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackhole_switched_on_silences_open_connections() {
+    let upstream = echo().await;
+    let switch = Arc::new(netem::Switch::new(Impairment::default()));
+    let server = netem::spawn(TcpListener::bind("127.0.0.1:0").await.unwrap(), upstream, switch.clone()).unwrap();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").await.unwrap();
+    s.read_exact(&mut buf).await.unwrap();
+    switch.set(Impairment { blackhole: true, ..Default::default() });
+    s.write_all(b"ping").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+    assert!(r.is_err(), "nothing comes back through a blackhole: {r:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_network_condition_labels_everything_sent_under_it() {
     let target =
         gauntlet::testkit::spawn(gauntlet::testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None })
