@@ -245,7 +245,7 @@ async fn gateway_cmd(a: GatewayArgs) -> u8 {
         Ok(gw) => {
             errln!("gateway: listening on https://{} → {} (Ctrl-C to stop)", gw.addr, cfg.upstream);
             let stop = CancellationToken::new();
-            tokio::spawn(stop_on_signal(stop.clone(), None));
+            tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
             stop.cancelled().await;
             gw.stop().await;
             PASS
@@ -338,7 +338,7 @@ async fn netem_cmd(a: NetemArgs) -> u8 {
         }
     };
     let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone(), None));
+    tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
     if a.udp {
         let imp = match netem_udp_impairment(&a) {
             Ok(i) => i,
@@ -434,7 +434,7 @@ async fn oracle_cmd(a: OracleArgs) -> u8 {
                 o.addr
             );
             let stop = CancellationToken::new();
-            tokio::spawn(stop_on_signal(stop.clone(), None));
+            tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
             stop.cancelled().await;
             let r = o.stop().await.report();
             out(&format!("{}\n", serde_json::to_string_pretty(&r).unwrap_or_default()));
@@ -785,7 +785,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         (c, hlog)
     });
     let stop = CancellationToken::new();
-    let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone()));
+    let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone(), RUN_STOP_NOTE));
     let timeline_done = CancellationToken::new();
     let driving = tokio::spawn(timeline.clone().run(progress.clone(), pause.clone(), timeline_done.clone()));
     let tui = !opt.headless && !opt.quiet && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
@@ -946,8 +946,11 @@ fn say(opt: &ExecOptions, msg: impl std::fmt::Display) {
     }
 }
 
-/// Cancels `stop` on Ctrl-C, SIGTERM or when `external` is cancelled.
-async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationToken>) {
+/// What a run says when it is interrupted.
+const RUN_STOP_NOTE: &str = "stopping — in-flight requests get 2s, then results are written";
+
+/// Cancels `stop` on Ctrl-C or SIGTERM (printing `note`) or when `external` is.
+async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationToken>, note: &'static str) {
     let external = async {
         match external {
             Some(t) => t.cancelled().await,
@@ -972,7 +975,7 @@ async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationTo
         _ = external => false,
     };
     if by_signal {
-        errln!("\ngauntlet: stopping — in-flight requests get {}s, then results are written", engine::GRACE.as_secs());
+        errln!("\ngauntlet: {note}");
     }
     stop.cancel();
 }
