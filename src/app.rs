@@ -805,6 +805,12 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
                 })
                 .collect(),
             thresholds: s.thresholds.iter().map(dashboard::Threshold::from_scenario).collect(),
+            outage_statuses: s
+                .events
+                .iter()
+                .filter_map(|e| e.outage.as_ref())
+                .flat_map(|o| o.statuses.clone())
+                .collect(),
         };
         let (stop, no_wait) = (stop.clone(), opt.no_wait);
         tokio::task::spawn_blocking(move || {

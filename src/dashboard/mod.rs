@@ -37,6 +37,8 @@ pub struct Info {
     pub denials: Vec<Vec<u16>>,
     /// Threshold expressions and whether the dashboard can judge them live (run-wide ones).
     pub thresholds: Vec<Threshold>,
+    /// Statuses some event declares as outage denials.
+    pub outage_statuses: Vec<u16>,
 }
 
 /// A threshold the dashboard shows.

@@ -198,6 +198,9 @@ fn draw_statuses(f: &mut Frame, area: Rect, v: &View) {
         Some(e) => e.1 += n,
         None => list.push((st, n)),
     };
+    // Refusals excused by a declared outage, up to the count the verdicts gave them.
+    let mut outage: Vec<(u16, u64)> = Vec::new();
+    let mut excused = s.totals.outage_denied;
     for (i, ((_, _, deny), c)) in v.info.checks.iter().zip(&s.per_check).enumerate() {
         let accepted = v.info.denials.get(i).map(Vec::as_slice).unwrap_or(&[]);
         for &(st, n) in &c.statuses {
@@ -205,10 +208,18 @@ fn draw_statuses(f: &mut Frame, area: Rect, v: &View) {
             if ok_deny {
                 add(&mut expected, st, n);
             } else if !(200..300).contains(&st) || *deny {
-                add(&mut unexpected, st, n);
+                let o = if v.info.outage_statuses.contains(&st) { n.min(excused) } else { 0 };
+                excused -= o;
+                if o > 0 {
+                    add(&mut outage, st, o);
+                }
+                if n > o {
+                    add(&mut unexpected, st, n - o);
+                }
             }
         }
     }
+    outage.sort_unstable();
     expected.sort_unstable();
     unexpected.sort_unstable();
     let list = |l: &[(u16, u64)]| {
@@ -224,7 +235,15 @@ fn draw_statuses(f: &mut Frame, area: Rect, v: &View) {
         .map(|e| format!("{} {}", e.name(), s.totals.error(*e)))
         .collect();
     let lines = vec![
-        Line::from(vec![Span::styled("expected denials ", Style::new().fg(Color::Green)), Span::raw(list(&expected))]),
+        Line::from({
+            let mut l =
+                vec![Span::styled("expected denials ", Style::new().fg(Color::Green)), Span::raw(list(&expected))];
+            if !outage.is_empty() {
+                l.push(Span::styled(" · outage ", Style::new().fg(Color::Cyan)));
+                l.push(Span::raw(list(&outage)));
+            }
+            l
+        }),
         Line::from(vec![
             Span::styled("tls refusals     ", Style::new().fg(Color::Green)),
             Span::raw(s.totals.tls_rejected.to_string()),
@@ -490,7 +509,14 @@ mod tests {
         h.record_n(120_000, 10).expect("record");
         let mut leaky = Counts { sent: 10, completed: 10, statuses: vec![(200, 10)], ..Default::default() };
         leaky.violations[Violation::Leak.index()] = 10;
-        let ok = Counts { sent: 90, completed: 90, statuses: vec![(403, 90)], ..Default::default() };
+        // 90 denied as expected, 6 refused with 503 during a declared outage, 2 outside it.
+        let ok = Counts {
+            sent: 98,
+            completed: 98,
+            statuses: vec![(403, 90), (503, 8)],
+            outage_denied: 6,
+            ..Default::default()
+        };
         let mut totals = leaky.clone();
         totals.add(&ok);
         Snapshot {
@@ -521,6 +547,7 @@ mod tests {
             checks: vec![("LEAKY".into(), "deny", true), ("DENY".into(), "deny", true)],
             denials: vec![vec![403], vec![403]],
             thresholds: vec![],
+            outage_statuses: vec![503],
         };
         let snap = snapshot();
         let mut history = History::default();
@@ -538,8 +565,9 @@ mod tests {
         assert!(panel(60, 3, draw_header).contains("phase 1 base 5/10s"));
         let board = panel(50, 6, draw_board);
         assert!(board.contains("LEAK 10") && board.contains("LEAKY") && board.contains("✗ deny"), "{board}");
-        let st = panel(50, 7, draw_statuses);
-        assert!(st.contains("expected denials 403×90") && st.contains("unexpected       200×10"), "{st}");
+        let st = panel(60, 7, draw_statuses);
+        assert!(st.contains("expected denials 403×90 · outage 503×6"), "{st}");
+        assert!(st.contains("unexpected       200×10 503×2"), "{st}");
         let pct = panel(26, 8, draw_percentiles);
         assert!(pct.contains("p50") && pct.contains("700µs") && pct.contains("120ms"), "{pct}");
         let hist = panel(52, 8, draw_histogram);

@@ -76,6 +76,7 @@ fn fixture() -> (Info, Snapshot, History) {
             Threshold { expr: "p99 < 250ms during baseline".into(), metric: None, op: Op::Lt, value: 250.0 },
             Threshold { expr: "p99 < 5ms".into(), metric: Some(Metric::Latency(Stat::P99)), op: Op::Lt, value: 5.0 },
         ],
+        outage_statuses: vec![],
     };
     let mut history = History::default();
     for i in 0..90u64 {
