@@ -620,6 +620,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         ProtocolKind::H1 => proto::h1::ALPN,
         ProtocolKind::H2 => proto::h2::ALPN,
         ProtocolKind::Auto => proto::auto::ALPN,
+        ProtocolKind::H3 => tls::quic::ALPN,
     };
     let mut connector = match Connector::new(&s.target, &s.identities, alpn).await {
         Ok(c) => c,
@@ -628,7 +629,13 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
             return code(RUNTIME);
         }
     };
-    let probe = tokio::time::timeout(s.target.timeout, tokio::net::TcpStream::connect(connector.addr())).await;
+    // A TCP probe first (QUIC has none: an unreachable h3 target shows up as connect errors).
+    let probe = match s.target.protocol {
+        ProtocolKind::H3 => Ok(Ok(())),
+        _ => tokio::time::timeout(s.target.timeout, tokio::net::TcpStream::connect(connector.addr()))
+            .await
+            .map(|r| r.map(drop)),
+    };
     match probe {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
@@ -654,6 +661,14 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     // The client goes through an impairment link when a phase or an event impairs it;
     // dependency links stand where the gateway calls its dependencies.
     let mut links: Vec<(String, Arc<netem::Switch>)> = Vec::new();
+    if plan.impaired() && s.target.protocol == ProtocolKind::H3 {
+        say(
+            opt,
+            "gauntlet: network conditions on an h3 target are not wired into the timeline yet; put \
+             `gauntlet netem --udp` in front of the target instead",
+        );
+        return code(USAGE);
+    }
     let client_link = if plan.impaired() {
         let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
         let started = match s.backend {
@@ -822,6 +837,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         tokio::spawn(progress_line(snap_rx, std::io::stderr().is_terminal(), opt.quiet))
     };
 
+    let mut quic_refusals = std::collections::BTreeMap::new();
     let finish = match s.target.protocol {
         ProtocolKind::H1 => {
             engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await
@@ -832,6 +848,18 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         ProtocolKind::Auto => {
             engine::run(Arc::new(proto::auto::Auto::new(connector)), job, progress.clone(), tx, stop.clone()).await
         }
+        ProtocolKind::H3 => match proto::h3::Http3::new(&s.target, &s.identities).await {
+            Ok(h3) => {
+                let h3 = Arc::new(h3);
+                let f = engine::run(h3.clone(), job, progress.clone(), tx, stop.clone()).await;
+                quic_refusals = h3.refusals();
+                f
+            }
+            Err(e) => {
+                say(opt, format!("gauntlet: cannot prepare HTTP/3 connections to {}: {e}", s.target.url));
+                return code(RUNTIME);
+            }
+        },
     };
     let run_end = Instant::now();
     timeline_done.cancel();
@@ -850,6 +878,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         ProtocolKind::H1 => <proto::h1::Http1 as Protocol>::NAME,
         ProtocolKind::H2 => <proto::h2::Http2 as Protocol>::NAME,
         ProtocolKind::Auto => <proto::auto::Auto as Protocol>::NAME,
+        ProtocolKind::H3 => <proto::h3::Http3 as Protocol>::NAME,
     };
     report::add_limit_bypass(&s, collector.dims(), &mut collector.cells, &progress, run_end);
     let oracle_report = match oracle {
@@ -876,6 +905,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         interrupted: finish.interrupted,
         oracle: oracle_report.as_ref(),
         timeline: &timeline,
+        quic_refusals: &quic_refusals,
         command: command_line(),
     });
     let written = dir

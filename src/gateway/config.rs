@@ -133,6 +133,13 @@ pub struct Config {
     /// Planted defects (see `Flaw`).
     #[serde(default)]
     pub flaws: Vec<String>,
+    /// Serve HTTP/3 on the same port over UDP (default true; advertised by `Alt-Svc`).
+    #[serde(default = "yes")]
+    pub http3: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_listen() -> String {

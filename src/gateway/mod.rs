@@ -26,7 +26,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -155,8 +154,29 @@ struct Peer {
     ou: Option<String>,
 }
 
-/// A running gateway.
-pub type Running = crate::serve::Server;
+/// A running gateway: TCP (h1/h2) and, when enabled, QUIC (h3) on the same port number.
+pub struct Running {
+    /// The TCP address (HTTP/3 listens on the same address over UDP).
+    pub addr: std::net::SocketAddr,
+    tcp: crate::serve::Server,
+    quic: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Running {
+    /// Whether HTTP/3 is served too.
+    pub fn serves_h3(&self) -> bool {
+        self.quic.is_some()
+    }
+
+    /// Stops both listeners and waits for their connections.
+    pub async fn stop(self) {
+        if let Some((stop, task)) = self.quic {
+            stop.cancel();
+            let _ = task.await;
+        }
+        self.tcp.stop().await;
+    }
+}
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::File { what, path: path.to_path_buf(), reason: e.to_string() })
@@ -259,9 +279,86 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
             TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?
         }
     };
+    let addr = listener.local_addr().map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+    let quic = if cfg.http3 {
+        let qcfg = tls::quic::server(&server)?;
+        let ep = quinn::Endpoint::server(qcfg, addr)
+            .map_err(|source| Error::Listen { addr: format!("{addr} (UDP, for HTTP/3)"), source })?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_h3(ep, gw.clone(), stop.clone()));
+        Some((stop, task))
+    } else {
+        None
+    };
+    let alt_svc = quic.as_ref().and_then(|_| HeaderValue::from_str(&format!("h3=\":{}\"; ma=3600", addr.port())).ok());
     let acceptor = tokio_rustls::TlsAcceptor::from(server);
-    crate::serve::spawn(listener, move |tcp, stop| connection(tcp, acceptor.clone(), gw.clone(), stop))
-        .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })
+    let tcp = crate::serve::spawn(listener, move |tcp, stop| {
+        connection(tcp, acceptor.clone(), gw.clone(), alt_svc.clone(), stop)
+    })
+    .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+    Ok(Running { addr, tcp, quic })
+}
+
+/// Serves HTTP/3 on `ep` with the same policy code path as TCP, until `stop`.
+async fn serve_h3(ep: quinn::Endpoint, gw: Arc<Gateway>, stop: CancellationToken) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            i = ep.accept() => match i { Some(i) => i, None => break },
+            _ = stop.cancelled() => break,
+        };
+        let (gw, stop) = (gw.clone(), stop.clone());
+        conns.spawn(async move {
+            // A refused client certificate fails here: the handshake is closed with the alert.
+            let Ok(conn) = incoming.await else { return };
+            let certs =
+                conn.peer_identity().and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok()).map(|b| *b);
+            let peer = Arc::new(peer(certs.as_deref()));
+            let Ok(mut h3c) = h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await else {
+                return;
+            };
+            let streams = tokio_util::task::TaskTracker::new();
+            loop {
+                let resolver = tokio::select! {
+                    r = h3c.accept() => match r { Ok(Some(r)) => r, _ => break },
+                    _ = stop.cancelled() => break,
+                };
+                let (gw, peer) = (gw.clone(), peer.clone());
+                streams.spawn(async move {
+                    let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
+                    let mut body = bytes::BytesMut::new();
+                    while let Ok(Some(mut chunk)) = stream.recv_data().await {
+                        use bytes::Buf;
+                        if body.len() + chunk.remaining() > 1 << 20 {
+                            break;
+                        }
+                        while chunk.has_remaining() {
+                            let c = chunk.chunk();
+                            body.extend_from_slice(c);
+                            let n = c.len();
+                            chunk.advance(n);
+                        }
+                    }
+                    let resp = handle(&gw, &peer, req.map(|()| Full::new(body.freeze()))).await;
+                    let (parts, body) = resp.into_parts();
+                    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    if stream.send_response(Response::from_parts(parts, ())).await.is_err() {
+                        return;
+                    }
+                    if !bytes.is_empty() && stream.send_data(bytes).await.is_err() {
+                        return;
+                    }
+                    let _ = stream.finish().await;
+                });
+            }
+            streams.close();
+            streams.wait().await;
+        });
+    }
+    ep.close(quinn::VarInt::from_u32(0), b"gateway stopping");
+    conns.close();
+    conns.wait().await;
+    ep.wait_idle().await;
 }
 
 /// Refreshes the key set every `every` (every 200 ms while none was ever loaded) until the
@@ -297,12 +394,24 @@ fn jwks(bytes: &[u8]) -> Result<Keys, String> {
     Ok(out)
 }
 
-async fn connection(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, gw: Arc<Gateway>, stop: CancellationToken) {
+async fn connection(
+    tcp: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    gw: Arc<Gateway>,
+    alt_svc: Option<HeaderValue>,
+    stop: CancellationToken,
+) {
     let Ok(stream) = acceptor.accept(tcp).await else { return };
     let peer = Arc::new(peer(stream.get_ref().1.peer_certificates()));
     let svc = service_fn(move |req| {
-        let (gw, peer) = (gw.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(handle(&gw, &peer, req).await) }
+        let (gw, peer, alt_svc) = (gw.clone(), peer.clone(), alt_svc.clone());
+        async move {
+            let mut r = handle(&gw, &peer, req).await;
+            if let Some(v) = alt_svc {
+                r.headers_mut().insert(http::header::ALT_SVC, v);
+            }
+            Ok::<_, Infallible>(r)
+        }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -444,7 +553,13 @@ impl Gateway {
     }
 }
 
-async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The policy, for one request from any transport (h1/h2 bodies from hyper, h3 bodies read
+/// beforehand).
+async fn handle<B>(gw: &Gateway, peer: &Peer, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // 1. The path the policy sees.
     let raw_pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let query = raw_pq.split_once('?').map(|(_, q)| q.to_string());

@@ -8,6 +8,7 @@ pub mod auto;
 mod conn;
 pub mod h1;
 pub mod h2;
+pub mod h3;
 
 use std::future::Future;
 

@@ -41,6 +41,8 @@ pub struct Inputs<'a> {
     pub oracle: Option<&'a crate::oracle::Report>,
     /// The network timeline (events fired, recovery times).
     pub timeline: &'a crate::timeline::Timeline,
+    /// HTTP/3: QUIC close codes of refused handshakes, with counts.
+    pub quic_refusals: &'a BTreeMap<u64, u64>,
 }
 
 /// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
@@ -335,6 +337,9 @@ pub struct Summary {
     /// Oracle totals, when an oracle ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oracle: Option<OracleInfo>,
+    /// HTTP/3: how refused QUIC handshakes were closed (`0x12a (bad_certificate 42)` → count).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quic_refusals: BTreeMap<String, u64>,
 }
 
 /// Oracle totals.
@@ -655,6 +660,7 @@ impl Summary {
             reasons,
             reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
             oracle: inp.oracle.map(|r| OracleInfo { received: r.received, untagged: r.untagged, foreign: r.foreign }),
+            quic_refusals: inp.quic_refusals.iter().map(|(c, n)| (crate::proto::h3::describe_code(*c), *n)).collect(),
         }
     }
 

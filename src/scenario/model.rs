@@ -64,6 +64,8 @@ pub enum ProtocolKind {
     H2,
     /// Whatever ALPN negotiates (h2 preferred); HTTP/1.1 on plain `http://`.
     Auto,
+    /// HTTP/3 over QUIC (quinn + h3).
+    H3,
 }
 
 impl ProtocolKind {
@@ -73,6 +75,7 @@ impl ProtocolKind {
             ProtocolKind::H1 => "h1",
             ProtocolKind::H2 => "h2",
             ProtocolKind::Auto => "auto",
+            ProtocolKind::H3 => "h3",
         }
     }
 }

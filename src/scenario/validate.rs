@@ -322,8 +322,14 @@ fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
         None | Some("auto") => ProtocolKind::Auto,
         Some("h1") | Some("http1") => ProtocolKind::H1,
         Some("h2") | Some("http2") => ProtocolKind::H2,
+        Some("h3") | Some("http3") => {
+            if !tls {
+                cx.at(o, "protocol", "HTTP/3 runs over QUIC, which is always encrypted: use an https:// url");
+            }
+            ProtocolKind::H3
+        }
         Some(p) => {
-            cx.at(o, "protocol", format!("`{p}` is not a protocol: use `h1`, `h2` or `auto`"));
+            cx.at(o, "protocol", format!("`{p}` is not a protocol: use `h1`, `h2`, `h3` or `auto`"));
             ProtocolKind::Auto
         }
     };

@@ -154,3 +154,41 @@ impl rustls::server::danger::ClientCertVerifier for AcceptAnyClient {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// QUIC (HTTP/3) configs: TLS 1.3 only, ALPN `h3`, 0-RTT off.
+pub mod quic {
+    use std::sync::Arc;
+
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::Error;
+
+    /// ALPN of HTTP/3.
+    pub const ALPN: &[&[u8]] = &[b"h3"];
+
+    /// A QUIC client config trusting `ca` and presenting `identity` (no early data: 0-RTT would
+    /// let a replayed request through before the handshake is confirmed).
+    pub fn client(
+        ca: &[CertificateDer<'static>],
+        identity: Option<(&[CertificateDer<'static>], &PrivateKeyDer<'static>)>,
+    ) -> Result<quinn::ClientConfig, Error> {
+        let tls = super::client_config(ca, identity, ALPN)?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| Error::Verifier(format!("QUIC needs TLS 1.3: {e}")))?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
+        cfg.transport_config(Arc::new(transport));
+        Ok(cfg)
+    }
+
+    /// A QUIC server config from a rustls server config (whose ALPN is replaced by `h3`).
+    pub fn server(tls: &rustls::ServerConfig) -> Result<quinn::ServerConfig, Error> {
+        let mut tls = tls.clone();
+        tls.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        tls.max_early_data_size = 0;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
+            .map_err(|e| Error::Verifier(format!("QUIC needs TLS 1.3: {e}")))?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    }
+}

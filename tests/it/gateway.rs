@@ -17,6 +17,16 @@ async fn pack_against(flaws: &[Flaw]) -> (u8, Summary) {
 }
 
 async fn pack_into(flaws: &[Flaw]) -> (tempfile::TempDir, u8, Summary) {
+    pack_over(flaws, "auto", None).await
+}
+
+/// The pack over `protocol` against the reference gateway with `flaws`; `via` puts a UDP
+/// impairment link in front of the gateway's HTTP/3 port (the target URL points at it).
+pub async fn pack_over(
+    flaws: &[Flaw],
+    protocol: &str,
+    via: Option<gauntlet::netem::udp::UdpImpairment>,
+) -> (tempfile::TempDir, u8, Summary) {
     common::repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
@@ -24,14 +34,21 @@ async fn pack_into(flaws: &[Flaw]) -> (tempfile::TempDir, u8, Summary) {
     cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
     let gw =
         gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), flaws).await.unwrap();
+    let link = match via {
+        Some(imp) => {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            Some(gauntlet::netem::udp::spawn_udp(socket, gw.addr, imp).unwrap())
+        }
+        None => None,
+    };
+    let addr = link.as_ref().map_or(gw.addr, |l| l.addr);
     let yaml = format!(
         "gauntlet: 1\nname: pack\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: auto, max_in_flight: 8 }}\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: {protocol}, max_in_flight: 8 }}\n\
          phases:\n\
          - {{ name: pack, requests: 152, users: 4 }}\n\
          - {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n",
         root = root.display(),
-        addr = gw.addr
     );
     let (d, p) = common::scenario_file(&yaml);
     let opts = ExecOptions {
@@ -42,11 +59,14 @@ async fn pack_into(flaws: &[Flaw]) -> (tempfile::TempDir, u8, Summary) {
         ..Default::default()
     };
     let out = tokio::time::timeout(std::time::Duration::from_secs(180), execute(common::load(&p), opts)).await.unwrap();
+    if let Some(l) = link {
+        l.stop().await;
+    }
     gw.stop().await;
     (d, out.code, out.summary.unwrap())
 }
 
-fn failing(s: &Summary) -> BTreeSet<String> {
+pub fn failing(s: &Summary) -> BTreeSet<String> {
     s.checks.iter().filter(|c| c.result != "pass").map(|c| format!("{}:{}", c.id, kinds(c))).collect()
 }
 
@@ -54,7 +74,7 @@ fn kinds(c: &gauntlet::report::CheckSummary) -> String {
     c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, _)| *k).collect::<Vec<_>>().join("+")
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod dashboard;
 mod faults;
 mod gateway;
+mod h3;
 mod netem;
 mod oracle;
 mod results;

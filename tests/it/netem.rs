@@ -362,7 +362,7 @@ mod kernel {
         }
     }
 
-    /// A TCP sink counting the bytes it received.
+    /// A TCP echo server counting the bytes it received.
     async fn sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -374,7 +374,7 @@ mod kernel {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
                         g.fetch_add(n as u64, Ordering::Relaxed);
@@ -387,8 +387,14 @@ mod kernel {
 
     async fn send_and_wait(addr: std::net::SocketAddr, got: &AtomicU64, total: usize, chunk: usize) -> Duration {
         let before = got.load(Ordering::Relaxed);
-        let mut s = TcpStream::connect(addr).await.unwrap();
+        let s = TcpStream::connect(addr).await.unwrap();
         s.set_nodelay(true).unwrap();
+        // The echo comes back too, so both directions carry data packets.
+        let (mut rd, mut s) = s.into_split();
+        let drain = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
         let t = Instant::now();
         let data = vec![7u8; chunk];
         for _ in 0..total / chunk {
@@ -403,7 +409,9 @@ mod kernel {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        t.elapsed()
+        let took = t.elapsed();
+        drain.abort();
+        took
     }
 
     fn namespaces() -> String {

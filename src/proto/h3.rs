@@ -1,0 +1,241 @@
+//! HTTP/3 over QUIC (quinn + h3): one QUIC connection per identity carries many concurrent
+//! request streams; the engine shares it between workers through [`Protocol::fork`].
+//!
+//! Each generator thread owns one client endpoint (one UDP socket), created on first use on
+//! that thread's runtime. TLS is 1.3 with ALPN `h3` and the identity's client certificate;
+//! 0-RTT is off. A refused handshake — closed with a QUIC CRYPTO_ERROR (0x100 + TLS alert),
+//! at connect or, since a TLS 1.3 server judges the client certificate after its own
+//! handshake flight, on the first request — is the `tls_rejected` outcome; the codes seen
+//! are kept per run ([`Http3::refusals`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Mutex;
+
+use bytes::{Buf, Bytes};
+
+use super::{Prepared, Protocol};
+use crate::conformance::{ErrorKind, Outcome};
+use crate::scenario::{Identity, Target};
+use crate::tls;
+
+thread_local! {
+    /// This generator thread's QUIC endpoint.
+    static ENDPOINT: RefCell<Option<quinn::Endpoint>> = const { RefCell::new(None) };
+}
+
+/// A handle to an HTTP/3 connection.
+pub struct Conn {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    quic: quinn::Connection,
+    served: Rc<Cell<u64>>,
+}
+
+/// HTTP/3 to one target.
+pub struct Http3 {
+    addr: SocketAddr,
+    via: Option<SocketAddr>,
+    server_name: String,
+    configs: Vec<quinn::ClientConfig>,
+    refusals: Mutex<BTreeMap<u64, u64>>,
+}
+
+/// HTTP/3 setup errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An identity's TLS material was rejected.
+    #[error("identity `{name}`: {source}")]
+    Identity {
+        /// Identity name.
+        name: String,
+        /// Why.
+        #[source]
+        source: tls::Error,
+    },
+    /// HTTP/3 needs `https://`.
+    #[error("HTTP/3 needs an https:// target")]
+    NotTls,
+    /// The target host did not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+impl Http3 {
+    /// One QUIC client config per identity.
+    pub async fn new(target: &Target, identities: &[Identity]) -> Result<Self, Error> {
+        if !target.tls {
+            return Err(Error::NotTls);
+        }
+        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Error::Resolve(target.host.clone()))?;
+        let configs = identities
+            .iter()
+            .map(|id| {
+                let material = id.client_cert.as_ref().map(|c| (c.chain.as_slice(), &c.key));
+                tls::quic::client(&target.ca, material)
+                    .map_err(|source| Error::Identity { name: id.name.clone(), source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Http3 {
+            addr,
+            via: None,
+            server_name: target.server_name.clone(),
+            configs,
+            refusals: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The resolved target address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends every datagram through `link` (a UDP impairment link forwarding to the target).
+    pub fn via(&mut self, link: SocketAddr) {
+        self.via = Some(link);
+    }
+
+    /// QUIC close codes of refused handshakes, with counts.
+    pub fn refusals(&self) -> BTreeMap<u64, u64> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn endpoint(&self) -> Result<quinn::Endpoint, Outcome> {
+        ENDPOINT.with(|e| {
+            let mut e = e.borrow_mut();
+            if let Some(ep) = e.as_ref() {
+                return Ok(ep.clone());
+            }
+            let bind: SocketAddr = if self.addr.is_ipv4() {
+                ([127, 0, 0, 1], 0).into()
+            } else {
+                (std::net::Ipv6Addr::LOCALHOST, 0).into()
+            };
+            let bind = if self.addr.ip().is_loopback() { bind } else { SocketAddr::new(unspecified(self.addr), 0) };
+            let ep = quinn::Endpoint::client(bind)
+                .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+            *e = Some(ep.clone());
+            Ok(ep)
+        })
+    }
+
+    /// What a failure on `quic` means: a TLS refusal (CRYPTO_ERROR close) or a broken
+    /// connection. `fresh`: nothing was answered on it yet.
+    fn failure(&self, quic: &quinn::Connection, fresh: bool) -> Outcome {
+        match crypto_close(quic.close_reason().as_ref()) {
+            Some(code) => {
+                *self.refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
+                if fresh { Outcome::TlsRejected } else { Outcome::Broken { kind: ErrorKind::Tls, fresh } }
+            }
+            None => Outcome::Broken { kind: ErrorKind::Reset, fresh },
+        }
+    }
+}
+
+fn unspecified(a: SocketAddr) -> std::net::IpAddr {
+    if a.is_ipv4() { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() }
+}
+
+/// The QUIC error code when `e` is a CRYPTO_ERROR (0x100–0x1ff: a TLS alert).
+fn crypto_close(e: Option<&quinn::ConnectionError>) -> Option<u64> {
+    let code = match e? {
+        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
+        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
+        _ => return None,
+    };
+    (0x100..0x200).contains(&code).then_some(code)
+}
+
+/// The TLS alert inside a QUIC CRYPTO_ERROR code, named when it is a common refusal.
+pub fn describe_code(code: u64) -> String {
+    let alert = code.wrapping_sub(0x100);
+    let name = match alert {
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        _ => "tls alert",
+    };
+    format!("0x{code:x} ({name} {alert})")
+}
+
+impl Protocol for Http3 {
+    type Conn = Conn;
+    const NAME: &'static str = "h3";
+
+    async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
+        let ep = self.endpoint()?;
+        let cfg =
+            self.configs.get(identity).cloned().ok_or(Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+        let connecting = ep
+            .connect_with(cfg, self.via.unwrap_or(self.addr), &self.server_name)
+            .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+        let quic = match connecting.await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(match crypto_close(Some(&e)) {
+                    Some(code) => {
+                        *self.refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
+                        Outcome::TlsRejected
+                    }
+                    None => Outcome::Broken { kind: ErrorKind::Connect, fresh: false },
+                });
+            }
+        };
+        let (mut driver, send) = match h3::client::new(h3_quinn::Connection::new(quic.clone())).await {
+            Ok(x) => x,
+            Err(_) => return Err(self.failure(&quic, true)),
+        };
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(Conn { send, quic, served: Rc::new(Cell::new(0)) })
+    }
+
+    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+        let fresh = c.served.get() == 0;
+        let (parts, _) = req.request(tag, true).into_parts();
+        let head = http::Request::from_parts(parts, ());
+        let result = async {
+            let mut stream = c.send.send_request(head).await.ok()?;
+            if !req.body.is_empty() {
+                stream.send_data(req.body.clone()).await.ok()?;
+            }
+            stream.finish().await.ok()?;
+            let resp = stream.recv_response().await.ok()?;
+            while let Some(mut chunk) = stream.recv_data().await.ok()? {
+                chunk.advance(chunk.remaining());
+            }
+            Some(resp.status().as_u16())
+        }
+        .await;
+        match result {
+            Some(status) => {
+                c.served.set(c.served.get() + 1);
+                Ok(status)
+            }
+            None => {
+                // Let a closing connection record why before judging.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), c.quic.closed()).await;
+                Err(self.failure(&c.quic, fresh))
+            }
+        }
+    }
+
+    fn fork(conn: &Conn) -> Option<Conn> {
+        Some(Conn { send: conn.send.clone(), quic: conn.quic.clone(), served: conn.served.clone() })
+    }
+
+    fn is_open(conn: &Conn) -> bool {
+        conn.quic.close_reason().is_none()
+    }
+}
