@@ -594,13 +594,15 @@ pub struct RunOutcome {
     pub code: u8,
     /// Results folder, when one was written.
     pub dir: Option<std::path::PathBuf>,
-    /// The summary, when the run happened.
+    /// The summary, when the run happened (a parity run: the last protocol's).
     pub summary: Option<Summary>,
+    /// A parity run's comparison.
+    pub parity: Option<report::parity::ParitySummary>,
 }
 
 impl RunOutcome {
     fn early(code: u8) -> Self {
-        RunOutcome { code, dir: None, summary: None }
+        RunOutcome { code, dir: None, summary: None, parity: None }
     }
 }
 
@@ -608,15 +610,97 @@ fn opts(o: &OutputArgs) -> ExecOptions {
     ExecOptions { out: o.out.clone(), headless: o.headless, no_wait: o.no_wait, ..Default::default() }
 }
 
-/// Runs a validated scenario end to end and writes its results folder.
+/// Runs a validated scenario end to end and writes its results folder — once, or once per
+/// protocol of `target.parity` with a parity report on top.
 pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
-    let opt_listener = opt.oracle_listener.take();
-    let opt_deps = opt.dependencies.take();
-    let opt = &opt;
-    let code = RunOutcome::early;
     let s = Arc::new(s);
+    let deps = match opt.dependencies.take() {
+        Some(d) => d,
+        None => match Dependencies::start(&s, false).await {
+            Ok(d) => d,
+            Err(e) => {
+                say(&opt, format!("gauntlet: {e}"));
+                return RunOutcome::early(RUNTIME);
+            }
+        },
+    };
+    let listener = opt.oracle_listener.take();
+    let out = if s.target.parity.is_empty() {
+        run_once(s.clone(), s.target.protocol, &opt, &deps, listener, opt.out.clone()).await
+    } else {
+        parity(s.clone(), &opt, &deps, listener).await
+    };
+    deps.stop().await;
+    out
+}
+
+/// Runs the scenario once per protocol of `target.parity`, each into its own subfolder, then
+/// compares the verdicts (`summary.json` of schema `gauntlet.parity/v1` on top).
+async fn parity(
+    s: Arc<Scenario>,
+    opt: &ExecOptions,
+    deps: &Dependencies,
+    listener: Option<tokio::net::TcpListener>,
+) -> RunOutcome {
+    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
+        Ok(d) => d,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(RUNTIME);
+        }
+    };
+    // Each run needs the oracle on the same address (the gateway's upstream): the first gets
+    // the caller's listener, the next ones bind its address again.
+    let oracle_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut listener = listener;
+    let mut runs = Vec::new();
+    for &p in &s.target.parity {
+        let l = match (listener.take(), oracle_addr) {
+            (Some(l), _) => Some(l),
+            (None, Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    say(opt, format!("gauntlet: cannot listen for the oracle on {a} again: {e}"));
+                    return RunOutcome::early(RUNTIME);
+                }
+            },
+            (None, None) => None,
+        };
+        say(opt, format!("parity: running over {}", p.as_str()));
+        let out = run_once(s.clone(), p, opt, deps, l, Some(dir.path.join(p.as_str()))).await;
+        match out.summary {
+            Some(summary) => runs.push((p.as_str().to_string(), p.as_str().to_string(), summary)),
+            None => return RunOutcome { code: out.code, dir: Some(dir.path), summary: None, parity: None },
+        }
+        if runs.last().is_some_and(|r| r.2.interrupted) {
+            break;
+        }
+    }
+    let report = report::parity::ParitySummary::new(&runs);
+    if let Err(e) = dir.write("summary.json", report.to_json().as_bytes()) {
+        say(opt, format!("gauntlet: {e}"));
+        return RunOutcome::early(RUNTIME);
+    }
+    if !opt.quiet {
+        out(&report.text());
+        out(&format!("results: {}\n", dir.path.display()));
+    }
+    let code = if report.verdict == "pass" { PASS } else { FAIL };
+    RunOutcome { code, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
+}
+
+/// One run over `protocol` into `into` (default: a new folder under `results/`).
+async fn run_once(
+    s: Arc<Scenario>,
+    protocol: ProtocolKind,
+    opt: &ExecOptions,
+    deps: &Dependencies,
+    opt_listener: Option<tokio::net::TcpListener>,
+    into: Option<std::path::PathBuf>,
+) -> RunOutcome {
+    let code = RunOutcome::early;
     let plan = Arc::new(plan::build(&s));
-    let alpn = match s.target.protocol {
+    let alpn = match protocol {
         ProtocolKind::H1 => proto::h1::ALPN,
         ProtocolKind::H2 => proto::h2::ALPN,
         ProtocolKind::Auto => proto::auto::ALPN,
@@ -630,7 +714,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         }
     };
     // A TCP probe first (QUIC has none: an unreachable h3 target shows up as connect errors).
-    let probe = match s.target.protocol {
+    let probe = match protocol {
         ProtocolKind::H3 => Ok(Ok(())),
         _ => tokio::time::timeout(s.target.timeout, tokio::net::TcpStream::connect(connector.addr()))
             .await
@@ -661,7 +745,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     // The client goes through an impairment link when a phase or an event impairs it;
     // dependency links stand where the gateway calls its dependencies.
     let mut links: Vec<(String, Arc<netem::Switch>)> = Vec::new();
-    if plan.impaired() && s.target.protocol == ProtocolKind::H3 {
+    if plan.impaired() && protocol == ProtocolKind::H3 {
         say(
             opt,
             "gauntlet: network conditions on an h3 target are not wired into the timeline yet; put \
@@ -698,19 +782,6 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         }
     } else {
         None
-    };
-    let deps = match opt_deps {
-        Some(d) => d,
-        None => match Dependencies::start(&s, false).await {
-            Ok(d) => d,
-            Err(e) => {
-                say(opt, format!("gauntlet: {e}"));
-                if let Some(l) = client_link {
-                    l.stop().await;
-                }
-                return code(RUNTIME);
-            }
-        },
     };
     for d in &deps.links {
         say(opt, format!("dependency `{}`: link on {} → {}", d.name, d.server.addr, d.behind));
@@ -750,7 +821,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         };
     // The results folder is created only once everything that can refuse to start has
     // started: a run that cannot start leaves no folder behind.
-    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
+    let dir = match ResultsDir::create(into.as_deref(), &s.name) {
         Ok(d) => d,
         Err(e) => {
             say(opt, format!("gauntlet: {e}"));
@@ -783,7 +854,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         threads,
         max_in_flight: s.target.max_in_flight as usize,
         connections: s.target.connections as usize,
-        multiplexed: s.target.protocol != ProtocolKind::H1,
+        multiplexed: protocol != ProtocolKind::H1,
         timeout: s.target.timeout,
         dims,
     };
@@ -808,7 +879,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         let info = dashboard::Info {
             scenario: s.name.clone(),
             target: s.target.url.clone(),
-            protocol: s.target.protocol.as_str().to_string(),
+            protocol: protocol.as_str().to_string(),
             checks: s.checks.iter().map(|c| (c.id.clone(), c.expect.kind(), c.expect.is_deny_class())).collect(),
             denials: s
                 .checks
@@ -838,7 +909,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     };
 
     let mut quic_refusals = std::collections::BTreeMap::new();
-    let finish = match s.target.protocol {
+    let finish = match protocol {
         ProtocolKind::H1 => {
             engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await
         }
@@ -867,14 +938,13 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     if let Some(link) = client_link {
         link.stop().await;
     }
-    deps.stop().await;
     signals.abort();
     let Ok((mut collector, hlog)) = collecting.await else {
         say(opt, "gauntlet: the metrics collector failed; no results written");
         return code(RUNTIME);
     };
     let _ = printer.await;
-    let protocol_name = match s.target.protocol {
+    let protocol_name = match protocol {
         ProtocolKind::H1 => <proto::h1::Http1 as Protocol>::NAME,
         ProtocolKind::H2 => <proto::h2::Http2 as Protocol>::NAME,
         ProtocolKind::Auto => <proto::auto::Auto as Protocol>::NAME,
@@ -929,7 +999,7 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         out(&format!("results: {}\n", dir.path.display()));
     }
     let code = if summary.verdict == "pass" { PASS } else { FAIL };
-    RunOutcome { code, dir: Some(dir.path), summary: Some(summary) }
+    RunOutcome { code, dir: Some(dir.path), summary: Some(summary), parity: None }
 }
 
 /// One prepared request per check, tokens minted now.

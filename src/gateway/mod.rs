@@ -59,6 +59,8 @@ pub enum Flaw {
     RateLimitByXff,
     /// When the external authorization call times out, the request is allowed.
     FailOpenOnAuthzTimeout,
+    /// Client certificates are verified over TCP but not over QUIC (HTTP/3).
+    NoClientCertOverH3,
 }
 
 impl Flaw {
@@ -71,6 +73,7 @@ impl Flaw {
         "ignore-missing-token",
         "rate-limit-by-xff",
         "fail-open-on-authz-timeout",
+        "no-client-cert-over-h3",
     ];
 
     /// Parses a flaw name.
@@ -83,6 +86,7 @@ impl Flaw {
             "ignore-missing-token" => Flaw::IgnoreMissingToken,
             "rate-limit-by-xff" => Flaw::RateLimitByXff,
             "fail-open-on-authz-timeout" => Flaw::FailOpenOnAuthzTimeout,
+            "no-client-cert-over-h3" => Flaw::NoClientCertOverH3,
             _ => return None,
         })
     }
@@ -199,6 +203,13 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::File { what: "client CA", path: cfg.tls.client_ca.clone(), reason: e.to_string() })?;
     let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+    // Over QUIC, with the h3-only flaw, any client certificate (or none) is accepted.
+    let h3_lax = flaws.contains(&Flaw::NoClientCertOverH3) && !flaws.contains(&Flaw::AcceptAnyClientCert);
+    let quic_tls = if h3_lax {
+        Some(tls::server_config_accepting_any_client(chain.clone(), key.clone_key(), alpn)?)
+    } else {
+        None
+    };
     let server = if flaws.contains(&Flaw::AcceptAnyClientCert) {
         tls::server_config_accepting_any_client(chain, key, alpn)?
     } else {
@@ -281,7 +292,7 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
     };
     let addr = listener.local_addr().map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
     let quic = if cfg.http3 {
-        let qcfg = tls::quic::server(&server)?;
+        let qcfg = tls::quic::server(quic_tls.as_deref().unwrap_or(&server))?;
         let ep = quinn::Endpoint::server(qcfg, addr)
             .map_err(|source| Error::Listen { addr: format!("{addr} (UDP, for HTTP/3)"), source })?;
         let stop = CancellationToken::new();

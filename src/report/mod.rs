@@ -13,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod parity;
 pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{

@@ -120,6 +120,9 @@ pub struct Target {
     pub timeout: Duration,
     /// Generator threads (0 = one per core).
     pub threads: u32,
+    /// Protocol parity: run the scenario once per protocol listed and compare verdicts
+    /// (empty: one run over `protocol`).
+    pub parity: Vec<ProtocolKind>,
 }
 
 /// `profile:` resolved — one gateway's conventions.

@@ -118,6 +118,8 @@ pub(crate) struct RawTarget {
     pub(crate) timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) threads: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) parity: Vec<String>,
 }
 
 /// `oracle:` — run the upstream oracle in-process for the gateway to forward to.

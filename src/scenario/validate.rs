@@ -318,21 +318,30 @@ fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     } else if tls {
         cx.at(o, "ca", "an https target needs `ca:`, the PEM file of the CA that signed the gateway's certificate");
     }
-    let protocol = match t.protocol.as_deref() {
+    let parse_protocol = |cx: &mut Ctx<'_>, key: &str, p: Option<&str>| match p {
         None | Some("auto") => ProtocolKind::Auto,
         Some("h1") | Some("http1") => ProtocolKind::H1,
         Some("h2") | Some("http2") => ProtocolKind::H2,
         Some("h3") | Some("http3") => {
             if !tls {
-                cx.at(o, "protocol", "HTTP/3 runs over QUIC, which is always encrypted: use an https:// url");
+                cx.at(o, key, "HTTP/3 runs over QUIC, which is always encrypted: use an https:// url");
             }
             ProtocolKind::H3
         }
         Some(p) => {
-            cx.at(o, "protocol", format!("`{p}` is not a protocol: use `h1`, `h2`, `h3` or `auto`"));
+            cx.at(o, key, format!("`{p}` is not a protocol: use `h1`, `h2`, `h3` or `auto`"));
             ProtocolKind::Auto
         }
     };
+    let protocol = parse_protocol(cx, "protocol", t.protocol.as_deref());
+    let parity: Vec<ProtocolKind> =
+        t.parity.iter().enumerate().map(|(i, p)| parse_protocol(cx, &format!("parity[{i}]"), Some(p))).collect();
+    if parity.len() == 1 {
+        cx.at(o, "parity", "parity compares protocols: list at least two, e.g. `[h1, h2, h3]`");
+    }
+    if let Some(dup) = parity.iter().enumerate().find(|(i, p)| parity[..*i].contains(p)) {
+        cx.at(o, "parity", format!("`{}` is listed twice", dup.1.as_str()));
+    }
     let timeout = match &t.timeout {
         None => Duration::from_secs(10),
         Some(s) => match units::duration(s) {
@@ -369,6 +378,7 @@ fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
         max_in_flight: max_in_flight.max(1),
         timeout,
         threads: t.threads.unwrap_or(0),
+        parity,
     })
 }
 

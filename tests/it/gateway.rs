@@ -17,16 +17,18 @@ async fn pack_against(flaws: &[Flaw]) -> (u8, Summary) {
 }
 
 async fn pack_into(flaws: &[Flaw]) -> (tempfile::TempDir, u8, Summary) {
-    pack_over(flaws, "auto", None).await
+    let (d, code, s, _) = pack_over(flaws, "protocol: auto", None).await;
+    (d, code, s)
 }
 
-/// The pack over `protocol` against the reference gateway with `flaws`; `via` puts a UDP
+/// The pack against the reference gateway with `flaws`, the target speaking as `protocol`
+/// (a `target:` fragment: `protocol: h3` or `parity: [h2, h3]`); `via` puts a UDP
 /// impairment link in front of the gateway's HTTP/3 port (the target URL points at it).
 pub async fn pack_over(
     flaws: &[Flaw],
     protocol: &str,
     via: Option<gauntlet::netem::udp::UdpImpairment>,
-) -> (tempfile::TempDir, u8, Summary) {
+) -> (tempfile::TempDir, u8, Summary, Option<gauntlet::report::parity::ParitySummary>) {
     common::repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
@@ -44,7 +46,7 @@ pub async fn pack_over(
     let addr = link.as_ref().map_or(gw.addr, |l| l.addr);
     let yaml = format!(
         "gauntlet: 1\nname: pack\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: {protocol}, max_in_flight: 8 }}\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, {protocol}, max_in_flight: 8 }}\n\
          phases:\n\
          - {{ name: pack, requests: 152, users: 4 }}\n\
          - {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n",
@@ -63,7 +65,7 @@ pub async fn pack_over(
         l.stop().await;
     }
     gw.stop().await;
-    (d, out.code, out.summary.unwrap())
+    (d, out.code, out.summary.unwrap(), out.parity)
 }
 
 pub fn failing(s: &Summary) -> BTreeSet<String> {

@@ -12,7 +12,7 @@ use super::gateway::{failing, pack_over, set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pack_passes_over_h3_against_the_clean_gateway() {
-    let (_d, code, s) = pack_over(&[], "h3", None).await;
+    let (_d, code, s, _) = pack_over(&[], "protocol: h3", None).await;
     assert_eq!(s.target.protocol, "h3");
     assert_eq!(code, 0, "{:?}", s.reasons);
     assert!(failing(&s).is_empty(), "{:?}", failing(&s));
@@ -29,7 +29,7 @@ async fn the_pack_passes_over_h3_against_the_clean_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_accepting_any_client_certificate_over_quic_leaks() {
-    let (_d, code, s) = pack_over(&[Flaw::AcceptAnyClientCert], "h3", None).await;
+    let (_d, code, s, _) = pack_over(&[Flaw::AcceptAnyClientCert], "protocol: h3", None).await;
     assert_eq!(code, 1);
     assert_eq!(
         failing(&s),
@@ -52,7 +52,7 @@ async fn quic_recovers_from_two_percent_datagram_loss() {
         reorder_gap: Duration::from_millis(5),
         ..Default::default()
     };
-    let (_d, code, s) = pack_over(&[], "h3", Some(imp)).await;
+    let (_d, code, s, _) = pack_over(&[], "protocol: h3", Some(imp)).await;
     // Every request got its verdict: QUIC retransmitted what the link lost.
     assert_eq!(code, 0, "{:?} errors {:?}", s.reasons, s.errors);
     assert_eq!(s.requests.completed, s.requests.sent);
@@ -63,4 +63,34 @@ async fn quic_recovers_from_two_percent_datagram_loss() {
         "h3 through 2% loss: {} requests, p50 {} ms, p99 {} ms, max {} ms",
         s.requests.completed, s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.max
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_passes_on_the_clean_gateway_and_flags_a_gateway_that_skips_certificates_over_quic() {
+    let (_d, code, _, report) = pack_over(&[], "parity: [h2, h3]", None).await;
+    let report = report.expect("a parity report");
+    assert_eq!(code, 0, "{:?}", report.reasons);
+    assert_eq!(report.protocols.iter().map(|p| p.protocol.as_str()).collect::<Vec<_>>(), ["h2", "h3"]);
+    assert!(report.protocols.iter().all(|p| p.requests.completed > 0 && p.latency_ms.count > 0));
+    assert_eq!(report.violations["protocol_mismatch"], 0);
+
+    let (d, code, _, report) = pack_over(&[Flaw::NoClientCertOverH3], "parity: [h2, h3]", None).await;
+    let report = report.expect("a parity report");
+    assert_eq!(code, 1);
+    let mismatched: Vec<&str> = report.checks.iter().filter(|c| c.mismatch).map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        mismatched,
+        ["ZT-AUTHN-MTLS-001", "ZT-AUTHN-MTLS-002", "ZT-AUTHN-MTLS-003", "ZT-AUTHN-MTLS-004", "ZT-AUTHN-MTLS-005"]
+    );
+    let c = report.checks.iter().find(|c| c.id == "ZT-AUTHN-MTLS-001").unwrap();
+    assert_eq!(c.severity, Some(gauntlet::conformance::Severity::Critical));
+    assert_eq!(c.verdicts["h2"], "pass");
+    assert!(c.verdicts["h3"].contains("leak"), "{:?}", c.verdicts);
+    assert_eq!(report.violations["protocol_mismatch"], 5);
+    // The parity summary and one full results folder per protocol.
+    let out = d.path().join("out");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], "gauntlet.parity/v1");
+    assert_eq!(json["violations"]["protocol_mismatch"], 5);
+    assert!(out.join("h2/summary.json").exists() && out.join("h3/summary.json").exists());
 }
