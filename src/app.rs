@@ -788,7 +788,8 @@ async fn run_once(
         links.push((d.name.clone(), d.switch.clone()));
     }
     let timeline = Arc::new(Timeline::new(plan.clone(), links));
-    let requests = match prepare(&s) {
+    let ws_stats = Arc::new(proto::ws::Stats::default());
+    let requests = match prepare(&s, &ws_stats) {
         Ok(r) => r,
         Err(e) => {
             say(opt, format!("gauntlet: {e}"));
@@ -976,6 +977,7 @@ async fn run_once(
         oracle: oracle_report.as_ref(),
         timeline: &timeline,
         quic_refusals: &quic_refusals,
+        websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*ws_stats),
         command: command_line(),
     });
     let written = dir
@@ -1002,8 +1004,8 @@ async fn run_once(
     RunOutcome { code, dir: Some(dir.path), summary: Some(summary), parity: None }
 }
 
-/// One prepared request per check, tokens minted now.
-fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
+/// One prepared request per check, tokens minted now; WebSocket checks count into `ws`.
+fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Prepared>, String> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut tokens: Vec<Option<(http::HeaderName, HeaderValue)>> = Vec::new();
     for id in &s.identities {
@@ -1040,8 +1042,19 @@ fn prepare(s: &Scenario) -> Result<Vec<Prepared>, String> {
             for (k, v) in &c.request.headers {
                 h.append(k.clone(), v.clone());
             }
-            Prepared::new(c.identity, c.request.method.clone(), &c.request.path, h, c.request.body.clone(), &endpoint)
-                .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))
+            let p = Prepared::new(
+                c.identity,
+                c.request.method.clone(),
+                &c.request.path,
+                h,
+                c.request.body.clone(),
+                &endpoint,
+            )
+            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))?;
+            Ok(match &c.request.websocket {
+                Some(spec) => p.with_websocket(spec.clone(), ws.clone()),
+                None => p,
+            })
         })
         .collect()
 }

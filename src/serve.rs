@@ -50,7 +50,7 @@ where
     Ok(Server { addr, stop, task })
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (auto-detected) on one connection — over TLS when `tls` is
+/// Serves HTTP/1.1 (with upgrades) and HTTP/2 (auto-detected) on one connection — over TLS when `tls` is
 /// given (a refused handshake just ends the connection) — until it closes or `stop` fires.
 pub(crate) async fn http<S>(tcp: TcpStream, tls: Option<&tokio_rustls::TlsAcceptor>, svc: S, stop: &CancellationToken)
 where
@@ -67,11 +67,11 @@ where
     match tls {
         Some(a) => {
             let Ok(stream) = a.accept(tcp).await else { return };
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
         }
         None => {
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
             tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
         }
     }

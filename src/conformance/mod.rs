@@ -228,7 +228,8 @@ pub enum Verdict {
 /// Classifies one client-side outcome against a check's expectation.
 pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
     use Verdict::*;
-    let success = |s: u16| (200..300).contains(&s);
+    // 101 is a WebSocket upgrade granted: access, like a 2xx.
+    let success = |s: u16| (200..300).contains(&s) || s == 101;
     match (expect, outcome) {
         (_, Outcome::TimedOut) => Error(ErrorKind::Timeout),
         (Expect::TlsReject, Outcome::TlsRejected) => Denied,

@@ -421,7 +421,7 @@ async fn one<P: Protocol>(
         r
     };
     cx.state.set(State::InFlight(key));
-    deadline.as_mut().reset((sent + cx.job.timeout).into());
+    deadline.as_mut().reset((sent + cx.job.timeout + req.extra_time()).into());
     let outcome = tokio::select! {
         biased;
         r = attempt => match r {

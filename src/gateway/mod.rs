@@ -425,7 +425,7 @@ async fn connection(
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
 }
 
@@ -642,7 +642,13 @@ where
         }
     }
     // 5. Headers: drop hop-by-hop and client identity headers, inject the verified identity.
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let websocket = parts
+        .headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     let listed: Vec<String> = parts
         .headers
@@ -678,6 +684,12 @@ where
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
+    if websocket {
+        return match on_upgrade {
+            Some(up) => proxy_websocket(gw, up, &target, headers).await,
+            None => reply(StatusCode::BAD_REQUEST, "{\"error\":\"websocket needs HTTP/1.1\"}"),
+        };
+    }
     let uri = match Uri::builder()
         .scheme(gw.upstream.scheme_str().unwrap_or("http"))
         .authority(gw.upstream.authority().map_or("127.0.0.1", |a| a.as_str()))
@@ -702,4 +714,79 @@ where
         }
         Err(_) => reply(StatusCode::BAD_GATEWAY, "{\"error\":\"upstream unavailable\"}"),
     }
+}
+
+/// Proxies an authorised WebSocket upgrade to the upstream: the upgrade request (already
+/// filtered, identity injected) goes out on its own connection; a `101` from upstream is
+/// passed back and both upgraded streams are joined.
+async fn proxy_websocket(
+    gw: &Gateway,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    target: &str,
+    headers: HeaderMap,
+) -> Response<Full<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bad_gateway = || reply(StatusCode::BAD_GATEWAY, "{\"error\":\"upstream unavailable\"}");
+    let authority = gw.upstream.authority().map_or("127.0.0.1:80", |a| a.as_str()).to_string();
+    let Ok(mut up) = TcpStream::connect(&authority).await else { return bad_gateway() };
+    let _ = up.set_nodelay(true);
+    let mut head =
+        format!("GET {target} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n");
+    for (name, value) in &headers {
+        if let Ok(v) = value.to_str() {
+            head.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+    if up.write_all(head.as_bytes()).await.is_err() {
+        return bad_gateway();
+    }
+    // The upstream's answer head.
+    let mut buf = Vec::with_capacity(1024);
+    let (status, resp_headers, used) = loop {
+        let mut chunk = [0u8; 2048];
+        match up.read(&mut chunk).await {
+            Ok(0) | Err(_) => return bad_gateway(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut hs = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut hs);
+        match r.parse(&buf) {
+            Ok(httparse::Status::Complete(used)) => {
+                let mut h = HeaderMap::new();
+                for x in r.headers.iter() {
+                    if let (Ok(n), Ok(v)) =
+                        (HeaderName::from_bytes(x.name.as_bytes()), HeaderValue::from_bytes(x.value))
+                    {
+                        h.append(n, v);
+                    }
+                }
+                break (r.code.unwrap_or(502), h, used);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
+            _ => return bad_gateway(),
+        }
+    };
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status != 101 {
+        return resp;
+    }
+    for name in
+        [http::header::UPGRADE, CONNECTION, http::header::SEC_WEBSOCKET_ACCEPT, http::header::SEC_WEBSOCKET_PROTOCOL]
+    {
+        if let Some(v) = resp_headers.get(&name) {
+            resp.headers_mut().insert(name, v.clone());
+        }
+    }
+    let early = buf.split_off(used);
+    tokio::spawn(async move {
+        let Ok(client) = on_upgrade.await else { return };
+        let mut client = TokioIo::new(client);
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+    });
+    resp
 }

@@ -320,14 +320,61 @@ pub fn spawn(
     let server = crate::serve::spawn(listener, move |tcp, stop| {
         let (oracle, acceptor) = (state.clone(), acceptor.clone());
         async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
+            let svc = service_fn(move |mut req: Request<Incoming>| {
                 let oracle = oracle.clone();
-                async move { Ok::<_, Infallible>(answer(&oracle, &req)) }
+                async move {
+                    let resp = answer(&oracle, &req);
+                    Ok::<_, Infallible>(match websocket_accept(&req) {
+                        Some(accept) => echo(&mut req, accept),
+                        None => resp,
+                    })
+                }
             });
             crate::serve::http(tcp, acceptor.as_ref(), svc, &stop).await;
         }
     })?;
     Ok(Running { addr: server.addr, oracle, server })
+}
+
+/// The `Sec-WebSocket-Accept` for a WebSocket upgrade request, if it is one.
+fn websocket_accept(req: &Request<Incoming>) -> Option<http::HeaderValue> {
+    let h = req.headers();
+    let upgrade = h.get(http::header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let key = h.get(http::header::SEC_WEBSOCKET_KEY)?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    http::HeaderValue::from_str(&accept).ok()
+}
+
+/// Accepts a WebSocket upgrade (already counted like any arrival) and echoes every data
+/// message until the client closes.
+fn echo(req: &mut Request<Incoming>, accept: http::HeaderValue) -> Response<Full<Bytes>> {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            io,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(m)) = ws.next().await {
+            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    h.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    r
 }
 
 fn answer(oracle: &Oracle, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -275,6 +275,12 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<
         return Err(io_failure(&e, fresh));
     }
     let (status, framing, close) = c.head(req.method == http::Method::HEAD, fresh).await?;
+    if let (101, Some(w)) = (status, &req.websocket) {
+        // Upgraded: the connection now carries the session and is never reused.
+        c.served += 1;
+        super::ws::session(&mut c.io, &w.0, &w.1).await;
+        return Ok(status);
+    }
     match framing {
         Framing::None => {}
         Framing::Length(n) => c.skip(n).await?,

@@ -9,6 +9,7 @@ mod conn;
 pub mod h1;
 pub mod h2;
 pub mod h3;
+pub mod ws;
 
 use std::future::Future;
 
@@ -99,6 +100,8 @@ pub struct Prepared {
     pub body: Bytes,
     /// Tag placement.
     pub tagging: Tagging,
+    /// A WebSocket session instead of a plain exchange (HTTP/1.1 only).
+    pub websocket: Option<std::sync::Arc<(crate::scenario::WebSocket, std::sync::Arc<ws::Stats>)>>,
     scheme: Scheme,
     authority: Authority,
     origin_uri: Uri,
@@ -133,6 +136,7 @@ impl Prepared {
             headers,
             body,
             tagging,
+            websocket: None,
             scheme,
             authority,
             origin_uri,
@@ -140,6 +144,20 @@ impl Prepared {
             host,
             h1_head,
         })
+    }
+
+    /// Makes this request a WebSocket upgrade followed by a session under `spec`.
+    pub fn with_websocket(mut self, spec: crate::scenario::WebSocket, stats: std::sync::Arc<ws::Stats>) -> Self {
+        ws::upgrade_headers(&mut self.headers);
+        self.h1_head = h1_head(&self.method, &self.headers, &self.body, self.authority.as_str());
+        self.websocket = Some(std::sync::Arc::new((spec, stats)));
+        self
+    }
+
+    /// Extra time the exchange may take beyond the request timeout (a WebSocket session's
+    /// `hold`).
+    pub fn extra_time(&self) -> std::time::Duration {
+        self.websocket.as_ref().map_or(std::time::Duration::ZERO, |w| w.0.hold)
     }
 
     /// Serialises the HTTP/1.1 request for one exchange into `out`.

@@ -18,7 +18,7 @@ pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
     CheckSummary, ConditionSummary, EventSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult,
-    add_limit_bypass, add_oracle,
+    WebSocketSummary, add_limit_bypass, add_oracle,
 };
 
 /// Report errors.

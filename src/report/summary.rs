@@ -43,6 +43,27 @@ pub struct Inputs<'a> {
     pub timeline: &'a crate::timeline::Timeline,
     /// HTTP/3: QUIC close codes of refused handshakes, with counts.
     pub quic_refusals: &'a BTreeMap<u64, u64>,
+    /// WebSocket session counters, when the scenario has WebSocket checks.
+    pub websocket: Option<&'a crate::proto::ws::Stats>,
+}
+
+/// WebSocket sessions of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebSocketSummary {
+    /// Upgrades answered 101.
+    pub sessions: u64,
+    /// Held to the end and closed by gauntlet.
+    pub completed: u64,
+    /// Ended early by the gateway or the upstream.
+    pub closed_by_peer: u64,
+    /// Most sessions open at once.
+    pub max_concurrent: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Echoes received.
+    pub echoes: u64,
+    /// Round trip per message.
+    pub message_rtt_ms: Latency,
 }
 
 /// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
@@ -340,6 +361,9 @@ pub struct Summary {
     /// HTTP/3: how refused QUIC handshakes were closed (`0x12a (bad_certificate 42)` → count).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub quic_refusals: BTreeMap<String, u64>,
+    /// WebSocket sessions, when the scenario has WebSocket checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocketSummary>,
 }
 
 /// Oracle totals.
@@ -661,6 +685,18 @@ impl Summary {
             reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
             oracle: inp.oracle.map(|r| OracleInfo { received: r.received, untagged: r.untagged, foreign: r.foreign }),
             quic_refusals: inp.quic_refusals.iter().map(|(c, n)| (crate::proto::h3::describe_code(*c), *n)).collect(),
+            websocket: inp.websocket.map(|w| {
+                use std::sync::atomic::Ordering::Relaxed;
+                WebSocketSummary {
+                    sessions: w.opened.load(Relaxed),
+                    completed: w.completed.load(Relaxed),
+                    closed_by_peer: w.closed_by_peer.load(Relaxed),
+                    max_concurrent: w.open_max.load(Relaxed),
+                    messages: w.sent.load(Relaxed),
+                    echoes: w.echoed.load(Relaxed),
+                    message_rtt_ms: Latency::of(&w.rtt.lock().unwrap_or_else(|p| p.into_inner())),
+                }
+            }),
         }
     }
 

@@ -237,6 +237,20 @@ pub struct Request {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Body.
     pub body: Bytes,
+    /// A WebSocket upgrade followed by a session, instead of a plain request.
+    pub websocket: Option<WebSocket>,
+}
+
+/// `request.websocket:` resolved: upgrade over HTTP/1.1, then send `messages` (cycled) one
+/// every `interval` until `hold` has passed, timing each echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocket {
+    /// Text messages, sent in order and cycled.
+    pub messages: Vec<String>,
+    /// Time between messages.
+    pub interval: Duration,
+    /// How long the session is held open.
+    pub hold: Duration,
 }
 
 /// Expectations checked by the oracle upstream.

@@ -262,6 +262,20 @@ pub(crate) struct RawRequest {
     pub(crate) headers: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) websocket: Option<RawWebsocket>,
+}
+
+/// `checks[].request.websocket:` — upgrade, then a session.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebsocket {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) messages: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hold: Option<String>,
 }
 
 /// `checks[].upstream:` — what the oracle upstream must or must not see.

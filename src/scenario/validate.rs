@@ -766,7 +766,34 @@ fn request(
         return None;
     }
     let headers = headers(cx, o, "request.headers", &r.headers);
-    Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()) })
+    let websocket = match &r.websocket {
+        None => None,
+        Some(w) => {
+            let mut dur = |key: &str, v: &Option<String>, default: Duration| match v.as_deref().map(units::duration) {
+                None => Some(default),
+                Some(Ok(d)) if !d.is_zero() => Some(d),
+                Some(Ok(_)) => {
+                    cx.at(o, &format!("request.websocket.{key}"), "must be greater than zero");
+                    None
+                }
+                Some(Err(e)) => {
+                    cx.at(o, &format!("request.websocket.{key}"), e);
+                    None
+                }
+            };
+            let interval = dur("interval", &w.interval, Duration::from_secs(1));
+            let hold = dur("hold", &w.hold, Duration::from_secs(5));
+            if method != Method::GET {
+                cx.at(o, "request.method", "a WebSocket upgrade is a GET");
+            }
+            if target.is_some_and(|t| t.protocol != ProtocolKind::H1 || !t.parity.is_empty()) {
+                cx.at(o, "request.websocket", "WebSocket sessions run over HTTP/1.1: set the target's `protocol: h1`");
+            }
+            let messages = if w.messages.is_empty() { vec!["ping".to_string()] } else { w.messages.clone() };
+            Some(WebSocket { messages, interval: interval?, hold: hold? })
+        }
+    };
+    Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()), websocket })
 }
 
 /// Expands `{route:NAME}` (the profile's prefix for NAME) in a raw path, with optional

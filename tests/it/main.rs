@@ -14,3 +14,4 @@ mod results;
 mod run;
 mod scenario;
 mod stall;
+mod ws;

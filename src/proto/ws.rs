@@ -1,0 +1,120 @@
+//! WebSocket sessions (tokio-tungstenite) over an HTTP/1.1 connection the h1 protocol has
+//! already upgraded: messages on a schedule, each echo timed into the session histogram.
+//!
+//! A check with `request.websocket` sends the upgrade as its request (the identity's
+//! credentials and the tag travel on it, so the gateway's policy and the oracle see it like
+//! any request); `101` is the "allowed" answer. The session then sends one message every
+//! `interval` until `hold` has passed and closes. Per-message round trips go to
+//! [`Stats::rtt`]; sessions the peer ended early are counted in [`Stats::closed_by_peer`].
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::scenario::WebSocket;
+
+/// How long a message's echo is awaited (a session without its echo ends there).
+const ECHO_WAIT: Duration = Duration::from_secs(2);
+
+/// Session counters of a run, shared by every generator thread.
+#[derive(Debug)]
+pub struct Stats {
+    /// Sessions opened (101).
+    pub opened: AtomicU64,
+    /// Sessions held to the end and closed by gauntlet.
+    pub completed: AtomicU64,
+    /// Sessions the gateway (or upstream) ended before `hold`.
+    pub closed_by_peer: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Echoes received.
+    pub echoed: AtomicU64,
+    /// Round trip per message, µs.
+    pub rtt: Mutex<Histogram<u64>>,
+    /// Sessions open right now.
+    pub open_now: AtomicU64,
+    /// Most sessions open at once.
+    pub open_max: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            opened: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            closed_by_peer: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            echoed: AtomicU64::new(0),
+            rtt: Mutex::new(crate::metrics::histogram()),
+            open_now: AtomicU64::new(0),
+            open_max: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The upgrade headers of a client handshake (RFC 6455 §4.1). The key is fixed per check:
+/// gauntlet does not rely on it for anything but the handshake.
+pub fn upgrade_headers(h: &mut http::HeaderMap) {
+    use http::HeaderValue;
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    h.insert(http::header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+}
+
+/// Runs one session on an upgraded stream.
+pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket, stats: &Stats) {
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
+    stats.opened.fetch_add(1, Ordering::Relaxed);
+    let now_open = stats.open_now.fetch_add(1, Ordering::Relaxed) + 1;
+    stats.open_max.fetch_max(now_open, Ordering::Relaxed);
+    let start = Instant::now();
+    let mut i = 0usize;
+    let mut closed_by_peer = false;
+    'session: while start.elapsed() < spec.hold {
+        let msg = &spec.messages[i % spec.messages.len()];
+        i += 1;
+        let t = Instant::now();
+        if ws.send(Message::text(msg.as_str())).await.is_err() {
+            closed_by_peer = true;
+            break;
+        }
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        // The echo (control frames are answered by tungstenite and skipped here).
+        loop {
+            match tokio::time::timeout(ECHO_WAIT.max(spec.interval), ws.next()).await {
+                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
+                    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = stats.rtt.lock().unwrap_or_else(|p| p.into_inner()).record(us.min(crate::metrics::MAX_US));
+                    stats.echoed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
+                    closed_by_peer = true;
+                    break 'session;
+                }
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => break 'session,
+            }
+        }
+        let next = t + spec.interval;
+        if next > start + spec.hold {
+            break;
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+    if closed_by_peer {
+        stats.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ = ws.close(None).await;
+        stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    stats.open_now.fetch_sub(1, Ordering::Relaxed);
+}

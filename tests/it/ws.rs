@@ -1,0 +1,76 @@
+//! WebSocket through the reference gateway to the oracle (which echoes): the upgrade carries
+//! the identity and the tag, a deny-class upgrade must not get 101, and every message's round
+//! trip lands in the session histogram.
+
+use std::path::Path;
+
+use gauntlet::app::{ExecOptions, execute};
+use gauntlet::gateway::{self, Flaw};
+
+use super::common;
+
+async fn ws_run(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
+    common::repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
+    let gw =
+        gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), flaws).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: ws\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 16 }}\n\
+         checks:\n\
+         - {{ id: WS-ALLOW, identity: alice, request: {{ route: api, path: /stream, websocket: {{ messages: [hello, world], interval: 20ms, hold: 300ms }} }}, expect: allow }}\n\
+         - {{ id: WS-ADMIN, identity: alice, request: {{ route: admin, path: /stream, websocket: {{ hold: 200ms }} }}, expect: {{ deny: [403] }} }}\n\
+         - {{ id: WS-TRAVERSAL, identity: alice, request: {{ path: \"{{route:public}}/..{{route:admin}}/stream\", websocket: {{ hold: 200ms }} }}, expect: {{ deny: [400, 403] }} }}\n\
+         phases:\n\
+         - {{ name: sessions, requests: 30, users: 6, mix: [WS-ALLOW, WS-ADMIN, WS-TRAVERSAL] }}\n",
+        root = root.display(),
+        addr = gw.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let opts = ExecOptions {
+        out: Some(d.path().join("out")),
+        headless: true,
+        quiet: true,
+        oracle_listener: Some(oracle),
+        ..Default::default()
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), execute(common::load(&p), opts)).await.unwrap();
+    gw.stop().await;
+    (out.code, out.summary.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_pass_the_gateway_with_identity_and_their_messages_are_timed() {
+    let (code, s) = ws_run(&[]).await;
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    let allow = s.checks.iter().find(|c| c.id == "WS-ALLOW").unwrap();
+    assert_eq!(allow.statuses.get("101").copied(), Some(allow.sent), "{allow:?}");
+    // The oracle counted the upgrades and saw the identity the gateway injected.
+    let up = allow.upstream.unwrap();
+    assert_eq!(up.arrivals, allow.sent);
+    assert_eq!((up.missing, up.spoofed), (0, 0));
+    let ws = s.websocket.as_ref().expect("websocket section");
+    assert_eq!(ws.sessions, allow.sent);
+    assert_eq!(ws.completed, ws.sessions, "{ws:?}");
+    assert!(ws.messages >= ws.sessions * 5, "{ws:?}");
+    assert_eq!(ws.echoes, ws.messages, "{ws:?}");
+    assert_eq!(ws.message_rtt_ms.count, ws.echoes);
+    for id in ["WS-ADMIN", "WS-TRAVERSAL"] {
+        let c = s.checks.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.result, "pass", "{c:?}");
+        assert!(!c.statuses.contains_key("101"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_past_a_path_bypass_is_a_leak() {
+    let (code, s) = ws_run(&[Flaw::NoPathNormalization]).await;
+    assert_eq!(code, 1);
+    let c = s.checks.iter().find(|c| c.id == "WS-TRAVERSAL").unwrap();
+    assert!(c.violations["leak"] > 0, "{c:?}");
+    assert!(c.upstream.unwrap().leaks > 0, "the oracle saw the upgrade arrive");
+    assert_eq!(s.checks.iter().find(|c| c.id == "WS-ADMIN").unwrap().result, "pass");
+}
