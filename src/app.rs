@@ -873,6 +873,13 @@ async fn run_once(
     });
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone(), RUN_STOP_NOTE));
+    // Open WebSocket sessions close cleanly (close frame) as soon as the run is stopped.
+    let ws_stop = ws_stats.stop.clone();
+    let stopping = stop.clone();
+    let ws_watch = tokio::spawn(async move {
+        stopping.cancelled().await;
+        ws_stop.cancel();
+    });
     let timeline_done = CancellationToken::new();
     let driving = tokio::spawn(timeline.clone().run(progress.clone(), pause.clone(), timeline_done.clone()));
     let tui = !opt.headless && !opt.quiet && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
@@ -935,6 +942,7 @@ async fn run_once(
     };
     let run_end = Instant::now();
     timeline_done.cancel();
+    ws_watch.abort();
     let _ = driving.await;
     if let Some(link) = client_link {
         link.stop().await;

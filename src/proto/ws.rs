@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
 
 use crate::scenario::WebSocket;
 
@@ -42,6 +43,20 @@ pub struct Stats {
     pub open_now: AtomicU64,
     /// Most sessions open at once.
     pub open_max: AtomicU64,
+    /// Sessions closed early (with a close frame) because the run was stopped.
+    pub stopped: AtomicU64,
+    /// Cancelled when the run stops: open sessions close cleanly at once.
+    pub stop: CancellationToken,
+    /// Resident memory (bytes) when the first session opened, and at the most sessions.
+    pub rss: Mutex<(u64, u64)>,
+}
+
+/// Resident memory of this process, from /proc (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
 }
 
 impl Default for Stats {
@@ -55,6 +70,9 @@ impl Default for Stats {
             rtt: Mutex::new(crate::metrics::histogram()),
             open_now: AtomicU64::new(0),
             open_max: AtomicU64::new(0),
+            stopped: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+            rss: Mutex::new((0, 0)),
         }
     }
 }
@@ -74,10 +92,19 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
     stats.opened.fetch_add(1, Ordering::Relaxed);
     let now_open = stats.open_now.fetch_add(1, Ordering::Relaxed) + 1;
-    stats.open_max.fetch_max(now_open, Ordering::Relaxed);
+    if stats.open_max.fetch_max(now_open, Ordering::Relaxed) < now_open {
+        // A new high: note the memory it takes (the first session gives the baseline).
+        let rss = rss_bytes();
+        let mut r = stats.rss.lock().unwrap_or_else(|p| p.into_inner());
+        if r.0 == 0 {
+            r.0 = rss;
+        }
+        r.1 = r.1.max(rss);
+    }
     let start = Instant::now();
     let mut i = 0usize;
     let mut closed_by_peer = false;
+    let mut stopped = false;
     'session: while start.elapsed() < spec.hold {
         let msg = &spec.messages[i % spec.messages.len()];
         i += 1;
@@ -89,7 +116,14 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
         stats.sent.fetch_add(1, Ordering::Relaxed);
         // The echo (control frames are answered by tungstenite and skipped here).
         loop {
-            match tokio::time::timeout(ECHO_WAIT.max(spec.interval), ws.next()).await {
+            let next = tokio::select! {
+                n = tokio::time::timeout(ECHO_WAIT.max(spec.interval), ws.next()) => n,
+                _ = stats.stop.cancelled() => {
+                    stopped = true;
+                    break 'session;
+                }
+            };
+            match next {
                 Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
                     let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
                     let _ = stats.rtt.lock().unwrap_or_else(|p| p.into_inner()).record(us.min(crate::metrics::MAX_US));
@@ -108,9 +142,18 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
         if next > start + spec.hold {
             break;
         }
-        tokio::time::sleep_until(next.into()).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = stats.stop.cancelled() => {
+                stopped = true;
+                break;
+            }
+        }
     }
-    if closed_by_peer {
+    if stopped {
+        let _ = ws.close(None).await;
+        stats.stopped.fetch_add(1, Ordering::Relaxed);
+    } else if closed_by_peer {
         stats.closed_by_peer.fetch_add(1, Ordering::Relaxed);
     } else {
         let _ = ws.close(None).await;

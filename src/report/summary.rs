@@ -62,8 +62,12 @@ pub struct WebSocketSummary {
     pub messages: u64,
     /// Echoes received.
     pub echoes: u64,
+    /// Closed cleanly by gauntlet because the run was stopped (Ctrl-C).
+    pub stopped: u64,
     /// Round trip per message.
     pub message_rtt_ms: Latency,
+    /// Resident memory growth per open session at the most sessions (KiB; this process).
+    pub memory_per_session_kb: f64,
 }
 
 /// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
@@ -694,7 +698,13 @@ impl Summary {
                     max_concurrent: w.open_max.load(Relaxed),
                     messages: w.sent.load(Relaxed),
                     echoes: w.echoed.load(Relaxed),
+                    stopped: w.stopped.load(Relaxed),
                     message_rtt_ms: Latency::of(&w.rtt.lock().unwrap_or_else(|p| p.into_inner())),
+                    memory_per_session_kb: {
+                        let (base, peak) = *w.rss.lock().unwrap_or_else(|p| p.into_inner());
+                        let n = w.open_max.load(Relaxed).saturating_sub(1).max(1);
+                        ((peak.saturating_sub(base) as f64 / 1024.0 / n as f64) * 10.0).round() / 10.0
+                    },
                 }
             }),
         }
@@ -760,6 +770,20 @@ impl Summary {
             o.push_str(&format!(
                 "  event     {:<24} {} at {}s for {}s: {}; {}\n",
                 e.name, e.link, e.at_s, e.for_s, e.apply, recovery
+            ));
+        }
+        if let Some(w) = &self.websocket {
+            o.push_str(&format!(
+                "  websocket {} sessions ({} held, {} closed by the peer, {} stopped), at most {} open; {} messages, rtt p50 {:.2}ms p99 {:.2}ms; ~{} KiB per open session\n",
+                w.sessions,
+                w.completed,
+                w.closed_by_peer,
+                w.stopped,
+                w.max_concurrent,
+                w.messages,
+                w.message_rtt_ms.p50,
+                w.message_rtt_ms.p99,
+                w.memory_per_session_kb
             ));
         }
         let total = self.violations.get("total").copied().unwrap_or(0);

@@ -74,3 +74,77 @@ async fn a_websocket_upgrade_past_a_path_bypass_is_a_leak() {
     assert!(c.upstream.unwrap().leaks > 0, "the oracle saw the upgrade arrive");
     assert_eq!(s.checks.iter().find(|c| c.id == "WS-ADMIN").unwrap().result, "pass");
 }
+
+/// Ctrl-C during long sessions: they close cleanly (close frames) within the grace period and
+/// the results folder is complete.
+#[cfg(unix)]
+#[test]
+fn sigint_closes_long_websocket_sessions_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    common::repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = format!(
+        "gauntlet: 1\nname: ws-long\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
+         target: {{ url: \"https://127.0.0.1:8443\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 64 }}\n\
+         oracle: {{ listen: \"127.0.0.1:0\" }}\n\
+         checks:\n\
+         - {{ id: WS-LONG, identity: alice, request: {{ route: api, path: /stream, websocket: {{ interval: 200ms, hold: 60s }} }}, expect: allow }}\n\
+         phases:\n\
+         - {{ name: hold, requests: 20, users: 20, mix: [WS-LONG] }}\n",
+        root = root.display(),
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out = d.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .current_dir(root)
+        .args(["demo", "--headless", "--scenario"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Sessions count as sent only when they end, so wait for the run clock instead: 20 users
+    // open their sessions at once, well before 3 s (the summary checks that all 20 opened).
+    let stderr = child.stderr.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap_or_default();
+        let elapsed = line
+            .trim_start()
+            .strip_prefix('[')
+            .and_then(|r| r.split('s').next())
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        if elapsed.is_some_and(|t| t >= 3.0) {
+            seen = true;
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(seen, "the sessions never opened");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "gauntlet did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    let ws = &json["websocket"];
+    assert_eq!(ws["sessions"], 20, "{ws}");
+    assert_eq!(ws["stopped"], 20, "every session was closed by gauntlet: {ws}");
+    assert_eq!(json["requests"]["cancelled"], 0, "none abandoned: {}", json["requests"]);
+}
