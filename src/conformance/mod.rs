@@ -206,6 +206,9 @@ pub enum Outcome {
     },
     /// No answer within the timeout.
     TimedOut,
+    /// A WebSocket session the gateway had to end (its credentials expired during it) was
+    /// still open when gauntlet closed it: access outlived authorization.
+    KeptOpen,
 }
 
 /// The verdict on one outcome.
@@ -232,6 +235,7 @@ pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
     let success = |s: u16| (200..300).contains(&s) || s == 101;
     match (expect, outcome) {
         (_, Outcome::TimedOut) => Error(ErrorKind::Timeout),
+        (_, Outcome::KeptOpen) => Violation(self::Violation::Leak),
         (Expect::TlsReject, Outcome::TlsRejected) => Denied,
         (Expect::TlsReject, Outcome::Broken { fresh: true, .. }) => Denied,
         (Expect::TlsReject, Outcome::Answered { status }) if success(*status) => Violation(self::Violation::Leak),

@@ -448,6 +448,7 @@ async fn one<P: Protocol>(
         verdict,
         status: match outcome {
             Outcome::Answered { status } => Some(status),
+            Outcome::KeptOpen => Some(101),
             _ => None,
         },
         tls_rejected: outcome == Outcome::TlsRejected,

@@ -61,6 +61,8 @@ pub enum Flaw {
     FailOpenOnAuthzTimeout,
     /// Client certificates are verified over TCP but not over QUIC (HTTP/3).
     NoClientCertOverH3,
+    /// WebSocket sessions stay open after the token that opened them expired.
+    WsOutlivesToken,
 }
 
 impl Flaw {
@@ -74,6 +76,7 @@ impl Flaw {
         "rate-limit-by-xff",
         "fail-open-on-authz-timeout",
         "no-client-cert-over-h3",
+        "ws-outlives-token",
     ];
 
     /// Parses a flaw name.
@@ -87,6 +90,7 @@ impl Flaw {
             "rate-limit-by-xff" => Flaw::RateLimitByXff,
             "fail-open-on-authz-timeout" => Flaw::FailOpenOnAuthzTimeout,
             "no-client-cert-over-h3" => Flaw::NoClientCertOverH3,
+            "ws-outlives-token" => Flaw::WsOutlivesToken,
             _ => return None,
         })
     }
@@ -466,6 +470,8 @@ struct Claims {
     sub: String,
     #[serde(default)]
     groups: Vec<String>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 impl Gateway {
@@ -608,6 +614,8 @@ where
         (None, Some(cn)) => cn.clone(),
         (None, None) => return unauthorized(None),
     };
+    // A WebSocket session lives no longer than the token that opened it.
+    let session_until = claims.as_ref().and_then(|c| c.exp).filter(|_| !gw.has(Flaw::WsOutlivesToken));
     let groups = claims.map(|c| c.groups).unwrap_or_default();
     // 3. Authorization.
     let Some(ri) = policy::route(&gw.routes, &path) else { return forbidden() };
@@ -686,7 +694,7 @@ where
     };
     if websocket {
         return match on_upgrade {
-            Some(up) => proxy_websocket(gw, up, &target, headers).await,
+            Some(up) => proxy_websocket(gw, up, &target, headers, session_until).await,
             None => reply(StatusCode::BAD_REQUEST, "{\"error\":\"websocket needs HTTP/1.1\"}"),
         };
     }
@@ -724,6 +732,7 @@ async fn proxy_websocket(
     on_upgrade: hyper::upgrade::OnUpgrade,
     target: &str,
     headers: HeaderMap,
+    until: Option<u64>,
 ) -> Response<Full<Bytes>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let bad_gateway = || reply(StatusCode::BAD_GATEWAY, "{\"error\":\"upstream unavailable\"}");
@@ -786,7 +795,20 @@ async fn proxy_websocket(
         if !early.is_empty() && client.write_all(&early).await.is_err() {
             return;
         }
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+        // Cut the session when the token that authorised it expires.
+        let expiry = async {
+            match until {
+                Some(exp) => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    tokio::time::sleep(Duration::from_secs(exp).saturating_sub(now)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut up) => {}
+            _ = expiry => {}
+        }
     });
     resp
 }

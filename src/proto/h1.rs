@@ -278,7 +278,10 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<
     if let (101, Some(w)) = (status, &req.websocket) {
         // Upgraded: the connection now carries the session and is never reused.
         c.served += 1;
-        super::ws::session(&mut c.io, &w.0, &w.1).await;
+        let end = super::ws::session(&mut c.io, &w.0, &w.1).await;
+        if w.0.must_close && end == super::ws::End::Held {
+            return Err(Outcome::KeptOpen);
+        }
         return Ok(status);
     }
     match framing {

@@ -87,8 +87,19 @@ pub fn upgrade_headers(h: &mut http::HeaderMap) {
     h.insert(http::header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
 }
 
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Held to the end; gauntlet closed it.
+    Held,
+    /// The gateway (or the upstream) ended it first.
+    ClosedByPeer,
+    /// The run was stopped.
+    Stopped,
+}
+
 /// Runs one session on an upgraded stream.
-pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket, stats: &Stats) {
+pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket, stats: &Stats) -> End {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
     stats.opened.fetch_add(1, Ordering::Relaxed);
     let now_open = stats.open_now.fetch_add(1, Ordering::Relaxed) + 1;
@@ -150,14 +161,18 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
             }
         }
     }
-    if stopped {
+    let end = if stopped {
         let _ = ws.close(None).await;
         stats.stopped.fetch_add(1, Ordering::Relaxed);
+        End::Stopped
     } else if closed_by_peer {
         stats.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+        End::ClosedByPeer
     } else {
         let _ = ws.close(None).await;
         stats.completed.fetch_add(1, Ordering::Relaxed);
-    }
+        End::Held
+    };
     stats.open_now.fetch_sub(1, Ordering::Relaxed);
+    end
 }

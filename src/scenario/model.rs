@@ -251,6 +251,9 @@ pub struct WebSocket {
     pub interval: Duration,
     /// How long the session is held open.
     pub hold: Duration,
+    /// The gateway must end the session before `hold` (the identity's token expires during
+    /// it); a session still open at the end is a leak.
+    pub must_close: bool,
 }
 
 /// Expectations checked by the oracle upstream.

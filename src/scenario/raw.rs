@@ -276,6 +276,8 @@ pub(crate) struct RawWebsocket {
     pub(crate) interval: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hold: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) must_close: Option<bool>,
 }
 
 /// `checks[].upstream:` — what the oracle upstream must or must not see.

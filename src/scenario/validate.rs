@@ -790,7 +790,7 @@ fn request(
                 cx.at(o, "request.websocket", "WebSocket sessions run over HTTP/1.1: set the target's `protocol: h1`");
             }
             let messages = if w.messages.is_empty() { vec!["ping".to_string()] } else { w.messages.clone() };
-            Some(WebSocket { messages, interval: interval?, hold: hold? })
+            Some(WebSocket { messages, interval: interval?, hold: hold?, must_close: w.must_close.unwrap_or(false) })
         }
     };
     Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()), websocket })

@@ -10,6 +10,21 @@ use gauntlet::gateway::{self, Flaw};
 use super::common;
 
 async fn ws_run(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
+    ws_scenario(
+        flaws,
+        "checks:\n\
+         - { id: WS-ALLOW, identity: alice, request: { route: api, path: /stream, websocket: { messages: [hello, world], interval: 20ms, hold: 300ms } }, expect: allow }\n\
+         - { id: WS-ADMIN, identity: alice, request: { route: admin, path: /stream, websocket: { hold: 200ms } }, expect: { deny: [403] } }\n\
+         - { id: WS-TRAVERSAL, identity: alice, request: { path: \"{route:public}/..{route:admin}/stream\", websocket: { hold: 200ms } }, expect: { deny: [400, 403] } }\n\
+         phases:\n\
+         - { name: sessions, requests: 30, users: 6, mix: [WS-ALLOW, WS-ADMIN, WS-TRAVERSAL] }\n",
+    )
+    .await
+}
+
+/// Runs `body` (checks, phases, extra identities) with the pack's identities and profile over
+/// h1 against the reference gateway with `flaws` and an in-process oracle.
+async fn ws_scenario(flaws: &[Flaw], body: &str) -> (u8, gauntlet::report::Summary) {
     common::repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
@@ -20,12 +35,7 @@ async fn ws_run(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
     let yaml = format!(
         "gauntlet: 1\nname: ws\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
          target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 16 }}\n\
-         checks:\n\
-         - {{ id: WS-ALLOW, identity: alice, request: {{ route: api, path: /stream, websocket: {{ messages: [hello, world], interval: 20ms, hold: 300ms }} }}, expect: allow }}\n\
-         - {{ id: WS-ADMIN, identity: alice, request: {{ route: admin, path: /stream, websocket: {{ hold: 200ms }} }}, expect: {{ deny: [403] }} }}\n\
-         - {{ id: WS-TRAVERSAL, identity: alice, request: {{ path: \"{{route:public}}/..{{route:admin}}/stream\", websocket: {{ hold: 200ms }} }}, expect: {{ deny: [400, 403] }} }}\n\
-         phases:\n\
-         - {{ name: sessions, requests: 30, users: 6, mix: [WS-ALLOW, WS-ADMIN, WS-TRAVERSAL] }}\n",
+         {body}",
         root = root.display(),
         addr = gw.addr
     );
@@ -147,4 +157,32 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
     assert_eq!(ws["sessions"], 20, "{ws}");
     assert_eq!(ws["stopped"], 20, "every session was closed by gauntlet: {ws}");
     assert_eq!(json["requests"]["cancelled"], 0, "none abandoned: {}", json["requests"]);
+}
+
+/// A session opened with a token that expires 3 s later: the gateway must end it then.
+async fn expiring(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+    let body = format!(
+        "identities:\n\
+         \x20 alice-3s: {{ principal: alice, cert: \"{root}/certs/alice.pem\", key: \"{root}/certs/alice.key\", token: {{ jwt: {{ alg: RS256, key: \"{root}/certs/jwt-rs256.key\", kid: rs256-1, claims: {{ sub: alice, groups: [eng], aud: gauntlet-gateway, iss: \"https://idp.gauntlet.test\", exp: +3s, iat: now }} }} }} }}\n\
+         checks:\n\
+         - {{ id: WS-EXPIRY, identity: alice-3s, request: {{ route: api, path: /stream, websocket: {{ interval: 200ms, hold: 8s, must_close: true }} }}, expect: allow }}\n\
+         phases:\n\
+         - {{ name: sessions, requests: 4, users: 4, mix: [WS-EXPIRY] }}\n"
+    );
+    ws_scenario(flaws, &body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_must_end_when_its_token_expires() {
+    let (code, s) = expiring(&[]).await;
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    let ws = s.websocket.as_ref().unwrap();
+    assert_eq!((ws.sessions, ws.closed_by_peer), (4, 4), "{ws:?}");
+
+    let (code, s) = expiring(&[Flaw::WsOutlivesToken]).await;
+    assert_eq!(code, 1);
+    let c = s.checks.iter().find(|c| c.id == "WS-EXPIRY").unwrap();
+    assert_eq!(c.violations["leak"], 4, "{c:?}");
+    assert_eq!(s.websocket.as_ref().unwrap().completed, 4);
 }
