@@ -941,6 +941,9 @@ async fn run_once(
         },
     };
     let run_end = Instant::now();
+    // Stopped by the user (Ctrl-C, SIGTERM, `q`) even if every scheduled request then
+    // finished (WebSocket sessions close at once on a stop).
+    let interrupted = finish.interrupted || stop.is_cancelled();
     timeline_done.cancel();
     ws_watch.abort();
     let _ = driving.await;
@@ -981,7 +984,7 @@ async fn run_once(
         started_at,
         run_id: &run_id,
         protocol: protocol_name,
-        interrupted: finish.interrupted,
+        interrupted,
         oracle: oracle_report.as_ref(),
         timeline: &timeline,
         quic_refusals: &quic_refusals,

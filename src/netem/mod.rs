@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -254,8 +254,11 @@ async fn connection(client: TcpStream, upstream: SocketAddr, switch: Arc<Switch>
         let _ = client.set_zero_linger();
         let _ = server.set_zero_linger();
     }
-    let (crd, cwr) = client.into_split();
-    let (srd, swr) = server.into_split();
+    // Borrowed halves: dropping them does not shut the write side down (an owned write half
+    // sends FIN on drop), so a reset is a bare RST, never FIN-then-RST.
+    let (mut client, mut server) = (client, server);
+    let (crd, cwr) = client.split();
+    let (srd, swr) = server.split();
     let moved = Arc::new(AtomicU64::new(0));
     let reset = Arc::new(Notify::new());
     let seed = imp.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(n * 2);
@@ -288,8 +291,8 @@ async fn connection(client: TcpStream, upstream: SocketAddr, switch: Arc<Switch>
 
 /// Moves bytes one way with the impairments until EOF or a reset is due.
 async fn pump(
-    mut rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+    mut rd: ReadHalf<'_>,
+    mut wr: WriteHalf<'_>,
     switch: Arc<Switch>,
     mut sampler: Sampler,
     moved: Arc<AtomicU64>,

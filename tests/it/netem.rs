@@ -436,7 +436,7 @@ mod kernel {
         for (side, c) in [("towards the target", inbound), ("towards the client", outbound)] {
             let (n, p) = (c.packets as f64, 0.05);
             let bound = 5.0 * (n * p * (1.0 - p)).sqrt() + 1.0;
-            assert!(c.packets > 100, "{side}: only {} packets", c.packets);
+            assert!(c.packets > 50, "{side}: only {} packets", c.packets);
             assert!((c.dropped as f64 - n * p).abs() <= bound, "{side}: {} of {} dropped", c.dropped, c.packets);
         }
         // Switch to 4 mbit/s without loss: 1 MiB takes about 2 s, within 10 %.

@@ -123,8 +123,10 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = false;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     for line in lines.by_ref() {
         let line = line.unwrap_or_default();
+        log.lock().unwrap().push(line.clone());
         let elapsed = line
             .trim_start()
             .strip_prefix('[')
@@ -138,8 +140,13 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
             break;
         }
     }
-    std::thread::spawn(move || for _ in lines {});
-    assert!(seen, "the sessions never opened");
+    let rest = log.clone();
+    std::thread::spawn(move || {
+        for l in lines {
+            rest.lock().unwrap().push(l.unwrap_or_default());
+        }
+    });
+    assert!(seen, "the sessions never opened: {:?}", log.lock().unwrap());
     std::thread::sleep(Duration::from_millis(500));
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -150,7 +157,8 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
         assert!(Instant::now() < deadline, "gauntlet did not exit after SIGINT");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass: {:?}", log.lock().unwrap());
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["interrupted"], true);
     let ws = &json["websocket"];
