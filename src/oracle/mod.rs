@@ -359,7 +359,7 @@ fn echo(req: &mut Request<Incoming>, accept: http::HeaderValue) -> Response<Full
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             io,
             tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
+            Some(crate::proto::ws::config()),
         )
         .await;
         while let Some(Ok(m)) = ws.next().await {

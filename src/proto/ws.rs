@@ -98,9 +98,19 @@ pub enum End {
     Stopped,
 }
 
+/// Small buffers: thousands of mostly idle sessions must not cost 256 KiB each
+/// (tungstenite's default read and write buffers are 128 KiB apiece).
+pub fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
+}
+
 /// Runs one session on an upgraded stream.
 pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket, stats: &Stats) -> End {
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, Some(config())).await;
     stats.opened.fetch_add(1, Ordering::Relaxed);
     let now_open = stats.open_now.fetch_add(1, Ordering::Relaxed) + 1;
     if stats.open_max.fetch_max(now_open, Ordering::Relaxed) < now_open {
