@@ -917,6 +917,7 @@ async fn run_once(
     };
 
     let mut quic_refusals = std::collections::BTreeMap::new();
+    let mut followed_h3 = false;
     let finish = match protocol {
         ProtocolKind::H1 => {
             engine::run(Arc::new(proto::h1::Http1::new(connector)), job, progress.clone(), tx, stop.clone()).await
@@ -925,7 +926,16 @@ async fn run_once(
             engine::run(Arc::new(proto::h2::Http2::new(connector)), job, progress.clone(), tx, stop.clone()).await
         }
         ProtocolKind::Auto => {
-            engine::run(Arc::new(proto::auto::Auto::new(connector)), job, progress.clone(), tx, stop.clone()).await
+            // HTTP/3 is followed when a response announces it (Alt-Svc), for https targets.
+            let h3 = match s.target.tls {
+                true => proto::h3::Http3::new(&s.target, &s.identities).await.ok(),
+                false => None,
+            };
+            let auto = Arc::new(proto::auto::Auto::new(connector, h3));
+            let f = engine::run(auto.clone(), job, progress.clone(), tx, stop.clone()).await;
+            quic_refusals = auto.quic_refusals();
+            followed_h3 = auto.follows_h3();
+            f
         }
         ProtocolKind::H3 => match proto::h3::Http3::new(&s.target, &s.identities).await {
             Ok(h3) => {
@@ -989,6 +999,7 @@ async fn run_once(
         timeline: &timeline,
         quic_refusals: &quic_refusals,
         websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*ws_stats),
+        followed_h3,
         command: command_line(),
     });
     let written = dir

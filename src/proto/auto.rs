@@ -1,8 +1,14 @@
 //! Protocol by negotiation: offers `h2` and `http/1.1` and speaks what ALPN picks
-//! (HTTP/1.1 on plain http, where there is no ALPN).
+//! (HTTP/1.1 on plain http, where there is no ALPN) — and follows `Alt-Svc`: once a response
+//! announces a same-host HTTP/3 alternative (`h3=":PORT"`), TCP connections are retired and
+//! new ones are QUIC, as a browser would upgrade.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::conn::Connector;
-use super::{Prepared, Protocol, h1, h2};
+use super::{Prepared, Protocol, h1, h2, h3};
 use crate::conformance::Outcome;
 
 /// ALPN offered by [`Auto`].
@@ -11,20 +17,42 @@ pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// A connection of whichever version was negotiated.
 pub enum Conn {
     /// HTTP/1.1.
-    H1(h1::Conn),
+    H1(h1::Conn, Arc<AtomicU16>),
     /// HTTP/2.
-    H2(h2::Conn),
+    H2(h2::Conn, Arc<AtomicU16>),
+    /// HTTP/3, after an `Alt-Svc` announcement.
+    H3(h3::Conn),
 }
 
 /// Negotiated HTTP version.
 pub struct Auto {
     connector: Connector,
+    /// HTTP/3 to the target's host, when the target is https.
+    h3: Option<h3::Http3>,
+    /// The announced HTTP/3 port (0: none yet).
+    alt: Arc<AtomicU16>,
 }
 
 impl Auto {
-    /// Uses `connector`, which must offer [`ALPN`].
-    pub fn new(connector: Connector) -> Self {
-        Auto { connector }
+    /// Uses `connector`, which must offer [`ALPN`]; `h3` follows `Alt-Svc` when given.
+    pub fn new(connector: Connector, h3: Option<h3::Http3>) -> Self {
+        Auto { connector, h3, alt: Arc::new(AtomicU16::new(0)) }
+    }
+
+    /// QUIC refusal codes seen after following `Alt-Svc`.
+    pub fn quic_refusals(&self) -> std::collections::BTreeMap<u64, u64> {
+        self.h3.as_ref().map(h3::Http3::refusals).unwrap_or_default()
+    }
+
+    /// Whether connections now go over HTTP/3.
+    pub fn follows_h3(&self) -> bool {
+        self.alt.load(Ordering::Relaxed) != 0
+    }
+
+    fn learn(&self, port: u16) {
+        if port != 0 && self.h3.is_some() {
+            self.alt.store(port, Ordering::Relaxed);
+        }
     }
 }
 
@@ -33,32 +61,52 @@ impl Protocol for Auto {
     const NAME: &'static str = "auto";
 
     async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
+        let port = self.alt.load(Ordering::Relaxed);
+        if let (Some(h3), true) = (&self.h3, port != 0) {
+            let to = SocketAddr::new(h3.addr().ip(), port);
+            return h3.connect_to(identity, to).await.map(Conn::H3);
+        }
         let (stream, alpn) = self.connector.dial(identity).await?;
         if alpn.as_deref() == Some(b"h2".as_slice()) {
-            h2::handshake(stream).await.map(Conn::H2)
+            h2::handshake(stream).await.map(|c| Conn::H2(c, self.alt.clone()))
         } else {
-            Ok(Conn::H1(h1::handshake(stream)))
+            Ok(Conn::H1(h1::handshake(stream), self.alt.clone()))
         }
     }
 
     async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
         match conn {
-            Conn::H1(c) => h1::exchange(c, req, tag).await,
-            Conn::H2(c) => h2::exchange(c, req, tag).await,
+            Conn::H1(c, _) => {
+                let status = h1::exchange(c, req, tag).await?;
+                self.learn(c.alt_h3);
+                Ok(status)
+            }
+            Conn::H2(c, _) => {
+                let (status, alt) = h2::exchange_alt(c, req, tag).await?;
+                self.learn(alt);
+                Ok(status)
+            }
+            Conn::H3(c) => match &self.h3 {
+                Some(h3) => h3.exchange(c, req, tag).await,
+                None => Err(Outcome::Broken { kind: crate::conformance::ErrorKind::Protocol, fresh: false }),
+            },
         }
     }
 
     fn fork(conn: &Conn) -> Option<Conn> {
         match conn {
-            Conn::H1(_) => None,
-            Conn::H2(c) => Some(Conn::H2(h2::fork(c))),
+            Conn::H1(..) => None,
+            Conn::H2(c, alt) => Some(Conn::H2(h2::fork(c), alt.clone())),
+            Conn::H3(c) => <h3::Http3 as Protocol>::fork(c).map(Conn::H3),
         }
     }
 
     fn is_open(conn: &Conn) -> bool {
         match conn {
-            Conn::H1(c) => <h1::Http1 as Protocol>::is_open(c),
-            Conn::H2(c) => h2::is_open(c),
+            // Once HTTP/3 is announced, TCP connections retire so new ones go over QUIC.
+            Conn::H1(c, alt) => alt.load(Ordering::Relaxed) == 0 && <h1::Http1 as Protocol>::is_open(c),
+            Conn::H2(c, alt) => alt.load(Ordering::Relaxed) == 0 && h2::is_open(c),
+            Conn::H3(c) => <h3::Http3 as Protocol>::is_open(c),
         }
     }
 }

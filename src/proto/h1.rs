@@ -32,6 +32,8 @@ pub struct Conn {
     served: u64,
     tls: bool,
     open: bool,
+    /// The HTTP/3 port the last response announced (`Alt-Svc`), 0 when none.
+    pub(crate) alt_h3: u16,
 }
 
 /// HTTP/1.1.
@@ -57,6 +59,7 @@ pub(crate) fn handshake(stream: Stream) -> Conn {
         served: 0,
         tls,
         open: true,
+        alt_h3: 0,
     }
 }
 
@@ -104,7 +107,7 @@ impl Conn {
 
     /// Reads and parses one response head: status, body framing, and whether the server
     /// closes the connection after it. Interim (1xx) responses are skipped.
-    async fn head(&mut self, head_request: bool, fresh: bool) -> Result<(u16, Framing, bool), Outcome> {
+    async fn head(&mut self, head_request: bool, fresh: bool) -> Result<Head, Outcome> {
         loop {
             match parse_head(&self.rbuf[self.start..self.end], head_request)? {
                 Some((n, None)) => self.start += n,
@@ -208,7 +211,11 @@ impl Conn {
 /// Synchronous on purpose: the header array stays on the stack instead of inflating (and
 /// being copied with) every exchange future.
 #[allow(clippy::type_complexity)]
-fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<(u16, Framing, bool)>)>, Outcome> {
+/// A parsed response head: status, body framing, whether the server closes after it, and the
+/// HTTP/3 port an `Alt-Svc: h3=":PORT"` header announced (0: none).
+type Head = (u16, Framing, bool, u16);
+
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<Head>)>, Outcome> {
     let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
@@ -224,6 +231,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<(u
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = http10;
+    let mut alt = 0;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse::<u64>().ok());
@@ -238,6 +246,8 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<(u
                 .rsplit(|b| *b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("alt-svc") {
+            alt = super::alt_svc_h3(h.value);
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|b| *b == b',') {
                 let t = token.trim_ascii();
@@ -258,7 +268,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<(u
     } else {
         Framing::UntilClose
     };
-    Ok(Some((n, Some((status, framing, close || status == 101)))))
+    Ok(Some((n, Some((status, framing, close || status == 101, alt)))))
 }
 
 pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
@@ -274,7 +284,8 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<
     if let Err(e) = c.io.flush().await {
         return Err(io_failure(&e, fresh));
     }
-    let (status, framing, close) = c.head(req.method == http::Method::HEAD, fresh).await?;
+    let (status, framing, close, alt) = c.head(req.method == http::Method::HEAD, fresh).await?;
+    c.alt_h3 = alt;
     if let (101, Some(w)) = (status, &req.websocket) {
         // Upgraded: the connection now carries the session and is never reused.
         c.served += 1;

@@ -47,14 +47,20 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
 }
 
 pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    exchange_alt(c, req, tag).await.map(|(status, _)| status)
+}
+
+/// [`exchange`], also returning the HTTP/3 port an `Alt-Svc` header announced (0: none).
+pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: &str) -> Result<(u16, u16), Outcome> {
     // Fresh: no stream on this connection has been answered yet (see h1).
     let fresh = c.served.get() == 0 && c.tls;
     c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
     let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| failure(&e, fresh))?;
     let status = resp.status().as_u16();
+    let alt = resp.headers().get(http::header::ALT_SVC).map_or(0, |v| super::alt_svc_h3(v.as_bytes()));
     drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
     c.served.set(c.served.get() + 1);
-    Ok(status)
+    Ok((status, alt))
 }
 
 /// Reads a body to its end without keeping it.

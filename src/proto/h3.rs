@@ -173,11 +173,30 @@ impl Protocol for Http3 {
     const NAME: &'static str = "h3";
 
     async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
+        self.connect_to(identity, self.via.unwrap_or(self.addr)).await
+    }
+
+    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+        self.exchange_on(c, req, tag).await
+    }
+
+    fn fork(conn: &Conn) -> Option<Conn> {
+        Some(Conn { send: conn.send.clone(), quic: conn.quic.clone(), served: conn.served.clone() })
+    }
+
+    fn is_open(conn: &Conn) -> bool {
+        conn.quic.close_reason().is_none()
+    }
+}
+
+impl Http3 {
+    /// Opens a connection as `identity` to `to` (the target, a link, or an `Alt-Svc` port).
+    pub async fn connect_to(&self, identity: usize, to: SocketAddr) -> Result<Conn, Outcome> {
         let ep = self.endpoint()?;
         let cfg =
             self.configs.get(identity).cloned().ok_or(Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
         let connecting = ep
-            .connect_with(cfg, self.via.unwrap_or(self.addr), &self.server_name)
+            .connect_with(cfg, to, &self.server_name)
             .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
         let quic = match connecting.await {
             Ok(c) => c,
@@ -201,7 +220,8 @@ impl Protocol for Http3 {
         Ok(Conn { send, quic, served: Rc::new(Cell::new(0)) })
     }
 
-    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    /// Carries one request on `c`.
+    pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
         let fresh = c.served.get() == 0;
         let (parts, _) = req.request(tag, true).into_parts();
         let head = http::Request::from_parts(parts, ());
@@ -229,13 +249,5 @@ impl Protocol for Http3 {
                 Err(self.failure(&c.quic, fresh))
             }
         }
-    }
-
-    fn fork(conn: &Conn) -> Option<Conn> {
-        Some(Conn { send: conn.send.clone(), quic: conn.quic.clone(), served: conn.served.clone() })
-    }
-
-    fn is_open(conn: &Conn) -> bool {
-        conn.quic.close_reason().is_none()
     }
 }

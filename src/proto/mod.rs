@@ -47,6 +47,16 @@ pub fn unseq(seq: u64) -> (usize, usize) {
     ((seq >> 48) as usize, ((seq >> SEQ_INDEX_BITS) as usize) & (MAX_CONDITIONS - 1))
 }
 
+/// The port of a same-host HTTP/3 alternative in an `Alt-Svc` value (`h3=":8443"; ma=3600`),
+/// 0 when there is none.
+pub fn alt_svc_h3(value: &[u8]) -> u16 {
+    let v = String::from_utf8_lossy(value);
+    v.split(',')
+        .filter_map(|alt| alt.trim().strip_prefix("h3=\":"))
+        .find_map(|rest| rest.split('"').next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(0)
+}
+
 /// One protocol. The engine is generic over it; `app` picks the implementation.
 pub trait Protocol: Send + Sync + 'static {
     /// Per-connection state.
@@ -279,5 +289,16 @@ pub(crate) fn tls_failure(e: &rustls::Error) -> Outcome {
     match e {
         rustls::Error::AlertReceived(_) => Outcome::TlsRejected,
         _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alt_svc_names_a_same_host_h3_port() {
+        assert_eq!(super::alt_svc_h3(br#"h3=":8443"; ma=3600"#), 8443);
+        assert_eq!(super::alt_svc_h3(br#"h2=":443", h3=":4433""#), 4433);
+        assert_eq!(super::alt_svc_h3(br#"h3="other.example:443""#), 0);
+        assert_eq!(super::alt_svc_h3(b"clear"), 0);
     }
 }

@@ -45,6 +45,8 @@ pub struct Inputs<'a> {
     pub quic_refusals: &'a BTreeMap<u64, u64>,
     /// WebSocket session counters, when the scenario has WebSocket checks.
     pub websocket: Option<&'a crate::proto::ws::Stats>,
+    /// `auto`: HTTP/3 was followed after an `Alt-Svc` announcement.
+    pub followed_h3: bool,
 }
 
 /// WebSocket sessions of a run.
@@ -401,6 +403,9 @@ pub struct TargetInfo {
     pub protocol: String,
     /// Target profile name.
     pub profile: String,
+    /// `auto` only: the target announced HTTP/3 (`Alt-Svc`) and later connections used it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub followed_alt_svc_h3: bool,
 }
 
 /// Reproduction block.
@@ -670,6 +675,7 @@ impl Summary {
                 url: s.target.url.clone(),
                 protocol: inp.protocol.to_string(),
                 profile: s.profile.name.clone(),
+                followed_alt_svc_h3: inp.followed_h3,
             },
             requests: Requests::of(&all.counts),
             achieved_rps: per_sec(all.counts.completed, v.run_span()),

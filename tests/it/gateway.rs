@@ -94,6 +94,9 @@ async fn the_clean_gateway_passes_every_check() {
     assert_eq!(base.upstream.unwrap().arrivals, base.sent);
     let deny = s.checks.iter().find(|c| c.id == "ZT-AUTHZ-POL-002").unwrap();
     assert_eq!(deny.upstream.unwrap().arrivals, 0);
+    // `auto` followed the gateway's Alt-Svc to HTTP/3 (refused QUIC handshakes prove it).
+    assert!(s.target.followed_alt_svc_h3);
+    assert!(!s.quic_refusals.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
