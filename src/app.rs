@@ -474,6 +474,7 @@ pub struct ExecOptions {
 enum ClientLink {
     User(crate::serve::Server),
     Kernel(netem::kernel::KernelLink),
+    Udp(netem::udp::UdpLink),
 }
 
 impl ClientLink {
@@ -481,6 +482,7 @@ impl ClientLink {
         match self {
             ClientLink::User(s) => s.addr,
             ClientLink::Kernel(k) => k.addr,
+            ClientLink::Udp(u) => u.addr,
         }
     }
 
@@ -488,6 +490,7 @@ impl ClientLink {
         match self {
             ClientLink::User(s) => s.stop().await,
             ClientLink::Kernel(k) => k.stop().await,
+            ClientLink::Udp(u) => u.stop().await,
         }
     }
 }
@@ -745,24 +748,23 @@ async fn run_once(
     // The client goes through an impairment link when a phase or an event impairs it;
     // dependency links stand where the gateway calls its dependencies.
     let mut links: Vec<(String, Arc<netem::Switch>)> = Vec::new();
-    if plan.impaired() && protocol == ProtocolKind::H3 {
-        say(
-            opt,
-            "gauntlet: network conditions on an h3 target are not wired into the timeline yet; put \
-             `gauntlet netem --udp` in front of the target instead",
-        );
-        return code(USAGE);
-    }
     let client_link = if plan.impaired() {
         let switch = Arc::new(netem::Switch::new(netem::Impairment::default()));
-        let started = match s.backend {
-            Backend::User => match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        let started = match (s.backend, protocol) {
+            // QUIC: datagrams through the UDP link, whatever the backend.
+            (_, ProtocolKind::H3) => match tokio::net::UdpSocket::bind("127.0.0.1:0").await {
+                Ok(sock) => netem::udp::spawn_switched(sock, connector.addr(), switch.clone())
+                    .map(ClientLink::Udp)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            (Backend::User, _) => match tokio::net::TcpListener::bind("127.0.0.1:0").await {
                 Ok(l) => {
                     netem::spawn(l, connector.addr(), switch.clone()).map(ClientLink::User).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             },
-            Backend::Kernel => {
+            (Backend::Kernel, _) => {
                 netem::kernel::KernelLink::spawn(connector.addr(), switch.clone()).await.map(ClientLink::Kernel)
             }
         };
@@ -938,7 +940,10 @@ async fn run_once(
             f
         }
         ProtocolKind::H3 => match proto::h3::Http3::new(&s.target, &s.identities).await {
-            Ok(h3) => {
+            Ok(mut h3) => {
+                if let Some(l) = &client_link {
+                    h3.via(l.addr());
+                }
                 let h3 = Arc::new(h3);
                 let f = engine::run(h3.clone(), job, progress.clone(), tx, stop.clone()).await;
                 quic_refusals = h3.refusals();

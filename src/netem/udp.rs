@@ -236,19 +236,73 @@ impl UdpLink {
     }
 }
 
+/// Where a UDP link reads its impairment.
+#[derive(Debug, Clone)]
+enum Source {
+    Fixed(Arc<UdpImpairment>),
+    /// A run's switchable condition (the TCP impairment read per datagram: delay and jitter,
+    /// `loss`, and `blackhole`/`refuse` as total loss).
+    Switched(Arc<super::Switch>),
+}
+
+impl UdpImpairment {
+    /// The datagram reading of a link condition.
+    pub fn from_condition(imp: &Impairment) -> Self {
+        let loss = if imp.blackhole || imp.refuse { Some(1.0) } else { imp.loss };
+        UdpImpairment { delay: imp.clone(), loss: loss.map(Loss::Bernoulli), ..Default::default() }
+    }
+}
+
+/// Per-flow view of a [`Source`], converted only when the condition changes.
+struct Current {
+    source: Source,
+    seen: Option<Arc<Impairment>>,
+    imp: Arc<UdpImpairment>,
+}
+
+impl Current {
+    fn new(source: Source) -> Self {
+        let imp = match &source {
+            Source::Fixed(i) => i.clone(),
+            Source::Switched(_) => Arc::new(UdpImpairment::default()),
+        };
+        Current { source, seen: None, imp }
+    }
+
+    fn get(&mut self) -> Arc<UdpImpairment> {
+        if let Source::Switched(sw) = &self.source {
+            let now = sw.get();
+            if self.seen.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &now)) {
+                self.imp = Arc::new(UdpImpairment::from_condition(&now));
+                self.seen = Some(now);
+            }
+        }
+        self.imp.clone()
+    }
+}
+
 /// Starts a UDP link on `socket` forwarding every client's datagrams to `upstream`.
 pub fn spawn_udp(socket: UdpSocket, upstream: SocketAddr, imp: UdpImpairment) -> std::io::Result<UdpLink> {
+    spawn_source(socket, upstream, Source::Fixed(Arc::new(imp)))
+}
+
+/// Starts a UDP link whose impairment follows `switch` (a run's client link condition).
+pub fn spawn_switched(socket: UdpSocket, upstream: SocketAddr, switch: Arc<super::Switch>) -> std::io::Result<UdpLink> {
+    spawn_source(socket, upstream, Source::Switched(switch))
+}
+
+fn spawn_source(socket: UdpSocket, upstream: SocketAddr, source: Source) -> std::io::Result<UdpLink> {
     let addr = socket.local_addr()?;
     let stop = CancellationToken::new();
     let stats = Arc::new(UdpStats::default());
-    let task = tokio::spawn(serve(Arc::new(socket), upstream, Arc::new(imp), stats.clone(), stop.clone()));
+    let task = tokio::spawn(serve(Arc::new(socket), upstream, source, stats.clone(), stop.clone()));
     Ok(UdpLink { addr, stats, stop, task })
 }
 
 async fn serve(
     front: Arc<UdpSocket>,
     upstream: SocketAddr,
-    imp: Arc<UdpImpairment>,
+    source: Source,
     stats: Arc<UdpStats>,
     stop: CancellationToken,
 ) {
@@ -281,14 +335,19 @@ async fn serve(
                 }
                 let (tx, rx) = mpsc::channel::<Bytes>(4096);
                 let seen = Arc::new(AtomicU64::new(now_ms));
-                let seed = imp.delay.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(n_flows * 2);
+                let seed = Current::new(source.clone())
+                    .get()
+                    .delay
+                    .seed
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .wrapping_add(n_flows * 2);
                 n_flows += 1;
                 tokio::spawn(flow(
                     Arc::new(back),
                     rx,
                     from,
                     to_clients.clone(),
-                    imp.clone(),
+                    source.clone(),
                     stats.clone(),
                     seed,
                     stop.clone(),
@@ -311,12 +370,13 @@ async fn flow(
     mut from_client: mpsc::Receiver<Bytes>,
     client: SocketAddr,
     to_clients: mpsc::Sender<(Instant, SocketAddr, Bytes)>,
-    imp: Arc<UdpImpairment>,
+    source: Source,
     stats: Arc<UdpStats>,
     seed: u64,
     stop: CancellationToken,
 ) {
     let (mut up_fate, mut down_fate) = (Fate::new(seed), Fate::new(seed + 1));
+    let mut current = Current::new(source);
     let mut queue: BinaryHeap<Reverse<(Instant, u64, Bytes)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -328,7 +388,7 @@ async fn flow(
                 let Some(d) = d else { return };
                 last = Instant::now();
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                let fate = up_fate.decide(&imp);
+                let fate = up_fate.decide(&current.get());
                 if fate.as_slice().is_empty() {
                     stats.lost.fetch_add(1, Ordering::Relaxed);
                 }
@@ -341,7 +401,7 @@ async fn flow(
                 let Ok(n) = r else { continue };
                 last = Instant::now();
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                let fate = down_fate.decide(&imp);
+                let fate = down_fate.decide(&current.get());
                 if fate.as_slice().is_empty() {
                     stats.lost.fetch_add(1, Ordering::Relaxed);
                 }

@@ -107,7 +107,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
     let dependencies = resolve_dependencies(&mut cx, &m);
     let events = resolve_events(&mut cx, &m, &dependencies, &phases);
-    let backend = resolve_backend(&mut cx, &m, &phases, &events);
+    let backend = resolve_backend(&mut cx, &m, &phases, &events, target.as_ref());
     let oracle = match &m.oracle {
         None => None,
         Some((o, origin)) => match o.listen.as_deref().map(str::parse::<std::net::SocketAddr>) {
@@ -1083,7 +1083,13 @@ fn resolve_dependencies(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Dependency> {
     out
 }
 
-fn resolve_backend(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], events: &[Event]) -> Backend {
+fn resolve_backend(
+    cx: &mut Ctx<'_>,
+    m: &Merged,
+    phases: &[Phase],
+    events: &[Event],
+    target: Option<&Target>,
+) -> Backend {
     let backend = match &m.network {
         None => Backend::User,
         Some((n, o)) => match n.backend.as_deref() {
@@ -1095,9 +1101,20 @@ fn resolve_backend(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], events: &[Eve
             }
         },
     };
-    // Real packet loss needs real packets: only the kernel backend, only on the client link.
+    // Real packet loss needs real packets: the kernel backend, or datagrams (an h3 target's
+    // client link is the UDP link); only on the client link.
+    let quic = target.is_some_and(|t| t.protocol == ProtocolKind::H3);
+    if backend == Backend::Kernel && quic {
+        if let Some((_, o)) = &m.network {
+            cx.at(
+                o,
+                "backend",
+                "the kernel backend shapes TCP; an h3 target's client link is the UDP link (loss, delay) already",
+            );
+        }
+    }
     for ((_, o), phase) in m.phases.iter().zip(phases) {
-        if backend == Backend::User && phase.network.as_ref().is_some_and(|n| n.impairment.loss.is_some()) {
+        if backend == Backend::User && !quic && phase.network.as_ref().is_some_and(|n| n.impairment.loss.is_some()) {
             cx.at(o, "network.loss", LOSS_NEEDS_KERNEL);
         }
     }
@@ -1106,7 +1123,7 @@ fn resolve_backend(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], events: &[Eve
         if ev.impairment.loss.is_some() {
             if ev.link != CLIENT_LINK {
                 cx.at(o, "apply.loss", "packet loss applies to the client link only (the kernel backend)");
-            } else if backend == Backend::User {
+            } else if backend == Backend::User && !quic {
                 cx.at(o, "apply.loss", LOSS_NEEDS_KERNEL);
             }
         }

@@ -94,3 +94,46 @@ async fn parity_passes_on_the_clean_gateway_and_flags_a_gateway_that_skips_certi
     assert_eq!(json["violations"]["protocol_mismatch"], 5);
     assert!(out.join("h2/summary.json").exists() && out.join("h3/summary.json").exists());
 }
+
+/// A phase condition on an h3 target runs through the UDP link: datagram loss and delay,
+/// labelled like any condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h3_phase_condition_goes_through_the_udp_link() {
+    use std::path::Path;
+    super::common::repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = gauntlet::gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
+    let gw = gauntlet::gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), &[])
+        .await
+        .unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: h3-wan\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h3, max_in_flight: 8 }}\n\
+         phases:\n\
+         - {{ name: clear, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
+         - {{ name: wan, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002], network: {{ name: lossy-wan, latency: 10ms, loss: 2% }} }}\n",
+        root = root.display(),
+        addr = gw.addr
+    );
+    let (d, p) = super::common::scenario_file(&yaml);
+    let opts = gauntlet::app::ExecOptions {
+        out: Some(d.path().join("out")),
+        headless: true,
+        quiet: true,
+        oracle_listener: Some(oracle),
+        ..Default::default()
+    };
+    let out = tokio::time::timeout(Duration::from_secs(120), gauntlet::app::execute(super::common::load(&p), opts))
+        .await
+        .unwrap();
+    gw.stop().await;
+    let s = out.summary.unwrap();
+    assert_eq!(out.code, 0, "{:?}", s.reasons);
+    let wan = s.conditions.iter().find(|c| c.name == "lossy-wan").unwrap();
+    let clear = s.conditions.iter().find(|c| c.name == "unimpaired").unwrap();
+    assert_eq!((clear.requests.completed, wan.requests.completed), (60, 60));
+    // Each round trip crosses the delay twice.
+    assert!(wan.latency_ms.p50 >= 20.0 && clear.latency_ms.p50 < wan.latency_ms.p50, "{wan:?} {clear:?}");
+}
