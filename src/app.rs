@@ -679,6 +679,9 @@ async fn parity(
             break;
         }
     }
+    if runs.is_empty() {
+        return RunOutcome { code: RUNTIME, dir: Some(dir.path), summary: None, parity: None };
+    }
     let report = report::parity::ParitySummary::new(&runs);
     if let Err(e) = dir.write("summary.json", report.to_json().as_bytes()) {
         say(opt, format!("gauntlet: {e}"));
