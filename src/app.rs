@@ -931,10 +931,11 @@ async fn run_once(
             engine::run(Arc::new(proto::h2::Http2::new(connector)), job, progress.clone(), tx, stop.clone()).await
         }
         ProtocolKind::Auto => {
-            // HTTP/3 is followed when a response announces it (Alt-Svc), for https targets.
-            let h3 = match s.target.tls {
-                true => proto::h3::Http3::new(&s.target, &s.identities).await.ok(),
-                false => None,
+            // HTTP/3 is followed when a response announces it (Alt-Svc), for https targets —
+            // not when the client link is impaired: QUIC would go around the TCP link.
+            let h3 = match (s.target.tls, &client_link) {
+                (true, None) => proto::h3::Http3::new(&s.target, &s.identities).await.ok(),
+                _ => None,
             };
             let auto = Arc::new(proto::auto::Auto::new(connector, h3));
             let f = engine::run(auto.clone(), job, progress.clone(), tx, stop.clone()).await;
