@@ -99,6 +99,20 @@ async fn parity_passes_on_the_clean_gateway_and_flags_a_gateway_that_skips_certi
 /// labelled like any condition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h3_phase_condition_goes_through_the_udp_link() {
+    let s = wan_run("h3", "latency: 10ms, loss: 2%").await;
+    assert!(!s.target.followed_alt_svc_h3);
+}
+
+/// With `auto`, an impaired client link keeps the traffic on TCP: following Alt-Svc to QUIC
+/// would go around the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_does_not_follow_alt_svc_around_an_impaired_link() {
+    let s = wan_run("auto", "latency: 10ms").await;
+    assert!(!s.target.followed_alt_svc_h3);
+}
+
+/// 60 requests clear, then 60 under `network` (which must add ≥ 2 × 10 ms per round trip).
+async fn wan_run(protocol: &str, network: &str) -> gauntlet::report::Summary {
     use std::path::Path;
     super::common::repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -110,10 +124,10 @@ async fn an_h3_phase_condition_goes_through_the_udp_link() {
         .unwrap();
     let yaml = format!(
         "gauntlet: 1\nname: h3-wan\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h3, max_in_flight: 8 }}\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: {protocol}, max_in_flight: 8 }}\n\
          phases:\n\
          - {{ name: clear, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
-         - {{ name: wan, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002], network: {{ name: lossy-wan, latency: 10ms, loss: 2% }} }}\n",
+         - {{ name: wan, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002], network: {{ name: lossy-wan, {network} }} }}\n",
         root = root.display(),
         addr = gw.addr
     );
@@ -136,4 +150,5 @@ async fn an_h3_phase_condition_goes_through_the_udp_link() {
     assert_eq!((clear.requests.completed, wan.requests.completed), (60, 60));
     // Each round trip crosses the delay twice.
     assert!(wan.latency_ms.p50 >= 20.0 && clear.latency_ms.p50 < wan.latency_ms.p50, "{wan:?} {clear:?}");
+    s
 }
