@@ -157,10 +157,12 @@ pub fn describe_code(code: u64) -> String {
     let name = match alert {
         40 => "handshake_failure",
         42 => "bad_certificate",
+        43 => "unsupported_certificate",
         45 => "certificate_expired",
         46 => "certificate_unknown",
         48 => "unknown_ca",
         49 => "access_denied",
+        51 => "decrypt_error",
         116 => "certificate_required",
         120 => "no_application_protocol",
         _ => "tls alert",
