@@ -85,7 +85,21 @@ pub fn available() -> Result<(), String> {
     if !std::path::Path::new("/proc/self/ns/net").exists() {
         return Err(format!("this kernel has no network namespaces; {INSTEAD}"));
     }
-    Ok(())
+    // Root is not enough in a container without CAP_NET_ADMIN: try it once, for real.
+    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe).clone().map_err(|why| format!("{why}; {INSTEAD}"))
+}
+
+/// Creates and removes a namespace holding a veth pair and an nftables table.
+fn probe() -> Result<(), String> {
+    let ns = format!("gauntlet-{}-probe", std::process::id());
+    let result = run(&["ip", "netns", "add", &ns])
+        .and_then(|_| run(&["ip", "-n", &ns, "link", "add", "gprobe0", "type", "veth", "peer", "name", "gprobe1"]))
+        .and_then(|_| nft(Some(&ns), "add table inet gauntlet_probe\n"))
+        .map(drop)
+        .map_err(|e| format!("cannot build a test network here ({e})"));
+    let _ = run(&["ip", "netns", "del", &ns]);
+    result
 }
 
 /// Removes namespaces and tables left by gauntlet runs whose process is gone.
