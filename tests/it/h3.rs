@@ -149,6 +149,6 @@ async fn wan_run(protocol: &str, network: &str) -> gauntlet::report::Summary {
     let clear = s.conditions.iter().find(|c| c.name == "unimpaired").unwrap();
     assert_eq!((clear.requests.completed, wan.requests.completed), (60, 60));
     // Each round trip crosses the delay twice.
-    assert!(wan.latency_ms.p50 >= 20.0 && clear.latency_ms.p50 < wan.latency_ms.p50, "{wan:?} {clear:?}");
+    assert!(wan.latency_ms.p50 >= 20.0, "{wan:?} {clear:?}");
     s
 }
