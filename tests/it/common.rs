@@ -84,3 +84,46 @@ pub fn identities() -> String {
     s += "  stranger: {}\n";
     s
 }
+
+/// The reference gateway (from `scenarios/gateway/reference.yaml`, with `flaws`) on a free
+/// port, its upstream pointed at a listener bound for the run's oracle.
+pub async fn reference(flaws: &[gauntlet::gateway::Flaw]) -> (gauntlet::gateway::Running, tokio::net::TcpListener) {
+    repo_certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = gauntlet::gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (gauntlet::gateway::spawn(&cfg, Some(listener), flaws).await.unwrap(), oracle)
+}
+
+/// A scenario that includes the reference profile and the zt-core pack (identities and
+/// checks), aims at `https://ADDR` with `target` extra fields (e.g. `protocol: h3`), then `body`.
+pub fn pack_scenario(name: &str, addr: impl std::fmt::Display, target: &str, body: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+    format!(
+        "gauntlet: 1\nname: {name}\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, {target} }}\n{body}"
+    )
+}
+
+/// Runs `yaml` in-process, quietly, with the oracle on `oracle` (and `deps` already started),
+/// bounded in time.
+pub async fn run_with(
+    yaml: &str,
+    oracle: tokio::net::TcpListener,
+    deps: Option<gauntlet::app::Dependencies>,
+) -> (tempfile::TempDir, RunOutcome) {
+    let (d, p) = scenario_file(yaml);
+    let opts = ExecOptions {
+        out: Some(d.path().join("out")),
+        headless: true,
+        quiet: true,
+        oracle_listener: Some(oracle),
+        dependencies: deps,
+        ..Default::default()
+    };
+    let out =
+        tokio::time::timeout(Duration::from_secs(180), execute(load(&p), opts)).await.expect("run finished in time");
+    (d, out)
+}

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use gauntlet::app::{Dependencies, ExecOptions, execute};
+use gauntlet::app::Dependencies;
 use gauntlet::gateway::{self, Flaw};
 use gauntlet::report::Summary;
 
@@ -18,22 +18,24 @@ async fn blackholed_authz(flaws: &[Flaw]) -> (u8, Summary) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let yaml = format!(
-        "gauntlet: 1\nname: faults\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{gw}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h2, max_in_flight: 64 }}\n\
-         dependencies:\n\
-         \x20 authz: {{ listen: \"127.0.0.1:0\", serve: authz, policy: \"{root}/scenarios/gateway/reference.yaml\" }}\n\
-         \x20 jwks: {{ listen: \"127.0.0.1:0\", serve: jwks, file: \"{root}/certs/jwks.json\" }}\n\
-         phases:\n\
-         - {{ name: steady, duration: 5s, rate: 200/s, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
-         events:\n\
-         - {{ name: authz-down, at: 1s, for: 2s, link: authz, apply: {{ blackhole: true }}, outage: {{ status: [503], grace: 1s }} }}\n",
-        root = root.display(),
-        gw = gw_listener.local_addr().unwrap(),
+    let yaml = common::pack_scenario(
+        "faults",
+        gw_listener.local_addr().unwrap(),
+        "protocol: h2, max_in_flight: 64",
+        &format!(
+            "dependencies:\n\
+             \x20 authz: {{ listen: \"127.0.0.1:0\", serve: authz, policy: \"{root}/scenarios/gateway/reference.yaml\" }}\n\
+             \x20 jwks: {{ listen: \"127.0.0.1:0\", serve: jwks, file: \"{root}/certs/jwks.json\" }}\n\
+             phases:\n\
+             - {{ name: steady, duration: 5s, rate: 200/s, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
+             events:\n\
+             - {{ name: authz-down, at: 1s, for: 2s, link: authz, apply: {{ blackhole: true }}, outage: {{ status: [503], grace: 1s }} }}\n",
+            root = root.display(),
+        ),
     );
-    let (d, p) = common::scenario_file(&yaml);
-    let s = common::load(&p);
-    let deps = Dependencies::start(&s, true).await.unwrap();
+    // The dependencies come first: the gateway's config points at them.
+    let (_d, p) = common::scenario_file(&yaml);
+    let deps = Dependencies::start(&common::load(&p), true).await.unwrap();
     let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
     cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
     cfg.authz = Some(gateway::AuthzCfg {
@@ -46,15 +48,7 @@ async fn blackholed_authz(flaws: &[Flaw]) -> (u8, Summary) {
     cfg.jwt.jwks = None;
     cfg.jwt.jwks_url = Some(format!("http://{}/jwks.json", deps.served("jwks").unwrap().server.addr));
     let gw = gateway::spawn(&cfg, Some(gw_listener), flaws).await.unwrap();
-    let opts = ExecOptions {
-        out: Some(d.path().join("out")),
-        headless: true,
-        quiet: true,
-        oracle_listener: Some(oracle),
-        dependencies: Some(deps),
-        ..Default::default()
-    };
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), execute(s, opts)).await.unwrap();
+    let (_d, out) = common::run_with(&yaml, oracle, Some(deps)).await;
     gw.stop().await;
     (out.code, out.summary.unwrap())
 }

@@ -2,10 +2,9 @@
 //! flaw must be caught by exactly the checks it breaks, with the violation kind it causes.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use gauntlet::app::{ExecOptions, execute};
-use gauntlet::gateway::{self, Flaw};
+use gauntlet::gateway::Flaw;
 use gauntlet::report::Summary;
 use gauntlet::testkit;
 
@@ -29,13 +28,7 @@ pub async fn pack_over(
     protocol: &str,
     via: Option<gauntlet::netem::udp::UdpImpairment>,
 ) -> (tempfile::TempDir, u8, Summary, Option<gauntlet::report::parity::ParitySummary>) {
-    common::repo_certs();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
-    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
-    let gw =
-        gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), flaws).await.unwrap();
+    let (gw, oracle) = common::reference(flaws).await;
     let link = match via {
         Some(imp) => {
             let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -44,23 +37,15 @@ pub async fn pack_over(
         None => None,
     };
     let addr = link.as_ref().map_or(gw.addr, |l| l.addr);
-    let yaml = format!(
-        "gauntlet: 1\nname: pack\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, {protocol}, max_in_flight: 8 }}\n\
-         phases:\n\
-         - {{ name: pack, requests: 152, users: 4 }}\n\
-         - {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n",
-        root = root.display(),
+    let yaml = common::pack_scenario(
+        "pack",
+        addr,
+        &format!("{protocol}, max_in_flight: 8"),
+        "phases:\n\
+         - { name: pack, requests: 152, users: 4 }\n\
+         - { name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }\n",
     );
-    let (d, p) = common::scenario_file(&yaml);
-    let opts = ExecOptions {
-        out: Some(d.path().join("out")),
-        headless: true,
-        quiet: true,
-        oracle_listener: Some(oracle),
-        ..Default::default()
-    };
-    let out = tokio::time::timeout(std::time::Duration::from_secs(180), execute(common::load(&p), opts)).await.unwrap();
+    let (d, out) = common::run_with(&yaml, oracle, None).await;
     if let Some(l) = link {
         l.stop().await;
     }

@@ -113,35 +113,18 @@ async fn auto_does_not_follow_alt_svc_around_an_impaired_link() {
 
 /// 60 requests clear, then 60 under `network` (which must add ≥ 2 × 10 ms per round trip).
 async fn wan_run(protocol: &str, network: &str) -> gauntlet::report::Summary {
-    use std::path::Path;
-    super::common::repo_certs();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cfg = gauntlet::gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
-    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
-    let gw = gauntlet::gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), &[])
-        .await
-        .unwrap();
-    let yaml = format!(
-        "gauntlet: 1\nname: h3-wan\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: {protocol}, max_in_flight: 8 }}\n\
-         phases:\n\
-         - {{ name: clear, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
-         - {{ name: wan, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002], network: {{ name: lossy-wan, {network} }} }}\n",
-        root = root.display(),
-        addr = gw.addr
+    let (gw, oracle) = super::common::reference(&[]).await;
+    let yaml = super::common::pack_scenario(
+        "h3-wan",
+        gw.addr,
+        &format!("protocol: {protocol}, max_in_flight: 8"),
+        &format!(
+            "phases:\n\
+             - {{ name: clear, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
+             - {{ name: wan, requests: 60, users: 4, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002], network: {{ name: lossy-wan, {network} }} }}\n"
+        ),
     );
-    let (d, p) = super::common::scenario_file(&yaml);
-    let opts = gauntlet::app::ExecOptions {
-        out: Some(d.path().join("out")),
-        headless: true,
-        quiet: true,
-        oracle_listener: Some(oracle),
-        ..Default::default()
-    };
-    let out = tokio::time::timeout(Duration::from_secs(120), gauntlet::app::execute(super::common::load(&p), opts))
-        .await
-        .unwrap();
+    let (_d, out) = super::common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
     let s = out.summary.unwrap();
     assert_eq!(out.code, 0, "{:?}", s.reasons);

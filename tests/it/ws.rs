@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use gauntlet::app::{ExecOptions, execute};
-use gauntlet::gateway::{self, Flaw};
+use gauntlet::gateway::Flaw;
 
 use super::common;
 
@@ -25,29 +24,9 @@ async fn ws_run(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
 /// Runs `body` (checks, phases, extra identities) with the pack's identities and profile over
 /// h1 against the reference gateway with `flaws` and an in-process oracle.
 async fn ws_scenario(flaws: &[Flaw], body: &str) -> (u8, gauntlet::report::Summary) {
-    common::repo_certs();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cfg = gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
-    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
-    let gw =
-        gateway::spawn(&cfg, Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()), flaws).await.unwrap();
-    let yaml = format!(
-        "gauntlet: 1\nname: ws\ninclude: [\"{root}/scenarios/targets/reference.yaml\", \"{root}/scenarios/checks/zt-core.yaml\"]\n\
-         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 16 }}\n\
-         {body}",
-        root = root.display(),
-        addr = gw.addr
-    );
-    let (d, p) = common::scenario_file(&yaml);
-    let opts = ExecOptions {
-        out: Some(d.path().join("out")),
-        headless: true,
-        quiet: true,
-        oracle_listener: Some(oracle),
-        ..Default::default()
-    };
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), execute(common::load(&p), opts)).await.unwrap();
+    let (gw, oracle) = common::reference(flaws).await;
+    let yaml = common::pack_scenario("ws", gw.addr, "protocol: h1, max_in_flight: 16", body);
+    let (_d, out) = common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
     (out.code, out.summary.unwrap())
 }
