@@ -32,6 +32,9 @@ pub enum Error {
     /// The target name does not work for TLS.
     #[error("target: {0}")]
     Target(#[source] tls::Error),
+    /// HTTP/3 needs `https://`.
+    #[error("HTTP/3 needs an https:// target")]
+    NotTls,
     /// The target host did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -41,6 +44,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The target's first address.
+pub(crate) async fn resolve(target: &Target) -> Result<SocketAddr, Error> {
+    tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+        .map_err(|source| Error::Resolve { host: target.host.clone(), source })
 }
 
 /// Opens connections to the target as a given identity.
@@ -56,10 +67,7 @@ pub struct Connector {
 impl Connector {
     /// Builds one TLS config per identity, offering `alpn`.
     pub async fn new(target: &Target, identities: &[Identity], alpn: &[&[u8]]) -> Result<Self, Error> {
-        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
-            .map_err(|source| Error::Resolve { host: target.host.clone(), source })?;
+        let addr = resolve(target).await?;
         let server_name = tls::server_name(&target.server_name).map_err(Error::Target)?;
         let mut configs = Vec::with_capacity(identities.len());
         for id in identities {

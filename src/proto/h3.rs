@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use bytes::{Buf, Bytes};
 
-use super::{Prepared, Protocol};
+use super::{Error, Prepared, Protocol};
 use crate::conformance::{ErrorKind, Outcome};
 use crate::scenario::{Identity, Target};
 use crate::tls;
@@ -42,37 +42,13 @@ pub struct Http3 {
     refusals: Mutex<BTreeMap<u64, u64>>,
 }
 
-/// HTTP/3 setup errors.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An identity's TLS material was rejected.
-    #[error("identity `{name}`: {source}")]
-    Identity {
-        /// Identity name.
-        name: String,
-        /// Why.
-        #[source]
-        source: tls::Error,
-    },
-    /// HTTP/3 needs `https://`.
-    #[error("HTTP/3 needs an https:// target")]
-    NotTls,
-    /// The target host did not resolve.
-    #[error("cannot resolve {0}")]
-    Resolve(String),
-}
-
 impl Http3 {
     /// One QUIC client config per identity.
     pub async fn new(target: &Target, identities: &[Identity]) -> Result<Self, Error> {
         if !target.tls {
             return Err(Error::NotTls);
         }
-        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| Error::Resolve(target.host.clone()))?;
+        let addr = super::conn::resolve(target).await?;
         let configs = identities
             .iter()
             .map(|id| {
