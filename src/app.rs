@@ -330,76 +330,47 @@ fn netem_udp_impairment(a: &NetemArgs) -> Result<netem::udp::UdpImpairment, Stri
 }
 
 async fn netem_cmd(a: NetemArgs) -> u8 {
-    let upstream = match tokio::net::lookup_host(&a.upstream).await.ok().and_then(|mut i| i.next()) {
-        Some(u) => u,
-        None => {
-            errln!("gauntlet: --upstream `{}` is not a reachable address (write host:port)", a.upstream);
-            return USAGE;
+    match netem_serve(&a).await {
+        Ok(()) => PASS,
+        Err((code, msg)) => {
+            errln!("gauntlet: {msg}");
+            code
         }
-    };
+    }
+}
+
+/// Runs the standalone link until Ctrl-C; `Err((exit code, message))` when it cannot start.
+async fn netem_serve(a: &NetemArgs) -> Result<(), (u8, String)> {
+    let upstream =
+        tokio::net::lookup_host(&a.upstream).await.ok().and_then(|mut i| i.next()).ok_or_else(|| {
+            (USAGE, format!("--upstream `{}` is not a reachable address (write host:port)", a.upstream))
+        })?;
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
     if a.udp {
-        let imp = match netem_udp_impairment(&a) {
-            Ok(i) => i,
-            Err(e) => {
-                errln!("gauntlet: {e}");
-                return USAGE;
-            }
-        };
-        let socket = match tokio::net::UdpSocket::bind(&a.listen).await {
-            Ok(s) => s,
-            Err(e) => {
-                errln!("gauntlet: cannot listen (UDP) on {}: {e}", a.listen);
-                return RUNTIME;
-            }
-        };
-        return match netem::udp::spawn_udp(socket, upstream, imp.clone()) {
-            Ok(link) => {
-                errln!("netem: udp {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
-                stop.cancelled().await;
-                let st = &link.stats;
-                let (r, l, s) = (
-                    st.received.load(std::sync::atomic::Ordering::Relaxed),
-                    st.lost.load(std::sync::atomic::Ordering::Relaxed),
-                    st.sent.load(std::sync::atomic::Ordering::Relaxed),
-                );
-                errln!("netem: {r} datagrams in, {l} lost, {s} out");
-                link.stop().await;
-                PASS
-            }
-            Err(e) => {
-                errln!("gauntlet: {e}");
-                RUNTIME
-            }
-        };
+        let imp = netem_udp_impairment(a).map_err(|e| (USAGE, e))?;
+        let socket = tokio::net::UdpSocket::bind(&a.listen)
+            .await
+            .map_err(|e| (RUNTIME, format!("cannot listen (UDP) on {}: {e}", a.listen)))?;
+        let link = netem::udp::spawn_udp(socket, upstream, imp.clone()).map_err(|e| (RUNTIME, e.to_string()))?;
+        errln!("netem: udp {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
+        stop.cancelled().await;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let st = &link.stats;
+        errln!("netem: {} datagrams in, {} lost, {} out", n(&st.received), n(&st.lost), n(&st.sent));
+        link.stop().await;
+        return Ok(());
     }
-    let imp = match netem_impairment(&a) {
-        Ok(i) => i,
-        Err(e) => {
-            errln!("gauntlet: {e}");
-            return USAGE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(&a.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            errln!("gauntlet: cannot listen on {}: {e}", a.listen);
-            return RUNTIME;
-        }
-    };
-    match netem::spawn(listener, upstream, Arc::new(netem::Switch::new(imp.clone()))) {
-        Ok(link) => {
-            errln!("netem: {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
-            stop.cancelled().await;
-            link.stop().await;
-            PASS
-        }
-        Err(e) => {
-            errln!("gauntlet: {e}");
-            RUNTIME
-        }
-    }
+    let imp = netem_impairment(a).map_err(|e| (USAGE, e))?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .map_err(|e| (RUNTIME, format!("cannot listen on {}: {e}", a.listen)))?;
+    let link = netem::spawn(listener, upstream, Arc::new(netem::Switch::new(imp.clone())))
+        .map_err(|e| (RUNTIME, e.to_string()))?;
+    errln!("netem: {} → {upstream}: {} (Ctrl-C to stop)", link.addr, imp.describe());
+    stop.cancelled().await;
+    link.stop().await;
+    Ok(())
 }
 
 async fn oracle_cmd(a: OracleArgs) -> u8 {
