@@ -616,18 +616,15 @@ async fn parity(
     deps: &Dependencies,
     listener: Option<tokio::net::TcpListener>,
 ) -> RunOutcome {
-    let dir = match ResultsDir::create(opt.out.as_deref(), &s.name) {
-        Ok(d) => d,
-        Err(e) => {
-            say(opt, format!("gauntlet: {e}"));
-            return RunOutcome::early(RUNTIME);
-        }
-    };
+    // The folder appears with the first run that starts: a parity run that cannot start
+    // writes nothing.
+    let parent = ResultsDir::path_for(opt.out.as_deref(), &s.name);
     // Each run needs the oracle on the same address (the gateway's upstream): the first gets
     // the caller's listener, the next ones bind its address again.
     let oracle_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut listener = listener;
     let mut runs = Vec::new();
+    let mut not_run = None;
     for &p in &s.target.parity {
         let l = match (listener.take(), oracle_addr) {
             (Some(l), _) => Some(l),
@@ -641,19 +638,34 @@ async fn parity(
             (None, None) => None,
         };
         say(opt, format!("parity: running over {}", p.as_str()));
-        let out = run_once(s.clone(), p, opt, deps, l, Some(dir.path.join(p.as_str()))).await;
+        let out = run_once(s.clone(), p, opt, deps, l, Some(parent.join(p.as_str()))).await;
         match out.summary {
             Some(summary) => runs.push((p.as_str().to_string(), p.as_str().to_string(), summary)),
-            None => return RunOutcome { code: out.code, dir: Some(dir.path), summary: None, parity: None },
+            None => {
+                // Later protocols are not run; what ran is still compared and written below.
+                not_run = Some((p, out.code));
+                break;
+            }
         }
         if runs.last().is_some_and(|r| r.2.interrupted) {
             break;
         }
     }
     if runs.is_empty() {
-        return RunOutcome { code: RUNTIME, dir: Some(dir.path), summary: None, parity: None };
+        return RunOutcome::early(not_run.map_or(RUNTIME, |(_, code)| code));
     }
-    let report = report::parity::ParitySummary::new(&runs);
+    let mut report = report::parity::ParitySummary::new(&runs);
+    if let Some((p, _)) = not_run {
+        report.reasons.push(format!("the {} run could not start; later protocols were not run", p.as_str()));
+        report.verdict = "fail";
+    }
+    let dir = match ResultsDir::create(Some(&parent), &s.name) {
+        Ok(d) => d,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(RUNTIME);
+        }
+    };
     if let Err(e) = dir.write("summary.json", report.to_json().as_bytes()) {
         say(opt, format!("gauntlet: {e}"));
         return RunOutcome::early(RUNTIME);
@@ -662,7 +674,11 @@ async fn parity(
         out(&report.text());
         out(&format!("results: {}\n", dir.path.display()));
     }
-    let code = if report.verdict == "pass" { PASS } else { FAIL };
+    let code = match (not_run, report.verdict) {
+        (Some((_, code)), _) => code,
+        (None, "pass") => PASS,
+        _ => FAIL,
+    };
     RunOutcome { code, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
 }
 

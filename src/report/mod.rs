@@ -45,7 +45,14 @@ pub struct ResultsDir {
 impl ResultsDir {
     /// Creates `out`, or `results/<YYYYmmdd-HHMMSS>-<name>/` when `out` is `None`.
     pub fn create(out: Option<&Path>, name: &str) -> Result<Self, Error> {
-        let path = match out {
+        let path = Self::path_for(out, name);
+        fs::create_dir_all(&path).map_err(|source| Error::Write { path: path.clone(), source })?;
+        Ok(ResultsDir { path })
+    }
+
+    /// Where [`ResultsDir::create`] would put the folder, without creating it.
+    pub fn path_for(out: Option<&Path>, name: &str) -> PathBuf {
+        match out {
             Some(p) => p.to_path_buf(),
             None => {
                 let ts = time::OffsetDateTime::now_utc();
@@ -60,9 +67,7 @@ impl ResultsDir {
                 );
                 PathBuf::from("results").join(format!("{stamp}-{name}"))
             }
-        };
-        fs::create_dir_all(&path).map_err(|source| Error::Write { path: path.clone(), source })?;
-        Ok(ResultsDir { path })
+        }
     }
 
     /// Writes `name` atomically (temporary file, fsync, rename).

@@ -135,3 +135,22 @@ async fn wan_run(protocol: &str, network: &str) -> gauntlet::report::Summary {
     assert!(wan.latency_ms.p50 >= 20.0, "{wan:?} {clear:?}");
     s
 }
+
+/// A parity run whose first protocol cannot start writes nothing and exits 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parity_run_that_cannot_start_writes_nothing() {
+    super::common::repo_certs();
+    // A port nothing listens on (bound, then released).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let yaml = super::common::pack_scenario(
+        "parity-dead",
+        dead,
+        "parity: [h1, h2], timeout: 2s",
+        "phases:\n- { name: p, requests: 4, users: 1 }\n",
+    );
+    let (d, p) = super::common::scenario_file(&yaml);
+    let out = super::common::run(super::common::load(&p), &d.path().join("out")).await;
+    assert_eq!(out.code, 3);
+    assert!(out.parity.is_none());
+    assert!(!d.path().join("out").exists(), "nothing written");
+}
