@@ -170,22 +170,10 @@ async fn interrupted(
     assert!(seen, "the run never reported progress");
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("gauntlet exited after SIGINT");
+    let status = tokio::task::spawn_blocking(move || common::wait_exit(&mut child, 30))
+        .await
+        .unwrap()
+        .expect("gauntlet exited after SIGINT");
     target.stop().await;
     (status, d, out, child_pid)
 }

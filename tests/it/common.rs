@@ -127,3 +127,18 @@ pub async fn run_with(
         tokio::time::timeout(Duration::from_secs(180), execute(load(&p), opts)).await.expect("run finished in time");
     (d, out)
 }
+
+/// Waits up to `secs` for `child` to exit; kills it and returns `None` past that.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -128,14 +128,7 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
     assert!(seen, "the sessions never opened: {:?}", log.lock().unwrap());
     std::thread::sleep(Duration::from_millis(500));
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "gauntlet did not exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::wait_exit(&mut child, 30).expect("gauntlet exited after SIGINT");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(status.code(), Some(1), "an interrupted run is not a pass: {:?}", log.lock().unwrap());
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
