@@ -396,7 +396,8 @@ async fn oracle_cmd(a: OracleArgs) -> u8 {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN))), tls) {
+    let conditions = plan::build(&s).conditions.len();
+    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN, conditions))), tls) {
         Ok(o) => {
             errln!(
                 "oracle: listening on {scheme}://{} for `{}`; counters at {scheme}://{}/__gauntlet/oracle",
@@ -657,7 +658,7 @@ async fn parity(
     let mut report = report::parity::ParitySummary::new(&runs);
     if let Some((p, _)) = not_run {
         report.reasons.push(format!("the {} run could not start; later protocols were not run", p.as_str()));
-        report.verdict = "fail";
+        report.verdict = crate::judge::RunVerdict::Fail;
     }
     let dir = match ResultsDir::create(Some(&parent), &s.name) {
         Ok(d) => d,
@@ -676,7 +677,7 @@ async fn parity(
     }
     let code = match (not_run, report.verdict) {
         (Some((_, code)), _) => code,
-        (None, "pass") => PASS,
+        (None, crate::judge::RunVerdict::Pass) => PASS,
         _ => FAIL,
     };
     RunOutcome { code, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
@@ -800,18 +801,18 @@ async fn run_once(
         },
         (None, None) => None,
     };
-    let oracle =
-        match listener.map(|l| oracle::spawn(l, Arc::new(Oracle::new(Rules::from_scenario(&s, &run_id))), None)) {
-            Some(Ok(o)) => {
-                say(opt, format!("oracle: upstream oracle listening on http://{}", o.addr));
-                Some(o)
-            }
-            Some(Err(e)) => {
-                say(opt, format!("gauntlet: cannot start the oracle: {e}"));
-                return code(RUNTIME);
-            }
-            None => None,
-        };
+    let rules = Rules::from_scenario(&s, &run_id, plan.conditions.len());
+    let oracle = match listener.map(|l| oracle::spawn(l, Arc::new(Oracle::new(rules)), None)) {
+        Some(Ok(o)) => {
+            say(opt, format!("oracle: upstream oracle listening on http://{}", o.addr));
+            Some(o)
+        }
+        Some(Err(e)) => {
+            say(opt, format!("gauntlet: cannot start the oracle: {e}"));
+            return code(RUNTIME);
+        }
+        None => None,
+    };
     // The results folder is created only once everything that can refuse to start has
     // started: a run that cannot start leaves no folder behind.
     let dir = match ResultsDir::create(into.as_deref(), &s.name) {
@@ -835,12 +836,13 @@ async fn run_once(
         n => n as usize,
     };
     let pause = opt.pause.clone().unwrap_or_default();
+    let expects: Arc<Vec<Expect>> = Arc::new(s.checks.iter().map(|c| c.expect.clone()).collect());
     let job = Job {
         timeline: timeline.clone(),
         pause: pause.clone(),
         plan: plan.clone(),
         requests: Arc::new(requests),
-        expects: Arc::new(s.checks.iter().map(|c| c.expect.clone()).collect()),
+        expects: expects.clone(),
         check_ids: Arc::new(s.checks.iter().map(|c| c.id.clone()).collect()),
         run_id: run_id.clone(),
         identities: s.identities.len(),
@@ -855,7 +857,7 @@ async fn run_once(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut collector = Collector::new(dims, plan.clone(), progress.clone()).with_timeline(timeline.clone());
     if let Some(o) = &oracle {
-        collector = collector.with_upstream(o.oracle.clone());
+        collector = collector.with_upstream(o.oracle.clone(), expects.clone());
     }
     let first = Arc::new(collector.snapshot(false));
     let (snap_tx, snap_rx) = watch::channel(first);
@@ -881,15 +883,7 @@ async fn run_once(
             target: s.target.url.clone(),
             protocol: protocol.as_str().to_string(),
             checks: s.checks.iter().map(|c| (c.id.clone(), c.expect.kind(), c.expect.is_deny_class())).collect(),
-            denials: s
-                .checks
-                .iter()
-                .map(|c| match &c.expect {
-                    Expect::Deny { statuses } => statuses.clone(),
-                    Expect::Limit { .. } => vec![429],
-                    _ => Vec::new(),
-                })
-                .collect(),
+            denials: s.checks.iter().map(|c| c.expect.expected_refusals()).collect(),
             thresholds: s.thresholds.iter().map(dashboard::Threshold::from_scenario).collect(),
             outage_statuses: s
                 .events
@@ -957,7 +951,7 @@ async fn run_once(
         link.stop().await;
     }
     signals.abort();
-    let Ok((mut collector, hlog)) = collecting.await else {
+    let Ok((collector, hlog)) = collecting.await else {
         say(opt, "gauntlet: the metrics collector failed; no results written");
         return code(RUNTIME);
     };
@@ -968,36 +962,64 @@ async fn run_once(
         ProtocolKind::Auto => <proto::auto::Auto as Protocol>::NAME,
         ProtocolKind::H3 => <proto::h3::Http3 as Protocol>::NAME,
     };
-    report::add_limit_bypass(&s, collector.dims(), &mut collector.cells, &progress, run_end);
     let oracle_report = match oracle {
         Some(o) => {
             // Let requests the gateway is still forwarding arrive before the counters are read.
             tokio::time::sleep(ORACLE_SETTLE).await;
-            let report = o.stop().await.report();
-            report::add_oracle(collector.dims(), &mut collector.cells, &report);
-            Some(report)
+            Some(o.stop().await.report())
         }
         None => None,
     };
-    let summary = Summary::new(&report::Inputs {
+    let upstream_cells: Vec<((usize, usize, usize), crate::conformance::UpstreamCounts)> = oracle_report
+        .as_ref()
+        .map(|r| r.by_condition.iter().map(|c| ((c.phase, c.condition, c.check), c.counts)).collect())
+        .unwrap_or_default();
+    let spans = report::spans(&progress, plan.phases.len(), run_end);
+    let judgement = crate::judge::judge(&crate::judge::Evidence {
         scenario: &s,
         plan: &plan,
         dims,
         cells: &collector.cells,
-        lag: &collector.lag,
-        progress: &progress,
-        run_end,
-        started_at,
-        run_id: &run_id,
-        protocol: protocol_name,
+        causes: &collector.causes,
+        upstream: oracle_report.as_ref().map(|r| crate::judge::Upstream {
+            cells: &upstream_cells,
+            headers: &r.headers,
+            untagged: r.untagged,
+        }),
+        windows: &collector.windows,
+        saturation: &collector.saturation,
+        spans: &spans,
+        run_span: run_end.saturating_duration_since(progress.run_start),
         interrupted,
-        oracle: oracle_report.as_ref(),
-        timeline: &timeline,
-        quic_refusals: &quic_refusals,
-        websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*ws_stats),
-        followed_h3,
-        command: command_line(),
+        max_in_flight: s.target.max_in_flight,
     });
+    let summary = Summary::new(
+        &report::Inputs {
+            scenario: &s,
+            plan: &plan,
+            dims,
+            lag: &collector.lag,
+            causes: &collector.causes,
+            progress: &progress,
+            run_end,
+            started_at,
+            run_id: &run_id,
+            protocol: protocol_name,
+            interrupted,
+            oracle: oracle_report.as_ref().map(|r| report::OracleInputs {
+                received: r.received,
+                untagged: r.untagged,
+                foreign: r.foreign,
+                headers: &r.headers,
+            }),
+            timeline: &timeline,
+            quic_refusals: quic_refusals.iter().map(|(c, n)| (proto::h3::describe_code(*c), *n)).collect(),
+            websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*ws_stats),
+            followed_h3,
+            command: command_line(),
+        },
+        &judgement,
+    );
     let written = dir
         .write("scenario.yaml", s.resolved_yaml.as_bytes())
         .and_then(|_| {
@@ -1018,7 +1040,7 @@ async fn run_once(
         out(&summary.text());
         out(&format!("results: {}\n", dir.path.display()));
     }
-    let code = if summary.verdict == "pass" { PASS } else { FAIL };
+    let code = if summary.verdict == crate::judge::RunVerdict::Pass { PASS } else { FAIL };
     RunOutcome { code, dir: Some(dir.path), summary: Some(summary), parity: None }
 }
 
@@ -1068,7 +1090,8 @@ fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Prepared>, St
                 c.request.body.clone(),
                 &endpoint,
             )
-            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))?;
+            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))?
+            .with_varying(c.request.varying.clone());
             Ok(match &c.request.websocket {
                 Some(spec) => p.with_websocket(spec.clone(), ws.clone()),
                 None => p,

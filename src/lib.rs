@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod dashboard;
 pub mod engine;
 pub mod gateway;
+pub mod judge;
 pub mod metrics;
 pub mod netem;
 pub mod oracle;

@@ -2,17 +2,97 @@
 //! of one outcome against one expectation.
 //!
 //! Pure logic: no IO, no clock. The oracle's findings (`spoofed_header`, `missing_identity`,
-//! upstream arrivals of deny-class requests) enter through the same [`Violation`] kinds.
+//! upstream arrivals of deny-class requests) enter through the same [`Violation`] kinds, joined
+//! by [`upstream_found`]; the run's verdict is decided in `crate::judge`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+/// A set of HTTP statuses: exact codes and whole classes (`2xx`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statuses(Vec<(u16, u16)>);
+
+impl Statuses {
+    /// Every 2xx status: the default success of an allow check.
+    pub fn success() -> Self {
+        Statuses(vec![(200, 299)])
+    }
+
+    /// Exactly these codes.
+    pub fn of(codes: &[u16]) -> Self {
+        Statuses(codes.iter().map(|c| (*c, *c)).collect())
+    }
+
+    /// Parses `200`, `204` or `2xx` entries; `None` on anything else.
+    pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut out = Vec::new();
+        for it in items {
+            let it = it.trim();
+            if let Some(class) = it.strip_suffix("xx").or_else(|| it.strip_suffix("XX")) {
+                let d: u16 = class.parse().ok().filter(|d| (1..=5).contains(d))?;
+                out.push((d * 100, d * 100 + 99));
+            } else {
+                let c: u16 = it.parse().ok().filter(|c| (100..=599).contains(c))?;
+                out.push((c, c));
+            }
+        }
+        (!out.is_empty()).then_some(Statuses(out))
+    }
+
+    /// Whether `s` is in the set.
+    pub fn contains(&self, s: u16) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&s))
+    }
+
+    /// `2xx`, `200, 204`: as a person would write it.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(a, b)| if a == b { a.to_string() } else { format!("{}xx", a / 100) })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The statuses every allow-class check treats as a refusal (a false deny), besides the
+/// target profile's own deny statuses: the gateway said no.
+pub const REFUSALS: [u16; 3] = [401, 403, 429];
+
+/// A `limit` expectation: the gateway allows `requests` per `per` to one identity and
+/// refuses the rest with 429.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window.
+    pub per: Duration,
+    /// How far above the limit the allowed rate may go before a window is a bypass (and
+    /// below it before it is a false deny), as a fraction (0.1 = 10 %).
+    pub tolerance: f64,
+    /// Requests the limiter may let through at once beyond the steady rate (a token
+    /// bucket's capacity); by default one window's worth.
+    pub burst: u32,
+    /// The factor above the limit the check must be sent at to be judged.
+    pub drive: f64,
+    /// Statuses meaning "allowed" (2xx).
+    pub success: Statuses,
+    /// Statuses meaning "refused, not limited" (a false deny).
+    pub refusals: Vec<u16>,
+}
+
 /// What a conforming gateway does with a check's request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expect {
-    /// Reaches the upstream; the client gets the upstream's answer.
-    Allow,
+    /// Reaches the upstream; the client gets the upstream's answer with a success status.
+    Allow {
+        /// Statuses that are a success (2xx unless declared).
+        success: Statuses,
+        /// Statuses that are a refusal (a false deny): the profile's deny statuses and
+        /// [`REFUSALS`].
+        refusals: Vec<u16>,
+    },
     /// The gateway answers itself with one of these statuses; nothing reaches the upstream.
     Deny {
         /// Acceptable deny statuses.
@@ -21,28 +101,42 @@ pub enum Expect {
     /// The TLS handshake (or the first request on it) is refused.
     TlsReject,
     /// Allowed up to a rate, then 429.
-    Limit {
-        /// Requests allowed per window.
-        requests: u32,
-        /// The window.
-        per: Duration,
-    },
+    Limit(Limit),
 }
 
 impl Expect {
+    /// An allow expectation with the default success (2xx) and refusals ([`REFUSALS`]).
+    pub fn allow() -> Self {
+        Expect::Allow { success: Statuses::success(), refusals: REFUSALS.to_vec() }
+    }
+
     /// Short name used in reports.
     pub fn kind(&self) -> &'static str {
         match self {
-            Expect::Allow => "allow",
+            Expect::Allow { .. } => "allow",
             Expect::Deny { .. } => "deny",
             Expect::TlsReject => "tls_reject",
-            Expect::Limit { .. } => "limit",
+            Expect::Limit(_) => "limit",
         }
     }
 
     /// Deny-class checks must never reach the upstream.
     pub fn is_deny_class(&self) -> bool {
         matches!(self, Expect::Deny { .. } | Expect::TlsReject)
+    }
+
+    /// Allow-class (allow and limit): legitimate traffic.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Expect::Allow { .. })
+    }
+
+    /// The statuses that count as this check's expected refusal (for live views).
+    pub fn expected_refusals(&self) -> Vec<u16> {
+        match self {
+            Expect::Deny { statuses } => statuses.clone(),
+            Expect::Limit(_) => vec![429],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -71,24 +165,37 @@ impl Severity {
             _ => return None,
         })
     }
+
+    /// lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
 }
 
 /// A policy violation kind (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Violation {
-    /// A deny-class request was answered 2xx or seen by the upstream.
+    /// A deny-class request was answered 2xx (or 101) or seen by the upstream.
     Leak,
-    /// A handshake that must be refused was accepted and served.
+    /// A handshake that must be refused was accepted and the request served: any HTTP
+    /// answer to a `tls_reject` check, or its arrival at the upstream.
     TlsAccept,
     /// A client-forged identity header reached the upstream.
     SpoofedHeader,
-    /// An allow-class request was refused.
+    /// An allow-class request was refused (the profile's deny statuses, 401, 403, 429, or
+    /// a TLS refusal); for `limit` checks, a window where the limiter refused well below the
+    /// declared limit.
     FalseDeny,
     /// Denied, but not with an expected status.
     WrongStatus,
     /// Allowed, but the upstream did not get the verified identity.
     MissingIdentity,
-    /// A `limit` check exceeded its rate and was never answered 429.
+    /// A `limit` check window in which more requests were allowed than the limit permits.
     LimitBypass,
 }
 
@@ -125,10 +232,8 @@ impl Violation {
     /// Severity of this failure mode.
     pub fn severity(self) -> Severity {
         match self {
-            Violation::Leak | Violation::SpoofedHeader => Severity::Critical,
-            Violation::TlsAccept | Violation::FalseDeny | Violation::MissingIdentity | Violation::LimitBypass => {
-                Severity::High
-            }
+            Violation::Leak | Violation::SpoofedHeader | Violation::TlsAccept => Severity::Critical,
+            Violation::FalseDeny | Violation::MissingIdentity | Violation::LimitBypass => Severity::High,
             Violation::WrongStatus => Severity::Medium,
         }
     }
@@ -139,33 +244,25 @@ impl Violation {
     }
 }
 
-/// A transport-level failure kind: counted apart from violations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a request got no answer: counted apart from violations, against the error budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
-    /// TCP connect failed (refused, unreachable).
+    /// TCP connect failed (refused, unreachable), or the peer closed before speaking TLS.
     Connect,
-    /// TLS failed on a check that did not expect a refusal.
+    /// TLS failed locally (the gateway's certificate does not verify, a bad record).
     Tls,
     /// The connection was reset or closed mid-exchange.
     Reset,
     /// The request timed out.
     Timeout,
-    /// Malformed HTTP.
+    /// Malformed HTTP (or a protocol switch nobody asked for).
     Protocol,
-    /// An allow-class request answered with a status that is neither success nor denial.
-    Status,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::Connect,
-        ErrorKind::Tls,
-        ErrorKind::Reset,
-        ErrorKind::Timeout,
-        ErrorKind::Protocol,
-        ErrorKind::Status,
-    ];
+    pub const ALL: [ErrorKind; 5] =
+        [ErrorKind::Connect, ErrorKind::Tls, ErrorKind::Reset, ErrorKind::Timeout, ErrorKind::Protocol];
 
     /// snake_case name.
     pub fn name(self) -> &'static str {
@@ -175,7 +272,6 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol",
-            ErrorKind::Status => "status",
         }
     }
 
@@ -183,6 +279,19 @@ impl ErrorKind {
     pub fn index(self) -> usize {
         self as usize
     }
+}
+
+/// Where on its connection a failed exchange broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broke {
+    /// The first exchange on a newly opened TLS connection, before any response byte: where
+    /// a server that verifies client certificates after the handshake (TLS 1.3) refuses.
+    Fresh,
+    /// A kept-alive connection that had served before, closed by the peer before any
+    /// response byte: the request may never have been read (a retry candidate).
+    Stale,
+    /// Anywhere else (mid-response, on plain TCP, after a partial answer).
+    Other,
 }
 
 /// What one request became, as seen by the client.
@@ -193,16 +302,18 @@ pub enum Outcome {
         /// Status code.
         status: u16,
     },
-    /// The TLS handshake was refused (alert, or the connection closed during it).
+    /// The TLS handshake was refused: the peer sent a TLS alert, or closed during the
+    /// handshake after it had spoken TLS (a peer that closes before any ServerHello did not
+    /// refuse anything: that is a [`ErrorKind::Connect`] error).
     TlsRejected,
-    /// The connection closed or reset before an answer. `fresh` is true when this was the
-    /// first exchange on a newly opened TLS connection (where a server that verifies client
-    /// certificates after the handshake reports its refusal).
+    /// The connection closed or reset before an answer.
     Broken {
         /// What broke.
         kind: ErrorKind,
-        /// First exchange on a new connection.
-        fresh: bool,
+        /// Where.
+        at: Broke,
+        /// What was seen, in words (bounded copies are kept per check and kind).
+        cause: Option<Arc<str>>,
     },
     /// No answer within the timeout.
     TimedOut,
@@ -211,10 +322,34 @@ pub enum Outcome {
     KeptOpen,
 }
 
+impl Outcome {
+    /// A broken exchange with a cause.
+    pub fn broken(kind: ErrorKind, at: Broke, cause: impl std::fmt::Display) -> Self {
+        Outcome::Broken { kind, at, cause: Some(Arc::from(cause.to_string())) }
+    }
+
+    /// The error kind when this is a failure without an answer.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        match self {
+            Outcome::Broken { kind, .. } => Some(*kind),
+            Outcome::TimedOut => Some(ErrorKind::Timeout),
+            _ => None,
+        }
+    }
+
+    /// The cause text of a broken exchange.
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            Outcome::Broken { cause, .. } => cause.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// The verdict on one outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Conforming: allowed and answered.
+    /// Conforming: allowed and answered with a success status.
     Pass,
     /// Conforming: denied the way the check expects (includes TLS refusals).
     Denied,
@@ -222,26 +357,29 @@ pub enum Verdict {
     Limited,
     /// Conforming: refused with a declared outage status while a dependency was down.
     OutageDenied,
+    /// Answered, but with a status the expectation names neither as success nor as a
+    /// refusal (a 404, 302 or 503 on an allow check): the check cannot pass.
+    Unexpected,
     /// A policy violation.
     Violation(Violation),
-    /// No verdict possible: a transport error.
+    /// No answer: a transport error or a timeout.
     Error(ErrorKind),
 }
 
 /// Classifies one client-side outcome against a check's expectation.
 pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
     use Verdict::*;
-    // 101 is a WebSocket upgrade granted: access, like a 2xx.
-    let success = |s: u16| (200..300).contains(&s) || s == 101;
+    // 101 only reaches here for a WebSocket upgrade (a 101 to a plain request is a protocol
+    // error in `proto`): access, like a 2xx.
+    let access = |s: u16| (200..300).contains(&s) || s == 101;
     match (expect, outcome) {
         (_, Outcome::TimedOut) => Error(ErrorKind::Timeout),
         (_, Outcome::KeptOpen) => Violation(self::Violation::Leak),
         (Expect::TlsReject, Outcome::TlsRejected) => Denied,
-        (Expect::TlsReject, Outcome::Broken { fresh: true, .. }) => Denied,
-        (Expect::TlsReject, Outcome::Answered { status }) if success(*status) => Violation(self::Violation::Leak),
+        (Expect::TlsReject, Outcome::Broken { at: Broke::Fresh, .. }) => Denied,
         (Expect::TlsReject, Outcome::Answered { .. }) => Violation(self::Violation::TlsAccept),
         (Expect::Deny { .. }, Outcome::TlsRejected) => Denied,
-        (Expect::Deny { .. }, Outcome::Answered { status }) if success(*status) => Violation(self::Violation::Leak),
+        (Expect::Deny { .. }, Outcome::Answered { status }) if access(*status) => Violation(self::Violation::Leak),
         (Expect::Deny { statuses }, Outcome::Answered { status }) => {
             if statuses.contains(status) {
                 Denied
@@ -249,13 +387,20 @@ pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
                 Violation(self::Violation::WrongStatus)
             }
         }
-        (Expect::Allow | Expect::Limit { .. }, Outcome::TlsRejected) => Violation(self::Violation::FalseDeny),
-        (Expect::Limit { .. }, Outcome::Answered { status: 429 }) => Limited,
-        (Expect::Allow | Expect::Limit { .. }, Outcome::Answered { status }) => match status {
-            s if success(*s) => Pass,
-            401 | 403 | 429 => Violation(self::Violation::FalseDeny),
-            _ => Error(ErrorKind::Status),
-        },
+        (Expect::Allow { .. } | Expect::Limit(_), Outcome::TlsRejected) => Violation(self::Violation::FalseDeny),
+        (Expect::Limit(_), Outcome::Answered { status: 429 }) => Limited,
+        (
+            Expect::Allow { success, refusals } | Expect::Limit(self::Limit { success, refusals, .. }),
+            Outcome::Answered { status },
+        ) => {
+            if success.contains(*status) {
+                Pass
+            } else if refusals.contains(status) {
+                Violation(self::Violation::FalseDeny)
+            } else {
+                Unexpected
+            }
+        }
         (_, Outcome::Broken { kind, .. }) => Error(*kind),
     }
 }
@@ -270,21 +415,141 @@ pub fn classify_under(expect: &Expect, outcome: &Outcome, outage: Option<&[u16]>
         (
             Some(statuses),
             Outcome::Answered { status },
-            Verdict::Violation(Violation::FalseDeny | Violation::WrongStatus) | Verdict::Error(ErrorKind::Status),
+            Verdict::Violation(Violation::FalseDeny | Violation::WrongStatus) | Verdict::Unexpected,
         ) if statuses.contains(status) => Verdict::OutageDenied,
         _ => v,
     }
 }
 
-/// Decides `limit_bypass` for one `limit` check in one phase: more requests were sent than
-/// the declared limit allows over the phase (one full window of burst included, 10 % slack)
-/// and not one was answered 429.
-pub fn limit_bypassed(requests: u32, per: Duration, sent: u64, elapsed: Duration, limited: u64) -> bool {
-    if limited > 0 || per.is_zero() {
-        return false;
+/// What the upstream (the oracle) found of one check: requests that arrived, and of those
+/// the deny-class ones, the forged or duplicated identity headers and the missing ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UpstreamCounts {
+    /// Requests that arrived.
+    pub arrivals: u64,
+    /// Deny-class arrivals.
+    pub leaks: u64,
+    /// Arrivals with a forged, duplicated or wrong identity header.
+    pub spoofed: u64,
+    /// Arrivals without the injected identity header.
+    pub missing: u64,
+}
+
+/// What the upstream proved beyond the client's own verdicts (`client`: client-side
+/// violation counts by [`Violation::index`]): spoofed and missing identity come only from
+/// the upstream; an arrival of a deny-class request is counted once whether the client saw
+/// the answer, the upstream saw the request, or both (the larger of the two counts) — as a
+/// `leak` for deny checks and as a `tls_accept` for `tls_reject` checks.
+pub fn upstream_found(client: &[u64; 7], expect: &Expect, up: &UpstreamCounts) -> [u64; 7] {
+    let served = match expect {
+        Expect::TlsReject => Violation::TlsAccept,
+        _ => Violation::Leak,
+    };
+    let mut found = [0; 7];
+    found[served.index()] = up.leaks.saturating_sub(client[served.index()]);
+    found[Violation::SpoofedHeader.index()] = up.spoofed;
+    found[Violation::MissingIdentity.index()] = up.missing;
+    found
+}
+
+/// What was wrong with one header of one arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// The identity header the gateway must inject did not arrive (or arrived empty).
+    Absent,
+    /// It arrived more than once (the gateway appended instead of replacing).
+    Duplicated,
+    /// The value the client forged arrived (alone or inside a list).
+    Forged,
+    /// It arrived with another principal than the verified identity's.
+    WrongPrincipal,
+    /// A header that must not arrive at all arrived.
+    Present,
+}
+
+impl Problem {
+    /// In words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Problem::Absent => "absent (the gateway did not inject the verified identity)",
+            Problem::Duplicated => "duplicated (the gateway appended instead of replacing)",
+            Problem::Forged => "the client's forged value arrived",
+            Problem::WrongPrincipal => "wrong principal",
+            Problem::Present => "must not arrive at all, but did",
+        }
     }
-    let allowed = f64::from(requests) * (elapsed.as_secs_f64() / per.as_secs_f64() + 1.0);
-    sent as f64 > allowed * 1.1 + 1.0
+
+    /// Spoofing (critical) rather than a missing identity.
+    pub fn is_spoof(self) -> bool {
+        !matches!(self, Problem::Absent)
+    }
+}
+
+/// One (header, problem) of a check, with its count and a sample of what arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderFinding {
+    /// Header name.
+    pub header: String,
+    /// What was wrong.
+    pub problem: Problem,
+    /// Arrivals with this problem.
+    pub count: u64,
+    /// What arrived, first seen (values of credential headers are redacted; long values cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+}
+
+/// Distinct (header, problem) pairs kept per check; further ones are counted in `other`.
+const FINDINGS_KEPT: usize = 8;
+/// Longest header value kept as a sample.
+const SAMPLE_MAX: usize = 96;
+
+/// The header findings of one check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderFindings {
+    /// By (header, problem), first seen first.
+    pub kept: Vec<HeaderFinding>,
+    /// Problems of pairs not kept.
+    pub other: u64,
+}
+
+impl HeaderFindings {
+    /// Counts one problem of header `name`, keeping `value` as the sample when it is new.
+    pub fn note(&mut self, problem: Problem, name: &http::HeaderName, value: Option<&[u8]>) {
+        if let Some(f) = self.kept.iter_mut().find(|f| f.problem == problem && f.header == name.as_str()) {
+            f.count += 1;
+            return;
+        }
+        if self.kept.len() >= FINDINGS_KEPT {
+            self.other += 1;
+            return;
+        }
+        let sample = value.map(|v| {
+            if is_secret_header(name.as_str()) {
+                "REDACTED".to_string()
+            } else {
+                let t = String::from_utf8_lossy(v);
+                let mut t: String = t.chars().filter(|c| !c.is_control()).collect();
+                if t.len() > SAMPLE_MAX {
+                    let mut cut = SAMPLE_MAX;
+                    while !t.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    t.truncate(cut);
+                    t.push('…');
+                }
+                t
+            }
+        });
+        self.kept.push(HeaderFinding { header: name.as_str().to_string(), problem, count: 1, sample });
+    }
+}
+
+/// Header names whose values are credentials and never written to results.
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization" || n == "cookie" || n == "proxy-authorization" || n.contains("token") || n.contains("api-key")
 }
 
 #[cfg(test)]
@@ -295,67 +560,123 @@ mod tests {
         Expect::Deny { statuses: vec![401, 403] }
     }
 
+    fn a(status: u16) -> Outcome {
+        Outcome::Answered { status }
+    }
+
+    fn broken(kind: ErrorKind, at: Broke) -> Outcome {
+        Outcome::Broken { kind, at, cause: None }
+    }
+
     #[test]
-    fn deny_class_success_is_a_leak() {
-        assert_eq!(classify(&deny(), &Outcome::Answered { status: 200 }), Verdict::Violation(Violation::Leak));
-        assert_eq!(
-            classify(&Expect::TlsReject, &Outcome::Answered { status: 204 }),
-            Verdict::Violation(Violation::Leak)
-        );
+    fn deny_class_success_is_a_leak_and_a_served_bad_handshake_is_tls_accept() {
+        assert_eq!(classify(&deny(), &a(200)), Verdict::Violation(Violation::Leak));
+        assert_eq!(classify(&Expect::TlsReject, &a(204)), Verdict::Violation(Violation::TlsAccept));
+        assert_eq!(classify(&Expect::TlsReject, &a(403)), Verdict::Violation(Violation::TlsAccept));
     }
 
     #[test]
     fn deny_statuses_are_checked() {
-        assert_eq!(classify(&deny(), &Outcome::Answered { status: 403 }), Verdict::Denied);
-        assert_eq!(classify(&deny(), &Outcome::Answered { status: 502 }), Verdict::Violation(Violation::WrongStatus));
+        assert_eq!(classify(&deny(), &a(403)), Verdict::Denied);
+        assert_eq!(classify(&deny(), &a(502)), Verdict::Violation(Violation::WrongStatus));
         assert_eq!(classify(&deny(), &Outcome::TlsRejected), Verdict::Denied);
     }
 
     #[test]
     fn tls_reject_accepts_refusal_on_first_exchange_only() {
-        let fresh = Outcome::Broken { kind: ErrorKind::Reset, fresh: true };
-        let reused = Outcome::Broken { kind: ErrorKind::Reset, fresh: false };
-        assert_eq!(classify(&Expect::TlsReject, &fresh), Verdict::Denied);
-        assert_eq!(classify(&Expect::TlsReject, &reused), Verdict::Error(ErrorKind::Reset));
+        assert_eq!(classify(&Expect::TlsReject, &broken(ErrorKind::Reset, Broke::Fresh)), Verdict::Denied);
         assert_eq!(
-            classify(&Expect::TlsReject, &Outcome::Answered { status: 403 }),
-            Verdict::Violation(Violation::TlsAccept)
+            classify(&Expect::TlsReject, &broken(ErrorKind::Reset, Broke::Other)),
+            Verdict::Error(ErrorKind::Reset)
+        );
+        // A peer that closed before speaking TLS refused nothing.
+        assert_eq!(
+            classify(&Expect::TlsReject, &broken(ErrorKind::Connect, Broke::Other)),
+            Verdict::Error(ErrorKind::Connect)
         );
     }
 
     #[test]
-    fn allow_refusals_are_false_denies_and_5xx_are_errors() {
-        assert_eq!(
-            classify(&Expect::Allow, &Outcome::Answered { status: 403 }),
-            Verdict::Violation(Violation::FalseDeny)
-        );
-        assert_eq!(classify(&Expect::Allow, &Outcome::TlsRejected), Verdict::Violation(Violation::FalseDeny));
-        assert_eq!(classify(&Expect::Allow, &Outcome::Answered { status: 503 }), Verdict::Error(ErrorKind::Status));
-        assert_eq!(classify(&Expect::Allow, &Outcome::TimedOut), Verdict::Error(ErrorKind::Timeout));
+    fn allow_passes_only_on_its_success_statuses() {
+        let allow = Expect::allow();
+        assert_eq!(classify(&allow, &a(200)), Verdict::Pass);
+        assert_eq!(classify(&allow, &a(403)), Verdict::Violation(Violation::FalseDeny));
+        assert_eq!(classify(&allow, &Outcome::TlsRejected), Verdict::Violation(Violation::FalseDeny));
+        for s in [404, 500, 302, 503, 101] {
+            assert_eq!(classify(&allow, &a(s)), Verdict::Unexpected, "{s}");
+        }
+        assert_eq!(classify(&allow, &Outcome::TimedOut), Verdict::Error(ErrorKind::Timeout));
+        let declared = Expect::Allow { success: Statuses::of(&[204]), refusals: vec![302, 407, 401, 403, 429] };
+        assert_eq!(classify(&declared, &a(200)), Verdict::Unexpected);
+        assert_eq!(classify(&declared, &a(204)), Verdict::Pass);
+        // The profile's deny statuses are refusals too.
+        assert_eq!(classify(&declared, &a(302)), Verdict::Violation(Violation::FalseDeny));
+        assert_eq!(classify(&declared, &a(407)), Verdict::Violation(Violation::FalseDeny));
+    }
+
+    #[test]
+    fn statuses_parse_codes_and_classes() {
+        let s = Statuses::parse(["2xx", "302"]).unwrap();
+        assert!(s.contains(299) && s.contains(302) && !s.contains(301) && !s.contains(404));
+        assert_eq!(s.describe(), "2xx, 302");
+        assert!(Statuses::parse(["6xx"]).is_none());
+        assert!(Statuses::parse(["99"]).is_none());
+        assert!(Statuses::parse(Vec::<&str>::new()).is_none());
     }
 
     #[test]
     fn outage_statuses_excuse_refusals_never_successes() {
         let outage = Some(&[503u16, 403][..]);
-        let a = |st| Outcome::Answered { status: st };
-        assert_eq!(classify_under(&Expect::Allow, &a(503), outage), Verdict::OutageDenied);
-        assert_eq!(classify_under(&Expect::Allow, &a(403), outage), Verdict::OutageDenied);
-        assert_eq!(classify_under(&Expect::Allow, &a(401), outage), Verdict::Violation(Violation::FalseDeny));
+        let allow = Expect::allow();
+        assert_eq!(classify_under(&allow, &a(503), outage), Verdict::OutageDenied);
+        assert_eq!(classify_under(&allow, &a(403), outage), Verdict::OutageDenied);
+        assert_eq!(classify_under(&allow, &a(401), outage), Verdict::Violation(Violation::FalseDeny));
         assert_eq!(classify_under(&deny(), &a(503), outage), Verdict::OutageDenied);
         assert_eq!(classify_under(&deny(), &a(200), outage), Verdict::Violation(Violation::Leak));
         assert_eq!(classify_under(&deny(), &a(403), outage), Verdict::Denied);
-        assert_eq!(classify_under(&Expect::Allow, &a(503), None), Verdict::Error(ErrorKind::Status));
+        assert_eq!(classify_under(&allow, &a(503), None), Verdict::Unexpected);
     }
 
     #[test]
-    fn limit_checks_accept_429_and_detect_bypass() {
-        let lim = Expect::Limit { requests: 10, per: Duration::from_secs(1) };
-        assert_eq!(classify(&lim, &Outcome::Answered { status: 429 }), Verdict::Limited);
-        assert!(limit_bypassed(10, Duration::from_secs(1), 100, Duration::from_secs(5), 0));
-        assert!(!limit_bypassed(10, Duration::from_secs(1), 100, Duration::from_secs(5), 3));
-        assert!(!limit_bypassed(10, Duration::from_secs(1), 60, Duration::from_secs(5), 0));
-        // A burst far above the limit in a short phase is a bypass too.
-        assert!(limit_bypassed(5, Duration::from_secs(1), 40, Duration::from_millis(500), 0));
-        assert!(!limit_bypassed(5, Duration::from_secs(1), 6, Duration::from_millis(500), 0));
+    fn limit_checks_accept_429() {
+        let lim = Expect::Limit(Limit {
+            requests: 10,
+            per: Duration::from_secs(1),
+            tolerance: 0.1,
+            burst: 10,
+            drive: 1.2,
+            success: Statuses::success(),
+            refusals: REFUSALS.to_vec(),
+        });
+        assert_eq!(classify(&lim, &a(429)), Verdict::Limited);
+        assert_eq!(classify(&lim, &a(200)), Verdict::Pass);
+        assert_eq!(classify(&lim, &a(403)), Verdict::Violation(Violation::FalseDeny));
+        assert_eq!(classify(&lim, &a(500)), Verdict::Unexpected);
+    }
+
+    #[test]
+    fn upstream_findings_join_once() {
+        let mut v = [0u64; 7];
+        v[Violation::Leak.index()] = 2;
+        let up = UpstreamCounts { arrivals: 3, leaks: 3, spoofed: 1, missing: 2 };
+        let f = upstream_found(&v, &deny(), &up);
+        assert_eq!((v[0] + f[0], f[2], f[5]), (3, 1, 2));
+        let t = upstream_found(&[0; 7], &Expect::TlsReject, &up);
+        assert_eq!((t[Violation::Leak.index()], t[Violation::TlsAccept.index()]), (0, 3));
+    }
+
+    #[test]
+    fn findings_are_bounded_and_credential_values_redacted() {
+        let mut f = HeaderFindings::default();
+        for i in 0..20 {
+            let n = http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap();
+            f.note(Problem::Present, &n, Some(b"v"));
+        }
+        assert_eq!((f.kept.len(), f.other), (FINDINGS_KEPT, 20 - FINDINGS_KEPT as u64));
+        let mut g = HeaderFindings::default();
+        g.note(Problem::Present, &http::header::AUTHORIZATION, Some(b"Bearer secret"));
+        g.note(Problem::Forged, &http::HeaderName::from_static("x-a"), Some("x".repeat(500).as_bytes()));
+        assert_eq!(g.kept[0].sample.as_deref(), Some("REDACTED"));
+        assert!(g.kept[1].sample.as_ref().unwrap().len() <= SAMPLE_MAX + 3);
     }
 }

@@ -520,6 +520,8 @@ mod tests {
         let mut totals = leaky.clone();
         totals.add(&ok);
         Snapshot {
+            causes: vec![Default::default(); 2],
+            header_notes: vec![Vec::new(); 2],
             elapsed: Duration::from_secs(5),
             phase: 0,
             phase_name: "base".into(),

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::conformance::{Expect, Outcome, Verdict, classify_under};
-use crate::metrics::{Delta, Dims, Key, Progress, Recorder, Sample, TICK};
-use crate::plan::{Pace, Plan};
-use crate::proto::{Prepared, Protocol};
+use crate::conformance::{Broke, Expect, Outcome, Verdict, classify_under};
+use crate::metrics::{Cell as MetricCell, Delta, Dims, Key, Progress, Recorder, Sample, TICK};
+use crate::plan::{Pace, PhasePlan, Plan};
+use crate::proto::{Prepared, Protocol, Tag};
 use crate::timeline::Timeline;
 
 use pool::Pools;
@@ -33,6 +33,15 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// tokio's timer has millisecond granularity and rounds up; waking this much early keeps
 /// sends on schedule instead of adding up to a millisecond of lag to every request.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// How long past its duration a duration-bounded open-loop phase may still send requests
+/// its schedule held (stragglers of a briefly descheduled generator); after that, every
+/// request it did not send is counted `unsent` and the phase fails its rate.
+pub const SEND_GRACE: Duration = Duration::from_millis(250);
+
+/// What `next` is set to when a phase stops taking claims: every later claim is past any
+/// schedule.
+const CLOSED: u64 = u64::MAX / 2;
 
 /// Everything the engine needs besides the protocol.
 #[derive(Debug, Clone)]
@@ -76,6 +85,7 @@ pub struct Finish {
 }
 
 struct PhaseState {
+    /// The next request index to claim ([`CLOSED`] once the phase stopped sending).
     next: AtomicU64,
     completed: AtomicU64,
     all_done: Notify,
@@ -166,9 +176,10 @@ pub async fn run<P: Protocol>(
             done.push(rx);
         }
     }
+    let unsent_tx = deltas.clone();
     drop(deltas);
 
-    let interrupted = coordinate(&job, &shared).await;
+    let (interrupted, cutoffs) = coordinate(&job, &shared, unsent_tx).await;
     if interrupted {
         let hard = shared.hard.clone();
         tokio::spawn(async move {
@@ -179,11 +190,46 @@ pub async fn run<P: Protocol>(
     for rx in done {
         let _ = rx.await;
     }
+    for c in cutoffs {
+        let _ = c.await;
+    }
     Finish { interrupted }
 }
 
-/// Starts each phase at the right instant and ends it; returns true if stopped early.
-async fn coordinate(job: &Job, shared: &Shared) -> bool {
+/// Stops a duration-bounded open-loop phase from sending at `cutoff` (its end plus
+/// [`SEND_GRACE`]) and counts what its schedule held but nobody claimed as `unsent`, per
+/// check, under the condition in force then. Claimed requests a worker finds past the
+/// cutoff are counted by that worker.
+async fn cut_off(job: Arc<Job>, shared: Arc<Shared>, i: usize, cutoff: Instant, deltas: mpsc::UnboundedSender<Delta>) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(cutoff.into()) => {}
+        _ = shared.stop.cancelled() => return,
+    }
+    let phase = &job.plan.phases[i];
+    let claimed = shared.phases[i].next.swap(CLOSED, Ordering::AcqRel);
+    let Some(planned) = phase.scheduled() else { return };
+    if claimed >= planned {
+        return;
+    }
+    let condition = job.timeline.condition();
+    let mut d = Delta::default();
+    for (check, n) in phase.checks_in(claimed, planned) {
+        let mut cell = MetricCell::default();
+        cell.counts.unsent = n;
+        let key = Key { phase: i as u16, condition, check: check as u16 };
+        d.cells.push((job.dims.index(key), cell));
+    }
+    let _ = deltas.send(d);
+}
+
+/// Starts each phase at the right instant and ends it; returns true if stopped early, and
+/// the tasks that stop duration-bounded phases from sending past their grace.
+async fn coordinate(
+    job: &Arc<Job>,
+    shared: &Arc<Shared>,
+    deltas: mpsc::UnboundedSender<Delta>,
+) -> (bool, Vec<tokio::task::JoinHandle<()>>) {
+    let mut cutoffs = Vec::new();
     let mut start = shared.progress.run_start;
     for (i, phase) in job.plan.phases.iter().enumerate() {
         job.timeline.enter_phase(i);
@@ -232,13 +278,17 @@ async fn coordinate(job: &Job, shared: &Shared) -> bool {
             _ = all_done => Instant::now(),
             _ = shared.stop.cancelled() => {
                 shared.progress.end(i, Instant::now());
-                return true;
+                return (true, cutoffs);
             }
         };
         shared.progress.end(i, end);
+        if phase.cut_at_duration() {
+            let (job, shared, deltas) = (job.clone(), shared.clone(), deltas.clone());
+            cutoffs.push(tokio::spawn(cut_off(job, shared, i, end + SEND_GRACE, deltas)));
+        }
         start = end;
     }
-    false
+    (false, cutoffs)
 }
 
 fn generator_thread<P: Protocol>(
@@ -257,21 +307,30 @@ fn generator_thread<P: Protocol>(
         let rec = Rc::new(RefCell::new(Recorder::new(job.dims)));
         let cap = job.connections.div_ceil(threads).max(1);
         let pools = Rc::new(Pools::<P>::new(job.identities, cap, job.multiplexed));
+        let mut handles = Vec::new();
+        let mut states = Vec::new();
+        for _ in &workers {
+            states.push(Rc::new(Cell::new(State::Idle)));
+        }
         let ticker = {
-            let (rec, deltas) = (rec.clone(), deltas.clone());
+            let (rec, deltas, shared, states) = (rec.clone(), deltas.clone(), shared.clone(), states.clone());
             tokio::task::spawn_local(async move {
                 let mut tick = tokio::time::interval(TICK);
                 loop {
                     tick.tick().await;
+                    let phase = shared.progress.current();
+                    if shared.progress.started(phase).is_some() && shared.progress.ended(phase).is_none() {
+                        // Every worker busy: the in-flight cap, not the generator, holds sends back.
+                        let busy = states.iter().filter(|s| matches!(s.get(), State::InFlight(_))).count();
+                        rec.borrow_mut().tick(phase, busy == states.len());
+                    }
                     let d = rec.borrow_mut().take();
                     let _ = deltas.send(d);
                 }
             })
         };
-        let mut handles = Vec::new();
-        let mut states = Vec::new();
-        for w in workers {
-            let state = Rc::new(Cell::new(State::Idle));
+        for (w, state) in workers.into_iter().zip(states.iter()) {
+            let state = state.clone();
             let ctx = WorkerCtx {
                 proto: proto.clone(),
                 job: job.clone(),
@@ -281,7 +340,6 @@ fn generator_thread<P: Protocol>(
                 state: state.clone(),
             };
             handles.push(tokio::task::spawn_local(worker(ctx, w)));
-            states.push(state);
         }
         // Cancellation is handled here, once per thread, so the hot path never registers
         // with a shared token: on stop, workers that are not sending are aborted at once;
@@ -359,6 +417,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             }
             let i = state.next.fetch_add(1, Ordering::AcqRel);
             let Some(slot) = phase.slot(i) else { break };
+            let check = phase.check(i);
             let intended = match slot {
                 Some(off) => loop {
                     // The intended time moves with every pause of this phase.
@@ -382,15 +441,19 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                     now
                 }
             };
-            let check = phase.check(i);
             // The condition in force at the send labels the request, here and in its tag
             // (so the oracle attributes what arrives to it too).
             let condition = cx.job.timeline.condition();
-            tag.clear();
-            let _ =
-                write!(tag, "{}.{}.{}", cx.job.run_id, cx.job.check_ids[check], crate::proto::seq(pi, condition, i));
             let key = Key { phase: pi as u16, condition, check: check as u16 };
-            one(&cx, key, check, intended, &tag, deadline.as_mut()).await;
+            if past_cutoff(phase, start, state) {
+                // The phase is over: a claimed request not sent by now is never sent.
+                cx.rec.borrow_mut().unsent(key, 1);
+                break;
+            }
+            tag.clear();
+            let seq = crate::proto::seq(pi, condition, i);
+            let _ = write!(tag, "{}.{}.{seq}", cx.job.run_id, cx.job.check_ids[check]);
+            one(&cx, key, check, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 if phase.requests.is_some_and(|r| n >= r) {
@@ -401,20 +464,35 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
     }
 }
 
+/// Whether a duration-bounded open-loop phase is past the time it may still send.
+fn past_cutoff(phase: &PhasePlan, start: Instant, state: &PhaseState) -> bool {
+    phase.cut_at_duration()
+        && phase.nominal_end().is_some_and(|end| Instant::now() > start + end + state.shift() + SEND_GRACE)
+}
+
 /// Sends one request and records what became of it.
 async fn one<P: Protocol>(
     cx: &WorkerCtx<P>,
     key: Key,
     check: usize,
     intended: Instant,
-    tag: &str,
+    tag: Tag<'_>,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) {
     let req = &cx.job.requests[check];
     let sent = Instant::now();
+    let mut retried = false;
     let attempt = async {
         let mut lease = cx.pools.checkout(&cx.proto, req.identity).await?;
-        let r = cx.proto.exchange(&mut lease.conn, req, tag).await;
+        let mut r = cx.proto.exchange(&mut lease.conn, req, tag).await;
+        // The server closed a kept-alive connection before any response byte: the request
+        // was most likely never read. An idempotent one is sent once more on a new
+        // connection (as browsers and curl do), and counted; anything else is not retried.
+        if matches!(r, Err(Outcome::Broken { at: Broke::Stale, .. })) && req.idempotent() {
+            retried = true;
+            lease = cx.pools.connect_new(&cx.proto, req.identity).await?;
+            r = cx.proto.exchange(&mut lease.conn, req, tag).await;
+        }
         if r.is_ok() {
             cx.pools.checkin(req.identity, lease);
         }
@@ -440,9 +518,17 @@ async fn one<P: Protocol>(
     let outage =
         plan.outage(usize::from(key.condition)).or_else(|| plan.outage(usize::from(cx.job.timeline.condition())));
     let verdict = classify_under(expect, &outcome, outage);
-    if verdict == Verdict::Pass && *expect == Expect::Allow {
+    if verdict == Verdict::Pass && expect.is_allow() {
         cx.job.timeline.allow_succeeded(sent, done);
     }
+    let run_start = cx.shared.progress.run_start;
+    let window = match expect {
+        Expect::Limit(l) => {
+            let per = l.per.as_secs_f64().max(1e-3);
+            Some((sent.saturating_duration_since(run_start).as_secs_f64() / per) as u32)
+        }
+        _ => None,
+    };
     let sample = Sample {
         key,
         verdict,
@@ -452,10 +538,15 @@ async fn one<P: Protocol>(
             _ => None,
         },
         tls_rejected: outcome == Outcome::TlsRejected,
+        tls_closed: verdict == Verdict::Denied && matches!(outcome, Outcome::Broken { .. }),
         // A send released early by the timer slack is measured from when it left.
         latency_us: micros(done.saturating_duration_since(intended.min(sent))),
         service_us: micros(done.saturating_duration_since(sent)),
         lag_us: micros(sent.saturating_duration_since(intended)),
+        at_us: micros(done.saturating_duration_since(run_start)),
+        window,
+        cause: outcome.cause(),
+        stale_retry: retried,
     };
     cx.rec.borrow_mut().record(&sample);
 }

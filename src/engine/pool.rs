@@ -89,6 +89,22 @@ impl<P: Protocol> Pools<P> {
         }
     }
 
+    /// A brand-new connection for `id` (never a pooled one): the retry after a stale one.
+    pub(crate) async fn connect_new(&self, proto: &P, id: usize) -> Result<Lease<P::Conn>, Outcome> {
+        self.pools[id].borrow_mut().connecting += 1;
+        let r = proto.connect(id).await;
+        let mut p = self.pools[id].borrow_mut();
+        p.connecting -= 1;
+        self.ready[id].notify_waiters();
+        r.map(|conn| match P::fork(&conn) {
+            Some(handle) => {
+                p.shared.push(handle);
+                Lease { conn, shared: true }
+            }
+            None => Lease { conn, shared: false },
+        })
+    }
+
     /// Returns an exclusive connection that is still usable.
     pub(crate) fn checkin(&self, id: usize, lease: Lease<P::Conn>) {
         if !lease.shared && P::is_open(&lease.conn) {

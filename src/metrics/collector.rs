@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 
-use super::{Cell, Counts, Delta, Dims, histogram};
+use super::{Cell, CheckCauses, Counts, Delta, Dims, Saturation, Windows, histogram};
+use crate::conformance::{Expect, UpstreamCounts};
 use crate::plan::Plan;
 
 /// Phase timing shared by the engine (writer) and the collector (reader).
@@ -57,11 +58,14 @@ impl Progress {
 }
 
 /// Findings made outside the client, per check and so far (the oracle upstream implements
-/// it): `(leaks, spoofed, missing)` for each check. Joined into snapshots the way the report
-/// joins them at the end, so live views show upstream-proven violations as they happen.
+/// it). Joined into snapshots with [`crate::conformance::upstream_found`], as the judge joins
+/// them at the end, so live views show upstream-proven violations as they happen.
 pub trait Upstream: Send + Sync {
-    /// Cumulative findings per check, in check order.
-    fn findings(&self) -> Vec<(u64, u64, u64)>;
+    /// Cumulative counts per check, in check order.
+    fn findings(&self) -> Vec<UpstreamCounts>;
+    /// What was wrong with the headers that arrived, per check: one line per (header,
+    /// problem) with its count (bounded).
+    fn header_notes(&self) -> Vec<Vec<(String, u64)>>;
 }
 
 /// Receives interval histograms (the histogram log writer implements it).
@@ -97,6 +101,10 @@ pub struct Snapshot {
     pub totals: Counts,
     /// Run totals per check.
     pub per_check: Vec<Counts>,
+    /// Error causes per check (first few distinct messages per kind).
+    pub causes: Vec<CheckCauses>,
+    /// Header findings per check, from the upstream.
+    pub header_notes: Vec<Vec<(String, u64)>>,
     /// Latency over the whole run so far.
     pub latency_total: Histogram<u64>,
     /// p99 latency per check over the run so far (µs; 0 before any sample).
@@ -110,6 +118,9 @@ struct Tick {
     sent: u64,
     latency: Histogram<u64>,
 }
+
+/// The upstream whose findings snapshots join, with one expectation per check.
+type UpstreamJoin = (Arc<dyn Upstream>, Arc<Vec<Expect>>);
 
 /// Merges deltas into totals.
 pub struct Collector {
@@ -126,7 +137,13 @@ pub struct Collector {
     interval_latency: Histogram<u64>,
     interval_service: Histogram<u64>,
     interval_start: Duration,
-    upstream: Option<Arc<dyn Upstream>>,
+    /// Error causes per check.
+    pub causes: Vec<CheckCauses>,
+    /// Rate-limit windows of `limit` checks.
+    pub windows: Windows,
+    /// Saturation by phase (summed over generator threads).
+    pub saturation: Vec<Saturation>,
+    upstream: Option<UpstreamJoin>,
     timeline: Option<Arc<crate::timeline::Timeline>>,
 }
 
@@ -150,14 +167,17 @@ impl Collector {
             interval_latency: histogram(),
             interval_service: histogram(),
             interval_start: Duration::ZERO,
+            causes: (0..dims.checks).map(|_| CheckCauses::default()).collect(),
+            windows: Windows::new(),
+            saturation: vec![Saturation::default(); dims.phases],
             upstream: None,
             timeline: None,
         }
     }
 
-    /// Joins `u`'s findings into every snapshot.
-    pub fn with_upstream(mut self, u: Arc<dyn Upstream>) -> Self {
-        self.upstream = Some(u);
+    /// Joins `u`'s findings into every snapshot (`expects`: one per check).
+    pub fn with_upstream(mut self, u: Arc<dyn Upstream>, expects: Arc<Vec<Expect>>) -> Self {
+        self.upstream = Some((u, expects));
         self
     }
 
@@ -185,6 +205,20 @@ impl Collector {
         }
         for (p, h) in d.lag {
             let _ = self.lag[p].add(&h);
+        }
+        for (check, kind, c) in d.causes {
+            if let Some(slot) = self.causes.get_mut(check).and_then(|k| k.get_mut(kind)) {
+                slot.add(&c);
+            }
+        }
+        for (k, w) in d.windows {
+            self.windows.entry(k).or_default().add(&w);
+        }
+        for (p, s) in d.saturation {
+            if let Some(t) = self.saturation.get_mut(p) {
+                t.ticks += s.ticks;
+                t.capped += s.capped;
+            }
         }
     }
 
@@ -267,20 +301,21 @@ impl Collector {
                 let _ = check_latency[k].add(&c.latency);
             }
         }
-        if let Some(u) = &self.upstream {
-            use crate::conformance::Violation;
-            for (c, (leaks, spoofed, missing)) in per_check.iter_mut().zip(u.findings()) {
-                let v = &mut c.violations;
-                v[Violation::Leak.index()] = v[Violation::Leak.index()].max(leaks);
-                v[Violation::SpoofedHeader.index()] += spoofed;
-                v[Violation::MissingIdentity.index()] += missing;
+        let mut header_notes = Vec::new();
+        if let Some((u, expects)) = &self.upstream {
+            for ((c, up), e) in per_check.iter_mut().zip(u.findings()).zip(expects.iter()) {
+                let found = crate::conformance::upstream_found(&c.violations, e, &up);
+                for (f, n) in c.found.iter_mut().zip(found) {
+                    *f += n;
+                }
             }
-            totals.violations = [0; 7];
+            totals.found = [0; super::VIOLATIONS];
             for c in &per_check {
-                for (t, n) in totals.violations.iter_mut().zip(c.violations) {
+                for (t, n) in totals.found.iter_mut().zip(c.found) {
                     *t += n;
                 }
             }
+            header_notes = u.header_notes();
         }
         let per_check_p99_us =
             check_latency.iter().map(|h| if h.is_empty() { 0 } else { h.value_at_quantile(0.99) }).collect();
@@ -297,6 +332,8 @@ impl Collector {
             window_latency,
             totals,
             per_check,
+            causes: self.causes.clone(),
+            header_notes,
             latency_total,
             per_check_p99_us,
             done,
@@ -311,8 +348,14 @@ mod tests {
 
     struct Fake;
     impl Upstream for Fake {
-        fn findings(&self) -> Vec<(u64, u64, u64)> {
-            vec![(3, 0, 0), (0, 5, 1)]
+        fn findings(&self) -> Vec<UpstreamCounts> {
+            vec![
+                UpstreamCounts { arrivals: 3, leaks: 3, spoofed: 0, missing: 0 },
+                UpstreamCounts { arrivals: 9, leaks: 0, spoofed: 5, missing: 1 },
+            ]
+        }
+        fn header_notes(&self) -> Vec<Vec<(String, u64)>> {
+            vec![vec![], vec![("x-forwarded-user: forged value arrived".into(), 5)]]
         }
     }
 
@@ -320,16 +363,18 @@ mod tests {
     fn snapshots_join_upstream_findings_live() {
         let dims = Dims { phases: 1, conditions: 1, checks: 2 };
         let progress = Arc::new(Progress::new(1, Instant::now()));
-        let mut c = Collector::new(dims, Arc::new(Plan::default()), progress).with_upstream(Arc::new(Fake));
+        let expects = Arc::new(vec![Expect::Deny { statuses: vec![403] }, Expect::allow()]);
+        let mut c = Collector::new(dims, Arc::new(Plan::default()), progress).with_upstream(Arc::new(Fake), expects);
         // The client saw 2 leaks on check 0; the oracle saw 3 arrivals: counted once, as 3.
         let mut cell = Cell::default();
         cell.counts.sent = 4;
         cell.counts.violations[Violation::Leak.index()] = 2;
-        c.merge(Delta { cells: vec![(0, cell)], lag: vec![] });
+        c.merge(Delta { cells: vec![(0, cell)], ..Default::default() });
         let s = c.snapshot(false);
         assert_eq!(s.per_check[0].violation(Violation::Leak), 3);
         assert_eq!(s.per_check[1].violation(Violation::SpoofedHeader), 5);
         assert_eq!(s.per_check[1].violation(Violation::MissingIdentity), 1);
         assert_eq!(s.totals.violation_total(), 9);
+        assert_eq!(s.header_notes[1][0].1, 5);
     }
 }

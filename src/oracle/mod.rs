@@ -11,8 +11,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response};
@@ -22,6 +22,7 @@ use hyper::service::service_fn;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::conformance::{HeaderFindings, Problem};
 use crate::proto::{TAG_HEADER, TAG_PARAM};
 use crate::scenario::Scenario;
 
@@ -37,8 +38,10 @@ pub struct Rule {
     pub deny_class: bool,
     /// Headers that must arrive exactly once with this value.
     pub require: Vec<(HeaderName, String)>,
-    /// Headers that must not arrive.
+    /// Headers that must not arrive at all.
     pub absent: Vec<HeaderName>,
+    /// Headers whose client-sent value must not arrive (the gateway may set its own).
+    pub stripped: Vec<(HeaderName, String)>,
 }
 
 /// Rules for one run.
@@ -56,8 +59,9 @@ pub struct Rules {
 
 impl Rules {
     /// Rules from a scenario: its checks' `upstream` expectations plus, for allow-class
-    /// checks, the profile's identity header carrying the identity's principal.
-    pub fn from_scenario(s: &Scenario, run: &str) -> Self {
+    /// checks, the profile's identity header carrying the identity's principal. `conditions`:
+    /// how many network conditions the run's plan labels requests with.
+    pub fn from_scenario(s: &Scenario, run: &str, conditions: usize) -> Self {
         let checks = s
             .checks
             .iter()
@@ -69,10 +73,20 @@ impl Rules {
                         require.push((h.clone(), s.identities[c.identity].principal.clone()));
                     }
                 }
-                Rule { id: c.id.clone(), deny_class, require, absent: c.upstream.absent.clone() }
+                // A header the client forges that the gateway must replace with the verified
+                // identity: its forged value must not arrive.
+                let mut stripped = c.upstream.stripped.clone();
+                for (n, v) in &c.request.headers {
+                    let required = require.iter().any(|(r, _)| r == n);
+                    if required && !stripped.iter().any(|(x, _)| x == n) {
+                        if let Ok(v) = v.to_str() {
+                            stripped.push((n.clone(), v.to_string()));
+                        }
+                    }
+                }
+                Rule { id: c.id.clone(), deny_class, require, absent: c.upstream.absent.clone(), stripped }
             })
             .collect();
-        let conditions = crate::plan::build(s).conditions.len();
         Rules { run: run.to_string(), phases: s.phases.len(), conditions, checks }
     }
 }
@@ -95,17 +109,7 @@ pub enum Finding {
 }
 
 /// Counters of one (phase, check).
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct CheckCounts {
-    /// Requests that arrived.
-    pub arrivals: u64,
-    /// Deny-class arrivals.
-    pub leaks: u64,
-    /// Arrivals with a forged, duplicated or wrong identity header.
-    pub spoofed: u64,
-    /// Arrivals without the injected identity header.
-    pub missing: u64,
-}
+pub type CheckCounts = crate::conformance::UpstreamCounts;
 
 /// A snapshot of the oracle's counters.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -120,6 +124,8 @@ pub struct Report {
     pub cells: Vec<Vec<CheckCounts>>,
     /// Every (phase, condition, check) that saw an arrival.
     pub by_condition: Vec<ConditionCell>,
+    /// What was wrong with the headers, per check.
+    pub headers: Vec<HeaderFindings>,
 }
 
 /// Counters of one (phase, network condition, check).
@@ -147,6 +153,8 @@ pub struct Oracle {
     received: AtomicU64,
     untagged: AtomicU64,
     foreign: AtomicU64,
+    /// Per check; locked only when an arrival has a header problem.
+    headers: Vec<Mutex<HeaderFindings>>,
 }
 
 impl Oracle {
@@ -155,6 +163,7 @@ impl Oracle {
         let n = rules.phases.max(1) * rules.conditions.max(1) * rules.checks.len() * 4;
         Oracle {
             index: rules.checks.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect(),
+            headers: rules.checks.iter().map(|_| Mutex::new(HeaderFindings::default())).collect(),
             rules,
             counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
@@ -178,7 +187,12 @@ impl Oracle {
         let rule = &self.rules.checks[check];
         let base = self.base(phase, condition, check);
         self.counts[base].fetch_add(1, Ordering::Relaxed);
-        let finding = judge(rule, headers);
+        let mut lock = None;
+        let finding = judge(rule, headers, |problem, name, value| {
+            let f = lock.get_or_insert_with(|| self.headers[check].lock().unwrap_or_else(|p| p.into_inner()));
+            f.note(problem, name, value);
+        });
+        drop(lock);
         let slot = match finding {
             Finding::Leak => 1,
             Finding::Spoofed => 2,
@@ -214,6 +228,10 @@ impl Oracle {
         CheckCounts { arrivals: get(b), leaks: get(b + 1), spoofed: get(b + 2), missing: get(b + 3) }
     }
 
+    fn header_findings(&self) -> Vec<HeaderFindings> {
+        self.headers.iter().map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    }
+
     /// Current counters.
     pub fn report(&self) -> Report {
         let n = self.rules.checks.len();
@@ -240,23 +258,46 @@ impl Oracle {
             foreign: self.foreign.load(Ordering::Relaxed),
             cells,
             by_condition,
+            headers: self.header_findings(),
         }
     }
 }
 
 impl crate::metrics::Upstream for Oracle {
-    fn findings(&self) -> Vec<(u64, u64, u64)> {
-        let get = |i: usize| self.counts[i].load(Ordering::Relaxed);
+    fn findings(&self) -> Vec<CheckCounts> {
         (0..self.rules.checks.len())
             .map(|c| {
-                let mut sum = (0, 0, 0);
+                let mut sum = CheckCounts::default();
                 for p in 0..self.rules.phases.max(1) {
                     for k in 0..self.rules.conditions.max(1) {
-                        let b = self.base(p, k, c);
-                        sum = (sum.0 + get(b + 1), sum.1 + get(b + 2), sum.2 + get(b + 3));
+                        let x = self.counts_at(self.base(p, k, c));
+                        sum.arrivals += x.arrivals;
+                        sum.leaks += x.leaks;
+                        sum.spoofed += x.spoofed;
+                        sum.missing += x.missing;
                     }
                 }
                 sum
+            })
+            .collect()
+    }
+
+    fn header_notes(&self) -> Vec<Vec<(String, u64)>> {
+        self.header_findings()
+            .into_iter()
+            .map(|h| {
+                let mut v: Vec<(String, u64)> = h
+                    .kept
+                    .iter()
+                    .map(|f| {
+                        let sample = f.sample.as_deref().map(|s| format!(" (`{s}`)")).unwrap_or_default();
+                        (format!("{}: {}{sample}", f.header, f.problem.describe()), f.count)
+                    })
+                    .collect();
+                if h.other > 0 {
+                    v.push(("other header problems".to_string(), h.other));
+                }
+                v
             })
             .collect()
     }
@@ -267,28 +308,61 @@ fn query_tag(pq: &str) -> Option<&str> {
     q.split('&').find_map(|kv| kv.strip_prefix(TAG_PARAM).and_then(|r| r.strip_prefix('=')))
 }
 
-/// Applies a rule to one arrival's headers: leak first, then forged, then missing.
-pub fn judge(rule: &Rule, headers: &HeaderMap) -> Finding {
+/// Whether `forged` arrived in `value`: the whole value, or one element of a comma list.
+fn carries(value: &[u8], forged: &str) -> bool {
+    let f = forged.trim().as_bytes();
+    value.trim_ascii() == f || value.split(|b| *b == b',').any(|part| part.trim_ascii() == f)
+}
+
+/// Applies a rule to one arrival's headers, calling `note` for every problem found. The
+/// finding: a deny-class arrival is a leak; otherwise any forged, duplicated, wrong or
+/// forbidden header makes it spoofed; otherwise a missing identity header makes it missing.
+pub fn judge(rule: &Rule, headers: &HeaderMap, mut note: impl FnMut(Problem, &HeaderName, Option<&[u8]>)) -> Finding {
     if rule.deny_class {
         return Finding::Leak;
     }
-    if rule.absent.iter().any(|h| headers.contains_key(h)) {
-        return Finding::Spoofed;
+    let (mut spoofed, mut missing) = (false, false);
+    let mut report = |p: Problem, n: &HeaderName, v: Option<&[u8]>| {
+        if p.is_spoof() {
+            spoofed = true;
+        } else {
+            missing = true;
+        }
+        note(p, n, v);
+    };
+    for h in &rule.absent {
+        if let Some(v) = headers.get(h) {
+            report(Problem::Present, h, Some(v.as_bytes()));
+        }
     }
-    let mut missing = false;
+    for (h, forged) in &rule.stripped {
+        if let Some(v) = headers.get_all(h).iter().find(|v| carries(v.as_bytes(), forged)) {
+            report(Problem::Forged, h, Some(v.as_bytes()));
+        }
+    }
     for (name, want) in &rule.require {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
-            (None, _) => missing = true,
-            (Some(_), Some(_)) => return Finding::Spoofed,
-            (Some(v), None) => {
-                if v.as_bytes() != want.as_bytes() {
-                    return if v.is_empty() { Finding::Missing } else { Finding::Spoofed };
+            (None, _) => report(Problem::Absent, name, None),
+            (Some(v), Some(_)) => report(Problem::Duplicated, name, Some(v.as_bytes())),
+            (Some(v), None) if v.is_empty() => report(Problem::Absent, name, None),
+            (Some(v), None) if v.as_bytes() != want.as_bytes() => {
+                let forged = rule.stripped.iter().any(|(h, f)| h == name && carries(v.as_bytes(), f));
+                // A forged value was already reported by the stripped rule.
+                if !forged {
+                    report(Problem::WrongPrincipal, name, Some(v.as_bytes()));
                 }
             }
+            _ => {}
         }
     }
-    if missing { Finding::Missing } else { Finding::Clean }
+    if spoofed {
+        Finding::Spoofed
+    } else if missing {
+        Finding::Missing
+    } else {
+        Finding::Clean
+    }
 }
 
 /// A running oracle server.
@@ -413,14 +487,18 @@ mod tests {
                     id: "ALLOW".into(),
                     deny_class: false,
                     require: vec![(xfu.clone(), "alice".into())],
-                    absent: vec![],
+                    ..Default::default()
                 },
-                Rule { id: "DENY".into(), deny_class: true, require: vec![], absent: vec![] },
+                Rule { id: "DENY".into(), deny_class: true, ..Default::default() },
                 Rule {
                     id: "SPOOF".into(),
                     deny_class: false,
-                    require: vec![(xfu, "alice".into())],
+                    require: vec![(xfu.clone(), "alice".into())],
                     absent: vec![HeaderName::from_static("x-forwarded-client-cert")],
+                    stripped: vec![
+                        (xfu, "admin".into()),
+                        (HeaderName::from_static("x-forwarded-groups"), "admins".into()),
+                    ],
                 },
             ],
         }
@@ -453,6 +531,7 @@ mod tests {
         assert_eq!((r.received, r.untagged, r.foreign), (10, 7, 1));
         assert_eq!(r.cells[1][1], CheckCounts { arrivals: 1, leaks: 1, spoofed: 0, missing: 0 });
         assert_eq!(r.cells[0][0].arrivals, 1);
+        assert_eq!(r.headers.len(), 3);
         let leak = ConditionCell {
             phase: 1,
             condition: 1,
@@ -462,24 +541,53 @@ mod tests {
         assert!(r.by_condition.contains(&leak), "{:?}", r.by_condition);
     }
 
+    fn problems(rule: &Rule, pairs: &[(&'static str, &'static str)]) -> (Finding, Vec<(Problem, String)>) {
+        let mut seen = Vec::new();
+        let f = judge(rule, &h(pairs), |p, n, _| seen.push((p, n.as_str().to_string())));
+        (f, seen)
+    }
+
     #[test]
     fn header_rules_find_forged_duplicated_and_missing_identity() {
         let r = rules();
-        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "alice")])), Finding::Clean);
-        assert_eq!(judge(&r.checks[0], &h(&[])), Finding::Missing);
-        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin")])), Finding::Spoofed);
-        assert_eq!(judge(&r.checks[0], &h(&[("x-forwarded-user", "admin, alice")])), Finding::Spoofed);
+        let xfu = "x-forwarded-user".to_string();
+        assert_eq!(problems(&r.checks[0], &[("x-forwarded-user", "alice")]), (Finding::Clean, vec![]));
+        assert_eq!(problems(&r.checks[0], &[]), (Finding::Missing, vec![(Problem::Absent, xfu.clone())]));
         assert_eq!(
-            judge(&r.checks[0], &h(&[("x-forwarded-user", "alice"), ("x-forwarded-user", "admin")])),
-            Finding::Spoofed
+            problems(&r.checks[0], &[("x-forwarded-user", "admin")]),
+            (Finding::Spoofed, vec![(Problem::WrongPrincipal, xfu.clone())])
         );
         assert_eq!(
-            judge(
+            problems(&r.checks[0], &[("x-forwarded-user", "alice"), ("x-forwarded-user", "admin")]).1,
+            vec![(Problem::Duplicated, xfu.clone())]
+        );
+        // The client's forged value arriving, alone or in a list, is named as such.
+        assert_eq!(
+            problems(&r.checks[2], &[("x-forwarded-user", "admin, alice")]),
+            (Finding::Spoofed, vec![(Problem::Forged, xfu.clone())])
+        );
+        assert_eq!(
+            problems(
                 &r.checks[2],
-                &h(&[("x-forwarded-user", "alice"), ("x-forwarded-client-cert", "URI=spiffe://x/admin")])
+                &[("x-forwarded-user", "alice"), ("x-forwarded-client-cert", "URI=spiffe://x/admin")]
             ),
-            Finding::Spoofed
+            (Finding::Spoofed, vec![(Problem::Present, "x-forwarded-client-cert".to_string())])
         );
-        assert_eq!(judge(&r.checks[1], &h(&[("x-forwarded-user", "alice")])), Finding::Leak);
+        assert_eq!(problems(&r.checks[1], &[("x-forwarded-user", "alice")]).0, Finding::Leak);
+    }
+
+    #[test]
+    fn a_header_the_gateway_sets_itself_is_not_a_spoof() {
+        let r = rules();
+        // The gateway replaced the forged groups with its own correct value.
+        assert_eq!(
+            problems(&r.checks[2], &[("x-forwarded-user", "alice"), ("x-forwarded-groups", "eng")]),
+            (Finding::Clean, vec![])
+        );
+        // It appended its value to the forged one: the forged value arrived.
+        assert_eq!(
+            problems(&r.checks[2], &[("x-forwarded-user", "alice"), ("x-forwarded-groups", "admins, eng")]),
+            (Finding::Spoofed, vec![(Problem::Forged, "x-forwarded-groups".to_string())])
+        );
     }
 }

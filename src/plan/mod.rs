@@ -34,6 +34,8 @@ pub struct Condition {
     pub outage: Option<Vec<u16>>,
     /// The event this condition belongs to.
     pub event: Option<usize>,
+    /// The window after its event ended (`EVENT:recovery`).
+    pub recovery: bool,
 }
 
 /// The name of condition 0.
@@ -184,6 +186,55 @@ impl PhasePlan {
         }
     }
 
+    /// Whether the phase is open-loop and bounded by its duration (not only by a count): it
+    /// stops sending at its duration, and what its schedule held but did not send is
+    /// counted `unsent`. A count-bounded phase sends its whole schedule, late if need be.
+    pub fn cut_at_duration(&self) -> bool {
+        match (self.pace, self.duration) {
+            (Pace::Open(a), Some(d)) => self.requests.is_none_or(|n| n == 0 || a.offset(n - 1) >= d),
+            _ => false,
+        }
+    }
+
+    /// Open loop: how many requests the schedule holds (the indices `slot` accepts).
+    pub fn scheduled(&self) -> Option<u64> {
+        let Pace::Open(a) = self.pace else { return None };
+        let by_time = self.duration.map(|d| {
+            // The first index due at or after `d`, from the closed form, corrected for rounding.
+            let mut n = a.count_until(d).ceil().clamp(0.0, (u64::MAX / 4) as f64) as u64;
+            while n > 0 && a.offset(n - 1) >= d {
+                n -= 1;
+            }
+            while a.offset(n) < d {
+                n += 1;
+            }
+            n
+        });
+        match (by_time, self.requests) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        }
+    }
+
+    /// How many of the request indices `from..to` carry each check: `(check, count)` for every
+    /// check with a non-zero count.
+    pub fn checks_in(&self, from: u64, to: u64) -> Vec<(usize, u64)> {
+        let len = self.wheel.len() as u64;
+        if to <= from || len == 0 {
+            return Vec::new();
+        }
+        let mut counts = std::collections::BTreeMap::<usize, u64>::new();
+        let (full, rest_from) = ((to - from) / len, from + (to - from) / len * len);
+        for (pos, c) in self.wheel.iter().enumerate() {
+            let pos = pos as u64;
+            // Indices ≡ pos (mod len) in rest_from..to.
+            let first = rest_from + (pos + len - rest_from % len) % len;
+            let extra = u64::from(first < to);
+            *counts.entry(usize::from(*c)).or_default() += full + extra;
+        }
+        counts.into_iter().filter(|(_, n)| *n > 0).collect()
+    }
+
     /// Workers a closed-loop phase needs.
     pub fn users(&self) -> Option<u32> {
         match self.pace {
@@ -195,7 +246,7 @@ impl PhasePlan {
 
 /// Builds the plan for a validated scenario.
 pub fn build(s: &Scenario) -> Plan {
-    let plain = |name: &str| Condition { name: name.to_string(), outage: None, event: None };
+    let plain = |name: &str| Condition { name: name.to_string(), outage: None, event: None, recovery: false };
     let mut conditions = vec![plain(UNIMPAIRED)];
     let phases = s
         .phases
@@ -222,9 +273,19 @@ pub fn build(s: &Scenario) -> Plan {
             let prefix = if pc == 0 { String::new() } else { format!("{}+", conditions[pc].name) };
             let outage = e.outage.as_ref().map(|o| o.statuses.clone());
             labels.push(conditions.len());
-            conditions.push(Condition { name: format!("{prefix}{}", e.name), outage: outage.clone(), event: Some(ei) });
+            conditions.push(Condition {
+                name: format!("{prefix}{}", e.name),
+                outage: outage.clone(),
+                event: Some(ei),
+                recovery: false,
+            });
             labels.push(conditions.len());
-            conditions.push(Condition { name: format!("{prefix}{}:recovery", e.name), outage, event: Some(ei) });
+            conditions.push(Condition {
+                name: format!("{prefix}{}:recovery", e.name),
+                outage,
+                event: Some(ei),
+                recovery: true,
+            });
         }
     }
     Plan { phases, conditions, events: s.events.clone(), labels }
@@ -235,7 +296,7 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             phases: Vec::new(),
-            conditions: vec![Condition { name: UNIMPAIRED.into(), outage: None, event: None }],
+            conditions: vec![Condition { name: UNIMPAIRED.into(), outage: None, event: None, recovery: false }],
             events: Vec::new(),
             labels: Vec::new(),
         }
@@ -355,6 +416,42 @@ mod tests {
         // A ramp down also inverts.
         let d = Arrival::Ramp { from: 300.0, to: 100.0, over: Duration::from_secs(10) };
         assert!((d.count_until(d.offset(1500)) - 1500.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn duration_bounded_phases_know_their_schedule_and_are_cut() {
+        let p = open(Arrival::Constant { rate: 100.0 }, Some(2), None);
+        assert_eq!(p.scheduled(), Some(200));
+        assert!(p.cut_at_duration());
+        // Huge rates are counted, not iterated (offsets round to whole nanoseconds).
+        let huge = open(Arrival::Constant { rate: 1e12 }, Some(1), None);
+        let n = huge.scheduled().unwrap();
+        assert!(n.abs_diff(1_000_000_000_000) < 1_000_000, "{n}");
+        assert!(huge.slot(n - 1).is_some() && huge.slot(n).is_none());
+        let ramp = open(Arrival::Ramp { from: 100.0, to: 300.0, over: Duration::from_secs(10) }, Some(10), None);
+        assert_eq!(ramp.scheduled(), Some(2000));
+        // A count that ends first: the schedule, not the clock, ends it.
+        let counted = open(Arrival::Constant { rate: 10.0 }, Some(60), Some(5));
+        assert!(!counted.cut_at_duration());
+        assert_eq!(counted.scheduled(), Some(5));
+    }
+
+    #[test]
+    fn checks_in_a_range_follow_the_wheel() {
+        let mut p = open(Arrival::Constant { rate: 1.0 }, None, None);
+        p.wheel = wheel(&[(0, 3.0), (1, 1.0)]);
+        let brute = |a: u64, b: u64| {
+            let mut m = std::collections::BTreeMap::new();
+            for i in a..b {
+                *m.entry(p.check(i)).or_insert(0u64) += 1;
+            }
+            m.into_iter().collect::<Vec<_>>()
+        };
+        for (a, b) in [(0, 0), (0, 1), (3, 17), (5, 5000), (1, 4)] {
+            assert_eq!(p.checks_in(a, b), brute(a, b), "{a}..{b}");
+        }
+        let big = p.checks_in(0, 4_000_000_000_000);
+        assert_eq!(big, vec![(0, 3_000_000_000_000), (1, 1_000_000_000_000)]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::conn::Connector;
-use super::{Prepared, Protocol, h1, h2, h3};
-use crate::conformance::Outcome;
+use super::{Prepared, Protocol, Tag, h1, h2, h3};
+use crate::conformance::{Broke, ErrorKind, Outcome};
 
 /// ALPN offered by [`Auto`].
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -74,7 +74,7 @@ impl Protocol for Auto {
         }
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
         match conn {
             Conn::H1(c, _) => {
                 let status = h1::exchange(c, req, tag).await?;
@@ -88,7 +88,7 @@ impl Protocol for Auto {
             }
             Conn::H3(c) => match &self.h3 {
                 Some(h3) => h3.exchange(c, req, tag).await,
-                None => Err(Outcome::Broken { kind: crate::conformance::ErrorKind::Protocol, fresh: false }),
+                None => Err(Outcome::broken(ErrorKind::Protocol, Broke::Other, "an HTTP/3 connection without HTTP/3")),
             },
         }
     }

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::conformance::{ErrorKind, Outcome};
+use crate::conformance::{Broke, ErrorKind, Outcome};
 use crate::scenario::{Identity, Target};
 use crate::tls;
 
@@ -95,42 +95,90 @@ impl Connector {
 
     /// Dials as `identity`; returns the stream and the negotiated ALPN protocol.
     pub(crate) async fn dial(&self, identity: usize) -> Result<(Stream, Option<Vec<u8>>), Outcome> {
-        let tcp = TcpStream::connect(self.via.unwrap_or(self.addr))
+        let to = self.via.unwrap_or(self.addr);
+        let tcp = TcpStream::connect(to)
             .await
-            .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+            .map_err(|e| Outcome::broken(ErrorKind::Connect, Broke::Other, format!("connect to {to}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         match self.configs.get(identity).and_then(Option::as_ref) {
             None => Ok((Stream::Plain(tcp), None)),
-            Some(c) => match c.connect(self.server_name.clone(), tcp).await {
+            Some(c) => match c.connect(self.server_name.clone(), Counted { io: tcp, read: 0 }).into_fallible().await {
                 Ok(s) => {
                     let alpn = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                     Ok((Stream::Tls(Box::new(s)), alpn))
                 }
-                Err(e) => Err(handshake_failure(&e)),
+                Err((e, io)) => Err(handshake_failure(&e, io.read > 0)),
             },
         }
     }
 }
 
-/// A failed handshake: a peer alert, or the peer closing/resetting mid-handshake, is the
-/// gateway refusing us; a local verification failure is our error.
-fn handshake_failure(e: &io::Error) -> Outcome {
+/// A failed handshake. A peer alert is the gateway refusing us, and so is the peer closing
+/// or resetting mid-handshake *after it spoke TLS* (`spoke`: it sent at least one byte); a
+/// peer that closes before any byte of a ServerHello refused nothing — it is not speaking TLS
+/// at all (a crashed or misrouted gateway) and that is a connection error. A local
+/// verification failure is our error, with rustls's reason as the cause.
+pub(crate) fn handshake_failure(e: &io::Error, spoke: bool) -> Outcome {
     if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return super::tls_failure(t);
     }
     match e.kind() {
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe if spoke => {
             Outcome::TlsRejected
         }
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Outcome::broken(
+            ErrorKind::Connect,
+            Broke::Other,
+            format!("the server closed the connection before any TLS handshake byte ({e})"),
+        ),
         io::ErrorKind::TimedOut => Outcome::TimedOut,
-        _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
+        _ => Outcome::broken(ErrorKind::Tls, Broke::Other, format!("TLS handshake: {e}")),
+    }
+}
+
+/// A TCP stream that counts the bytes read from it (to tell a peer that spoke TLS and then
+/// closed from one that never spoke at all).
+pub(crate) struct Counted {
+    io: TcpStream,
+    read: u64,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.io).poll_read(cx, buf);
+        me.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 
 /// A plain or TLS stream.
 pub(crate) enum Stream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Counted>>),
 }
 
 impl Stream {

@@ -12,8 +12,8 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::conn::{Connector, Stream};
-use super::{Prepared, Protocol, failure};
-use crate::conformance::{ErrorKind, Outcome};
+use super::{Prepared, Protocol, Tag, failure};
+use crate::conformance::{Broke, ErrorKind, Outcome};
 
 /// ALPN offered by [`Http1`].
 pub const ALPN: &[&[u8]] = &[b"http/1.1"];
@@ -63,12 +63,16 @@ pub(crate) fn handshake(stream: Stream) -> Conn {
     }
 }
 
-fn io_failure(e: &io::Error, fresh: bool) -> Outcome {
-    failure(e, fresh)
+fn io_failure(e: &io::Error, at: Broke) -> Outcome {
+    failure(e, at)
 }
 
-fn protocol() -> Outcome {
-    Outcome::Broken { kind: ErrorKind::Protocol, fresh: false }
+fn protocol(why: &str) -> Outcome {
+    Outcome::broken(ErrorKind::Protocol, Broke::Other, why)
+}
+
+fn truncated(what: &str) -> Outcome {
+    Outcome::broken(ErrorKind::Reset, Broke::Other, format!("the connection closed {what}"))
 }
 
 /// How the response body is delimited.
@@ -107,7 +111,11 @@ impl Conn {
 
     /// Reads and parses one response head: status, body framing, and whether the server
     /// closes the connection after it. Interim (1xx) responses are skipped.
-    async fn head(&mut self, head_request: bool, fresh: bool) -> Result<Head, Outcome> {
+    ///
+    /// `unanswered`: how a close before any response byte is classified (a fresh connection's
+    /// refusal, a stale kept-alive connection, or neither).
+    async fn head(&mut self, head_request: bool, unanswered: Broke) -> Result<Head, Outcome> {
+        let mut got = self.end > self.start;
         loop {
             match parse_head(&self.rbuf[self.start..self.end], head_request)? {
                 Some((n, None)) => self.start += n,
@@ -117,12 +125,21 @@ impl Conn {
                 }
                 None => {
                     if self.end - self.start >= MAX_HEAD {
-                        return Err(protocol());
+                        return Err(protocol("response head larger than 64 KiB"));
                     }
+                    let at = if got { Broke::Other } else { unanswered };
                     match self.fill().await {
-                        Ok(0) => return Err(Outcome::Broken { kind: ErrorKind::Reset, fresh }),
-                        Ok(_) => {}
-                        Err(e) => return Err(io_failure(&e, fresh)),
+                        Ok(0) => {
+                            let what = match at {
+                                Broke::Stale => "closed the kept-alive connection without answering",
+                                Broke::Fresh => "closed the new connection before answering",
+                                Broke::Other if got => "closed the connection in the middle of the response head",
+                                Broke::Other => "closed the connection without answering",
+                            };
+                            return Err(Outcome::broken(ErrorKind::Reset, at, format!("the server {what}")));
+                        }
+                        Ok(_) => got = true,
+                        Err(e) => return Err(io_failure(&e, at)),
                     }
                 }
             }
@@ -140,9 +157,9 @@ impl Conn {
             n -= have;
             self.start = self.end;
             match self.fill().await {
-                Ok(0) => return Err(Outcome::Broken { kind: ErrorKind::Reset, fresh: false }),
+                Ok(0) => return Err(truncated(&format!("with {n} body bytes still to come"))),
                 Ok(_) => {}
-                Err(e) => return Err(io_failure(&e, false)),
+                Err(e) => return Err(io_failure(&e, Broke::Other)),
             }
         }
     }
@@ -156,12 +173,12 @@ impl Conn {
                 return Ok(r);
             }
             if self.end - self.start >= MAX_HEAD {
-                return Err(protocol());
+                return Err(protocol("chunk line longer than 64 KiB"));
             }
             match self.fill().await {
-                Ok(0) => return Err(Outcome::Broken { kind: ErrorKind::Reset, fresh: false }),
+                Ok(0) => return Err(truncated("in the middle of a chunked body")),
                 Ok(_) => {}
-                Err(e) => return Err(io_failure(&e, false)),
+                Err(e) => return Err(io_failure(&e, Broke::Other)),
             }
         }
     }
@@ -170,12 +187,7 @@ impl Conn {
         loop {
             let (a, b) = self.line().await?;
             let line = &self.rbuf[a..b];
-            let size_part = line.split(|c| *c == b';').next().unwrap_or_default().trim_ascii();
-            let size = std::str::from_utf8(size_part)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .and_then(|s| u64::from_str_radix(s, 16).ok())
-                .ok_or_else(protocol)?;
+            let size = chunk_size(line).ok_or_else(|| protocol("a chunk size that is not a hex number"))?;
             if size == 0 {
                 // Trailer section, up to an empty line.
                 loop {
@@ -188,7 +200,7 @@ impl Conn {
             self.skip(size).await?;
             let (a, b) = self.line().await?;
             if a != b {
-                return Err(protocol());
+                return Err(protocol("chunk data longer than its size"));
             }
         }
     }
@@ -199,29 +211,62 @@ impl Conn {
             match self.fill().await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
-                Err(e) => return Err(io_failure(&e, false)),
+                Err(e) => return Err(io_failure(&e, Broke::Other)),
             }
         }
     }
 }
 
+/// A chunk-size line (`1a;ext=v`): hex digits only, no sign, no space inside, at most 15
+/// digits (so the size fits in 60 bits).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|c| *c == b';').next().unwrap_or_default();
+    let digits = digits.strip_suffix(b" ").unwrap_or(digits).trim_ascii_end();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// A Content-Length value: ASCII digits only (no sign, no space inside), at most 19 digits.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// A parsed final response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    framing: Framing,
+    /// The server closes the connection after this response.
+    close: bool,
+    /// The HTTP/3 port an `Alt-Svc: h3=":PORT"` header announced (0: none).
+    alt_h3: u16,
+    /// `Sec-WebSocket-Accept`, when present and of the right length.
+    ws_accept: Option<[u8; 28]>,
+}
+
 /// Parses a response head at the start of `buf`. `None`: incomplete. `Some((n, None))`: an
 /// interim response of `n` bytes to skip. `Some((n, Some(head)))`: the final head.
 ///
+/// Strict where a lax reading would let a hostile server desynchronise the connection
+/// (RFC 9112 §6.3): a Content-Length that is not plain digits, differing duplicate lengths,
+/// and a Content-Length together with Transfer-Encoding are protocol errors (the connection
+/// is not reused).
+///
 /// Synchronous on purpose: the header array stays on the stack instead of inflating (and
 /// being copied with) every exchange future.
-#[allow(clippy::type_complexity)]
-/// A parsed response head: status, body framing, whether the server closes after it, and the
-/// HTTP/3 port an `Alt-Svc: h3=":PORT"` header announced (0: none).
-type Head = (u16, Framing, bool, u16);
-
 fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<Head>)>, Outcome> {
     let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(protocol()),
+        Err(e) => return Err(protocol(&format!("malformed response head ({e})"))),
     };
     let status = resp.code.unwrap_or(0);
     if (100..200).contains(&status) && status != 101 {
@@ -229,25 +274,30 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<He
     }
     let http10 = resp.version == Some(0);
     let mut length: Option<u64> = None;
+    let mut transfer_encoding = false;
     let mut chunked = false;
     let mut close = http10;
-    let mut alt = 0;
+    let mut alt_h3 = 0;
+    let mut ws_accept = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse::<u64>().ok());
-            match (v, length) {
+            match (content_length(h.value), length) {
                 (Some(v), None) => length = Some(v),
                 (Some(v), Some(l)) if v == l => {}
-                _ => return Err(protocol()),
+                (Some(_), Some(_)) => return Err(protocol("two different Content-Length headers")),
+                (None, _) => return Err(protocol("a Content-Length that is not a plain number")),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
             chunked = h
                 .value
                 .rsplit(|b| *b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("alt-svc") {
-            alt = super::alt_svc_h3(h.value);
+            alt_h3 = super::alt_svc_h3(h.value);
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+            ws_accept = <[u8; 28]>::try_from(h.value.trim_ascii()).ok();
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|b| *b == b',') {
                 let t = token.trim_ascii();
@@ -259,51 +309,82 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<He
             }
         }
     }
-    let framing = if head_request || status == 204 || status == 304 || status == 101 {
+    let no_body = head_request || status == 204 || status == 304 || status == 101;
+    if transfer_encoding && length.is_some() && !no_body {
+        return Err(protocol("both Content-Length and Transfer-Encoding (a request smuggling vector)"));
+    }
+    let framing = if no_body {
         Framing::None
     } else if chunked {
         Framing::Chunked
+    } else if transfer_encoding {
+        Framing::UntilClose // a transfer coding other than chunked last: read until close
     } else if let Some(l) = length {
         Framing::Length(l)
     } else {
         Framing::UntilClose
     };
-    Ok(Some((n, Some((status, framing, close || status == 101, alt)))))
+    Ok(Some((n, Some(Head { status, framing, close: close || status == 101, alt_h3, ws_accept }))))
 }
 
-pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
-    // Fresh: nothing has been served on this TLS connection yet, so a failure now is the
-    // gateway refusing the client (TLS 1.3 reports a rejected certificate after the handshake).
-    let fresh = c.served == 0 && c.tls;
+pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+    // A close before any response byte means: on a new TLS connection, the gateway refusing
+    // the client (TLS 1.3 reports a rejected certificate after the handshake); on a
+    // connection that served before, a stale kept-alive connection the server closed.
+    let unanswered = match (c.served, c.tls) {
+        (0, true) => Broke::Fresh,
+        (0, false) => Broke::Other,
+        _ => Broke::Stale,
+    };
     c.open = false; // until the exchange completes cleanly
     c.wbuf.clear();
     req.write_h1(&mut c.wbuf, tag);
+    let ws_key = req.websocket.as_ref().map(|_| {
+        let key = super::ws::new_key();
+        c.wbuf.truncate(c.wbuf.len() - 2 - req.body.len());
+        c.wbuf.extend_from_slice(b"sec-websocket-key: ");
+        c.wbuf.extend_from_slice(key.as_bytes());
+        c.wbuf.extend_from_slice(b"\r\n\r\n");
+        c.wbuf.extend_from_slice(&req.body);
+        key
+    });
     if let Err(e) = c.io.write_all(&c.wbuf).await {
-        return Err(io_failure(&e, fresh));
+        return Err(io_failure(&e, unanswered));
     }
     if let Err(e) = c.io.flush().await {
-        return Err(io_failure(&e, fresh));
+        return Err(io_failure(&e, unanswered));
     }
-    let (status, framing, close, alt) = c.head(req.method == http::Method::HEAD, fresh).await?;
-    c.alt_h3 = alt;
-    if let (101, Some(w)) = (status, &req.websocket) {
+    let head = c.head(req.method == http::Method::HEAD, unanswered).await?;
+    c.alt_h3 = head.alt_h3;
+    if head.status == 101 {
+        let (Some(w), Some(key)) = (&req.websocket, ws_key) else {
+            return Err(protocol("101 Switching Protocols to a request that did not ask to upgrade"));
+        };
+        let want = super::ws::accept_for(&key);
+        if head.ws_accept.as_ref().map(|a| &a[..]) != Some(want.as_bytes()) {
+            return Err(protocol("101 without the Sec-WebSocket-Accept that matches the key sent"));
+        }
         // Upgraded: the connection now carries the session and is never reused.
         c.served += 1;
-        let end = super::ws::session(&mut c.io, &w.0, &w.1).await;
-        if w.0.must_close && end == super::ws::End::Held {
-            return Err(Outcome::KeptOpen);
-        }
-        return Ok(status);
+        return match super::ws::session(&mut c.io, &w.0, &w.1).await {
+            super::ws::End::Held if w.0.must_close => Err(Outcome::KeptOpen),
+            super::ws::End::EchoLost => Err(Outcome::broken(
+                ErrorKind::Timeout,
+                Broke::Other,
+                "WebSocket: an echo did not come back in time (the session did not carry its messages)",
+            )),
+            _ => Ok(head.status),
+        };
     }
-    match framing {
+    match head.framing {
         Framing::None => {}
         Framing::Length(n) => c.skip(n).await?,
         Framing::Chunked => c.chunked().await?,
         Framing::UntilClose => c.until_close().await?,
     }
     c.served += 1;
-    c.open = !close && framing != Framing::UntilClose;
-    Ok(status)
+    c.open = !head.close && head.framing != Framing::UntilClose;
+    Ok(head.status)
 }
 
 impl Protocol for Http1 {
@@ -315,7 +396,7 @@ impl Protocol for Http1 {
         Ok(handshake(stream))
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
         exchange(conn, req, tag).await
     }
 
@@ -359,7 +440,8 @@ mod tests {
         let req = Prepared::new(0, method, "/a?b=1", http::HeaderMap::new(), bytes::Bytes::new(), &ep).unwrap();
         let mut out = Vec::new();
         for i in 0..n {
-            let r = exchange(&mut c, &req, &format!("run.C.{i}")).await;
+            let tag = format!("run.C.{i}");
+            let r = exchange(&mut c, &req, Tag { text: &tag, seq: i as u64 }).await;
             let stop = r.is_err() || !c.open;
             out.push(r);
             if stop {
@@ -411,13 +493,14 @@ mod tests {
             b"NOT HTTP\r\n\r\n",
         ] {
             let (out, _) = script(vec![bad], http::Method::GET).await;
-            assert_eq!(out, vec![Err(Outcome::Broken { kind: ErrorKind::Protocol, fresh: false })]);
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].as_ref().err().and_then(Outcome::error_kind), Some(ErrorKind::Protocol), "{out:?}");
         }
     }
 
     #[tokio::test]
     async fn a_truncated_body_is_a_reset() {
         let (out, _) = script(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"], http::Method::GET).await;
-        assert_eq!(out, vec![Err(Outcome::Broken { kind: ErrorKind::Reset, fresh: false })]);
+        assert!(matches!(out[..], [Err(Outcome::Broken { kind: ErrorKind::Reset, at: Broke::Other, .. })]), "{out:?}");
     }
 }

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::conn::{Connector, Stream};
-use super::{Prepared, Protocol, failure};
-use crate::conformance::Outcome;
+use super::{Prepared, Protocol, Tag, failure};
+use crate::conformance::{Broke, Outcome};
 
 /// ALPN offered by [`Http2`].
 pub const ALPN: &[&[u8]] = &[b"h2"];
@@ -39,26 +39,61 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         .initial_connection_window_size(4 << 20)
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| failure(&e, tls))?;
+        .map_err(|e| failure(&e, if tls { Broke::Fresh } else { Broke::Other }))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(Conn { sender, served: Rc::new(Cell::new(0)), tls })
 }
 
-pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
     exchange_alt(c, req, tag).await.map(|(status, _)| status)
 }
 
+/// Whether `err` says the connection went away (GOAWAY, a refused stream, EOF, reset)
+/// rather than that the server answered this stream with an error.
+fn connection_gone(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<h2::Error>() {
+            if h.is_go_away() || h.reason() == Some(h2::Reason::REFUSED_STREAM) || h.is_io() {
+                return true;
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() || h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// [`exchange`], also returning the HTTP/3 port an `Alt-Svc` header announced (0: none).
-pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: &str) -> Result<(u16, u16), Outcome> {
-    // Fresh: no stream on this connection has been answered yet (see h1).
-    let fresh = c.served.get() == 0 && c.tls;
-    c.sender.ready().await.map_err(|e| failure(&e, fresh))?;
-    let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| failure(&e, fresh))?;
+pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<(u16, u16), Outcome> {
+    // Before any response header: on a connection that has answered nothing yet, a refusal
+    // (see h1); on one that has, a stale connection the server closed.
+    let unanswered = match (c.served.get(), c.tls) {
+        (0, true) => Broke::Fresh,
+        (0, false) => Broke::Other,
+        _ => Broke::Stale,
+    };
+    let before_answer = |e: &hyper::Error| {
+        let at = if connection_gone(e) { unanswered } else { Broke::Other };
+        failure(e, at)
+    };
+    c.sender.ready().await.map_err(|e| before_answer(&e))?;
+    let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| before_answer(&e))?;
     let status = resp.status().as_u16();
     let alt = resp.headers().get(http::header::ALT_SVC).map_or(0, |v| super::alt_svc_h3(v.as_bytes()));
-    drain(resp.into_body()).await.map_err(|e| failure(&e, false))?;
+    drain(resp.into_body()).await.map_err(|e| failure(&e, Broke::Other))?;
     c.served.set(c.served.get() + 1);
     Ok((status, alt))
 }
@@ -92,7 +127,7 @@ impl Protocol for Http2 {
         handshake(stream).await
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
         exchange(conn, req, tag).await
     }
 

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 
 use bytes::{Buf, Bytes};
 
-use super::{Error, Prepared, Protocol};
-use crate::conformance::{ErrorKind, Outcome};
+use super::{Error, Prepared, Protocol, Tag};
+use crate::conformance::{Broke, ErrorKind, Outcome};
 use crate::scenario::{Identity, Target};
 use crate::tls;
 
@@ -93,22 +93,32 @@ impl Http3 {
                 (std::net::Ipv6Addr::LOCALHOST, 0).into()
             };
             let bind = if self.addr.ip().is_loopback() { bind } else { SocketAddr::new(unspecified(self.addr), 0) };
-            let ep = quinn::Endpoint::client(bind)
-                .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+            let ep = quinn::Endpoint::client(bind).map_err(|e| {
+                Outcome::broken(ErrorKind::Connect, Broke::Other, format!("QUIC endpoint on {bind}: {e}"))
+            })?;
             *e = Some(ep.clone());
             Ok(ep)
         })
     }
 
     /// What a failure on `quic` means: a TLS refusal (CRYPTO_ERROR close) or a broken
-    /// connection. `fresh`: nothing was answered on it yet.
-    fn failure(&self, quic: &quinn::Connection, fresh: bool) -> Outcome {
-        match crypto_close(quic.close_reason().as_ref()) {
+    /// connection. `at`: where on the connection (nothing answered on it yet, or stale).
+    fn failure(&self, quic: &quinn::Connection, at: Broke, what: &str) -> Outcome {
+        let reason = quic.close_reason();
+        match crypto_close(reason.as_ref()) {
             Some(code) => {
                 *self.refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
-                if fresh { Outcome::TlsRejected } else { Outcome::Broken { kind: ErrorKind::Tls, fresh } }
+                if at == Broke::Fresh {
+                    Outcome::TlsRejected
+                } else {
+                    Outcome::broken(ErrorKind::Tls, at, format!("QUIC closed with {}", describe_code(code)))
+                }
             }
-            None => Outcome::Broken { kind: ErrorKind::Reset, fresh },
+            None => {
+                let at = if reason.is_some() { at } else { Broke::Other };
+                let why = reason.map_or_else(|| what.to_string(), |r| format!("{what}: {r}"));
+                Outcome::broken(ErrorKind::Reset, at, why)
+            }
         }
     }
 }
@@ -154,7 +164,7 @@ impl Protocol for Http3 {
         self.connect_to(identity, self.via.unwrap_or(self.addr)).await
     }
 
-    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
+    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
         self.exchange_on(c, req, tag).await
     }
 
@@ -171,11 +181,14 @@ impl Http3 {
     /// Opens a connection as `identity` to `to` (the target, a link, or an `Alt-Svc` port).
     pub async fn connect_to(&self, identity: usize, to: SocketAddr) -> Result<Conn, Outcome> {
         let ep = self.endpoint()?;
-        let cfg =
-            self.configs.get(identity).cloned().ok_or(Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+        let cfg = self
+            .configs
+            .get(identity)
+            .cloned()
+            .ok_or_else(|| Outcome::broken(ErrorKind::Connect, Broke::Other, "no QUIC config for this identity"))?;
         let connecting = ep
             .connect_with(cfg, to, &self.server_name)
-            .map_err(|_| Outcome::Broken { kind: ErrorKind::Connect, fresh: false })?;
+            .map_err(|e| Outcome::broken(ErrorKind::Connect, Broke::Other, format!("QUIC connect to {to}: {e}")))?;
         let quic = match connecting.await {
             Ok(c) => c,
             Err(e) => {
@@ -184,13 +197,13 @@ impl Http3 {
                         *self.refusals.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
                         Outcome::TlsRejected
                     }
-                    None => Outcome::Broken { kind: ErrorKind::Connect, fresh: false },
+                    None => Outcome::broken(ErrorKind::Connect, Broke::Other, format!("QUIC handshake with {to}: {e}")),
                 });
             }
         };
         let (mut driver, send) = match h3::client::new(h3_quinn::Connection::new(quic.clone())).await {
             Ok(x) => x,
-            Err(_) => return Err(self.failure(&quic, true)),
+            Err(_) => return Err(self.failure(&quic, Broke::Fresh, "HTTP/3 setup")),
         };
         tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
@@ -199,8 +212,8 @@ impl Http3 {
     }
 
     /// Carries one request on `c`.
-    pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: &str) -> Result<u16, Outcome> {
-        let fresh = c.served.get() == 0;
+    pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+        let at = if c.served.get() == 0 { Broke::Fresh } else { Broke::Stale };
         let (parts, _) = req.request(tag, true).into_parts();
         let head = http::Request::from_parts(parts, ());
         let result = async {
@@ -224,7 +237,7 @@ impl Http3 {
             None => {
                 // Let a closing connection record why before judging.
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(50), c.quic.closed()).await;
-                Err(self.failure(&c.quic, fresh))
+                Err(self.failure(&c.quic, at, "HTTP/3 request without an answer"))
             }
         }
     }

@@ -21,7 +21,8 @@ use http_body_util::Full;
 
 pub use conn::{Connector, Error};
 
-use crate::conformance::{ErrorKind, Outcome};
+use crate::conformance::{Broke, ErrorKind, Outcome};
+use crate::scenario::Varying;
 
 /// The tag header name.
 pub const TAG_HEADER: &str = "x-gauntlet-tag";
@@ -57,6 +58,16 @@ pub fn alt_svc_h3(value: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
+/// The tag of one request: its text (`<run>.<check>.<seq>`) and the sequence number, which
+/// also seeds per-request header values (`{seq}`, `{seq:ipv4}`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tag<'a> {
+    /// As sent.
+    pub text: &'a str,
+    /// The sequence field ([`seq`]).
+    pub seq: u64,
+}
+
 /// One protocol. The engine is generic over it; `app` picks the implementation.
 pub trait Protocol: Send + Sync + 'static {
     /// Per-connection state.
@@ -66,7 +77,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// Opens a connection as identity `identity` (TLS and client certificate pre-built).
     fn connect(&self, identity: usize) -> impl Future<Output = Result<Self::Conn, Outcome>>;
     /// Carries one request; returns the status once the whole body has arrived.
-    fn exchange(&self, conn: &mut Self::Conn, req: &Prepared, tag: &str) -> impl Future<Output = Result<u16, Outcome>>;
+    fn exchange(
+        &self,
+        conn: &mut Self::Conn,
+        req: &Prepared,
+        tag: Tag<'_>,
+    ) -> impl Future<Output = Result<u16, Outcome>>;
     /// For multiplexed connections: another handle to the same connection.
     fn fork(conn: &Self::Conn) -> Option<Self::Conn>;
     /// Whether the connection can carry another exchange.
@@ -108,6 +124,8 @@ pub struct Prepared {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// Headers whose value changes per request (rendered from the tag's sequence number).
+    pub varying: Vec<(HeaderName, Varying)>,
     /// Tag placement.
     pub tagging: Tagging,
     /// A WebSocket session instead of a plain exchange (HTTP/1.1 only).
@@ -145,6 +163,7 @@ impl Prepared {
             path,
             headers,
             body,
+            varying: Vec::new(),
             tagging,
             websocket: None,
             scheme,
@@ -154,6 +173,21 @@ impl Prepared {
             host,
             h1_head,
         })
+    }
+
+    /// Adds headers whose value is rendered per request.
+    pub fn with_varying(mut self, varying: Vec<(HeaderName, Varying)>) -> Self {
+        self.varying = varying;
+        self
+    }
+
+    /// Whether a request with this method may be sent again when the first attempt died on
+    /// a stale kept-alive connection before any response byte (RFC 9110 §9.2.2).
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        )
     }
 
     /// Makes this request a WebSocket upgrade followed by a session under `spec`.
@@ -171,7 +205,8 @@ impl Prepared {
     }
 
     /// Serialises the HTTP/1.1 request for one exchange into `out`.
-    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, tag: &str) {
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, tag: Tag<'_>) {
+        let (seq, tag) = (tag.seq, tag.text);
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.path.as_str().as_bytes());
@@ -183,6 +218,12 @@ impl Prepared {
         }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         out.extend_from_slice(&self.h1_head);
+        for (name, v) in &self.varying {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            v.render(seq, out);
+            out.extend_from_slice(b"\r\n");
+        }
         if self.tagging == Tagging::Header {
             out.extend_from_slice(TAG_HEADER.as_bytes());
             out.extend_from_slice(b": ");
@@ -194,7 +235,8 @@ impl Prepared {
     }
 
     /// The hyper request for one exchange. `absolute` for h2 (`:scheme`/`:authority`).
-    pub(crate) fn request(&self, tag: &str, absolute: bool) -> Request<Full<Bytes>> {
+    pub(crate) fn request(&self, tag: Tag<'_>, absolute: bool) -> Request<Full<Bytes>> {
+        let (seq, tag) = (tag.seq, tag.text);
         let uri = match self.tagging {
             Tagging::Query => {
                 let sep = if self.path.query().is_some() { '&' } else { '?' };
@@ -214,6 +256,13 @@ impl Prepared {
         if !absolute && !h.contains_key(HOST) {
             if let Some(v) = &self.host {
                 h.insert(HOST, v.clone());
+            }
+        }
+        for (name, v) in &self.varying {
+            let mut buf = Vec::with_capacity(32);
+            v.render(seq, &mut buf);
+            if let Ok(v) = HeaderValue::from_bytes(&buf) {
+                h.append(name.clone(), v);
             }
         }
         if self.tagging == Tagging::Header {
@@ -252,8 +301,37 @@ fn h1_head(method: &Method, headers: &HeaderMap, body: &Bytes, authority: &str) 
     out
 }
 
-/// Classifies a failed exchange from its error chain.
-pub(crate) fn failure(err: &(dyn std::error::Error + 'static), fresh: bool) -> Outcome {
+/// The longest cause text kept for one error.
+const CAUSE_MAX: usize = 240;
+
+/// An error and its sources as one line (`a: b: c`, repeats dropped), bounded in length.
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if !t.is_empty() && !out.contains(&t) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&t);
+        }
+        cur = e.source();
+    }
+    if out.len() > CAUSE_MAX {
+        let mut cut = CAUSE_MAX;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// Classifies a failed exchange from its error chain. `at`: where on the connection it broke
+/// if it was a close or reset (a refusal, a stale kept-alive connection, or anything else).
+pub(crate) fn failure(err: &(dyn std::error::Error + 'static), at: Broke) -> Outcome {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut kind = ErrorKind::Reset;
     while let Some(e) = cur {
@@ -280,7 +358,8 @@ pub(crate) fn failure(err: &(dyn std::error::Error + 'static), fresh: bool) -> O
         }
         cur = e.source();
     }
-    Outcome::Broken { kind, fresh }
+    let at = if kind == ErrorKind::Protocol { Broke::Other } else { at };
+    Outcome::broken(kind, at, describe(err))
 }
 
 /// A TLS error: an alert from the peer is a refusal; anything else is a local TLS error
@@ -288,12 +367,22 @@ pub(crate) fn failure(err: &(dyn std::error::Error + 'static), fresh: bool) -> O
 pub(crate) fn tls_failure(e: &rustls::Error) -> Outcome {
     match e {
         rustls::Error::AlertReceived(_) => Outcome::TlsRejected,
-        _ => Outcome::Broken { kind: ErrorKind::Tls, fresh: false },
+        _ => Outcome::broken(ErrorKind::Tls, Broke::Other, e),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_chains_become_one_bounded_line() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(super::describe(&outer), "reset by peer");
+        let long = std::io::Error::other("é".repeat(400));
+        let d = super::describe(&long);
+        assert!(d.len() <= super::CAUSE_MAX + 3 && d.ends_with('…'));
+    }
+
     #[test]
     fn alt_svc_names_a_same_host_h3_port() {
         assert_eq!(super::alt_svc_h3(br#"h3=":8443"; ma=3600"#), 8443);

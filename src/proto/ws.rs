@@ -45,6 +45,8 @@ pub struct Stats {
     pub open_max: AtomicU64,
     /// Sessions closed early (with a close frame) because the run was stopped.
     pub stopped: AtomicU64,
+    /// Sessions ended because an echo did not come back in time (not completed).
+    pub echo_lost: AtomicU64,
     /// Cancelled when the run stops: open sessions close cleanly at once.
     pub stop: CancellationToken,
     /// Resident memory (bytes) when the first session opened, and at the most sessions.
@@ -71,20 +73,32 @@ impl Default for Stats {
             open_now: AtomicU64::new(0),
             open_max: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
+            echo_lost: AtomicU64::new(0),
             stop: CancellationToken::new(),
             rss: Mutex::new((0, 0)),
         }
     }
 }
 
-/// The upgrade headers of a client handshake (RFC 6455 §4.1). The key is fixed per check:
-/// gauntlet does not rely on it for anything but the handshake.
+/// The fixed upgrade headers of a client handshake (RFC 6455 §4.1); the
+/// `Sec-WebSocket-Key` is random per upgrade ([`new_key`]) and is written by `proto::h1`.
 pub fn upgrade_headers(h: &mut http::HeaderMap) {
     use http::HeaderValue;
     h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-    h.insert(http::header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+    h.remove(http::header::SEC_WEBSOCKET_KEY);
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
+pub fn new_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
+}
+
+/// The `Sec-WebSocket-Accept` a server must answer to `key` (RFC 6455 §4.2.2).
+pub fn accept_for(key: &str) -> String {
+    tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())
 }
 
 /// How a session ended.
@@ -96,6 +110,8 @@ pub enum End {
     ClosedByPeer,
     /// The run was stopped.
     Stopped,
+    /// An echo did not come back in time: the session did not carry its messages.
+    EchoLost,
 }
 
 /// Small buffers: thousands of mostly idle sessions must not cost 256 KiB each
@@ -126,6 +142,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
     let mut i = 0usize;
     let mut closed_by_peer = false;
     let mut stopped = false;
+    let mut lost = false;
     'session: while start.elapsed() < spec.hold {
         let msg = &spec.messages[i % spec.messages.len()];
         i += 1;
@@ -156,7 +173,10 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
                     break 'session;
                 }
                 Ok(Some(Ok(_))) => continue,
-                Err(_) => break 'session,
+                Err(_) => {
+                    lost = true;
+                    break 'session;
+                }
             }
         }
         let next = t + spec.interval;
@@ -178,6 +198,10 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
     } else if closed_by_peer {
         stats.closed_by_peer.fetch_add(1, Ordering::Relaxed);
         End::ClosedByPeer
+    } else if lost {
+        let _ = ws.close(None).await;
+        stats.echo_lost.fetch_add(1, Ordering::Relaxed);
+        End::EchoLost
     } else {
         let _ = ws.close(None).await;
         stats.completed.fetch_add(1, Ordering::Relaxed);

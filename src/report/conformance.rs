@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::summary::{CheckSummary, Summary};
-use crate::conformance::{Severity, Violation};
+use super::summary::{CheckSummary, ErrorCause, Summary};
+use crate::conformance::{HeaderFinding, Severity, Violation};
+use crate::judge::{CheckResult, Envelope};
 use crate::scenario::{Implementation, Scenario};
 
 /// Profile, level and feature of a check id (CHECKS.md §3.12); unknown ids are custom core.
@@ -48,13 +49,12 @@ fn classify(id: &str) -> (&'static str, &'static str, Option<&'static str>) {
 }
 
 /// Per-check status in the report's vocabulary.
-fn status(c: &CheckSummary, oracle: bool, needs_oracle: bool) -> &'static str {
+fn status(c: &CheckSummary) -> &'static str {
     match c.result {
-        "fail" => "FAILED",
-        "pass" if needs_oracle && !oracle => "SKIPPED",
-        "pass" => "PASSED",
-        "inconclusive" => "INCONCLUSIVE",
-        _ => "SKIPPED",
+        CheckResult::Fail => "FAILED",
+        CheckResult::Pass => "PASSED",
+        CheckResult::Inconclusive => "INCONCLUSIVE",
+        CheckResult::Skipped => "SKIPPED",
     }
 }
 
@@ -93,17 +93,9 @@ struct ProfileReport {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct LoadEnvelope {
-    max_clean_rps: Option<f64>,
-    first_violation_rps: Option<f64>,
-    first_violation_phase: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Environment {
     protocols: Vec<String>,
-    load_envelope: LoadEnvelope,
+    load_envelope: Envelope,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +150,12 @@ struct CheckLine<'a> {
     violations: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_violation_phase: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    headers: &'a [HeaderFinding],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    error_causes: &'a [ErrorCause],
     anchors: Vec<&'a str>,
 }
 
@@ -183,8 +181,7 @@ pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
     let mut by_profile: BTreeMap<&'static str, Vec<Placed<'_>>> = BTreeMap::new();
     for (c, chk) in sum.checks.iter().zip(&s.checks) {
         let (profile, level, feature) = classify(&c.id);
-        let needs_oracle = !chk.upstream.absent.is_empty() || !chk.upstream.headers.is_empty();
-        let st = status(c, oracle, needs_oracle);
+        let st = status(c);
         let total = c.violations.get("total").copied().unwrap_or(0);
         let mode =
             Violation::ALL.iter().find(|v| c.violations.get(v.name()).copied().unwrap_or(0) > 0).map(|v| match v {
@@ -213,6 +210,9 @@ pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
             sent: c.sent,
             violations: total,
             first_violation_phase: first,
+            reason: &c.reason,
+            headers: c.upstream.as_ref().map_or(&[][..], |u| &u.headers),
+            error_causes: &c.error_causes,
             anchors: chk.reference.split(';').map(str::trim).filter(|x| !x.is_empty()).collect(),
         };
         lines.push_str(&serde_json::to_string(&line).unwrap_or_default());
@@ -303,8 +303,6 @@ pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
             ProfileReport { name: name.to_string(), summary, core, extended, violations: sev }
         })
         .collect();
-    let clean: Vec<_> = sum.phases.iter().filter(|p| p.violations.get("total").copied().unwrap_or(0) == 0).collect();
-    let first_bad = sum.phases.iter().find(|p| p.violations.get("total").copied().unwrap_or(0) > 0);
     let digest = |b: &[u8]| format!("sha256:{}", crate::scenario::hex(&Sha256::digest(b)));
     let report = Report {
         api_version: "gauntlet.dev/v1alpha1",
@@ -322,14 +320,7 @@ pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
         oracle: oracle_name,
         environment: Environment {
             protocols: vec![sum.target.protocol.clone()],
-            load_envelope: LoadEnvelope {
-                max_clean_rps: clean
-                    .iter()
-                    .map(|p| p.achieved_rps)
-                    .fold(None, |m, x| Some(m.map_or(x, |m: f64| m.max(x)))),
-                first_violation_rps: first_bad.map(|p| p.achieved_rps),
-                first_violation_phase: first_bad.map(|p| p.name.clone()),
-            },
+            load_envelope: sum.load_envelope.clone(),
         },
         profiles,
         fail_open_routes: Vec::new(),

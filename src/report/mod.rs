@@ -17,8 +17,8 @@ pub mod parity;
 pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
-    CheckSummary, ConditionSummary, EventSummary, Inputs, Latency, OracleInfo, PhaseSummary, Summary, ThresholdResult,
-    WebSocketSummary, add_limit_bypass, add_oracle,
+    CheckSummary, ConditionSummary, ErrorCause, EventSummary, Inputs, Latency, OracleInfo, OracleInputs, Outcomes,
+    PhaseSummary, Requests, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
 };
 
 /// Report errors.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::summary::{Latency, Requests, ScenarioInfo, Summary};
 use crate::conformance::Severity;
+use crate::judge::{CheckResult, RunVerdict};
 
 /// One protocol's run.
 #[derive(Debug, Clone, Serialize)]
@@ -25,7 +26,7 @@ pub struct ProtocolRun {
     /// By kind.
     pub violations: BTreeMap<&'static str, u64>,
     /// That run's own verdict.
-    pub verdict: &'static str,
+    pub verdict: RunVerdict,
 }
 
 /// One check across protocols.
@@ -58,7 +59,7 @@ pub struct ParitySummary {
     /// All protocols' violations summed, plus `protocol_mismatch`.
     pub violations: BTreeMap<&'static str, u64>,
     /// `pass` or `fail`.
-    pub verdict: &'static str,
+    pub verdict: RunVerdict,
     /// Why it failed.
     pub reasons: Vec<String>,
 }
@@ -68,7 +69,8 @@ const CRITICAL: [&str; 4] = ["leak", "tls_accept", "spoofed_header", "missing_id
 
 fn verdict_of(c: &super::CheckSummary) -> String {
     let kinds: Vec<&str> = c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, _)| *k).collect();
-    if kinds.is_empty() { c.result.to_string() } else { format!("{}: {}", c.result, kinds.join("+")) }
+    let r = c.result.name();
+    if kinds.is_empty() { r.to_string() } else { format!("{r}: {}", kinds.join("+")) }
 }
 
 impl ParitySummary {
@@ -92,8 +94,13 @@ impl ParitySummary {
             let verdicts: BTreeMap<String, String> =
                 runs.iter().filter_map(|(p, _, s)| s.checks.get(i).map(|x| (p.clone(), verdict_of(x)))).collect();
             // Only runs that reached a verdict are compared.
-            let decided: Vec<&String> =
-                verdicts.values().filter(|v| v.starts_with("pass") || v.starts_with("fail")).collect();
+            let decided: Vec<&String> = runs
+                .iter()
+                .filter(|(_, _, s)| {
+                    s.checks.get(i).is_some_and(|x| matches!(x.result, CheckResult::Pass | CheckResult::Fail))
+                })
+                .filter_map(|(p, _, _)| verdicts.get(p))
+                .collect();
             let mismatch = decided.windows(2).any(|w| w[0] != w[1]);
             let severity = mismatch.then(|| {
                 let has = |v: &str, k: &str| v.contains(k);
@@ -122,7 +129,7 @@ impl ParitySummary {
                 v.join(", ")
             ));
         }
-        for p in protocols.iter().filter(|p| p.verdict != "pass") {
+        for p in protocols.iter().filter(|p| p.verdict != RunVerdict::Pass) {
             reasons.push(format!("the {} run failed (see {}/summary.json)", p.protocol, p.results));
         }
         ParitySummary {
@@ -131,7 +138,7 @@ impl ParitySummary {
             protocols,
             checks,
             violations,
-            verdict: if reasons.is_empty() { "pass" } else { "fail" },
+            verdict: if reasons.is_empty() { RunVerdict::Pass } else { RunVerdict::Fail },
             reasons,
         }
     }
@@ -155,12 +162,12 @@ impl ParitySummary {
                 p.latency_ms.p50,
                 p.latency_ms.p99,
                 p.violations.get("total").copied().unwrap_or(0),
-                p.verdict.to_uppercase()
+                p.verdict.name().to_uppercase()
             ));
         }
         let n = self.checks.iter().filter(|c| c.mismatch).count();
         o.push_str(&format!("  checks {} compared, {n} protocol mismatch(es)\n", self.checks.len()));
-        o.push_str(&format!("verdict: {}\n", self.verdict.to_uppercase()));
+        o.push_str(&format!("verdict: {}\n", self.verdict.name().to_uppercase()));
         for r in &self.reasons {
             o.push_str(&format!("  - {r}\n"));
         }

@@ -1,4 +1,5 @@
-//! `summary.json`: the machine-readable result of a run, and its text rendering.
+//! `summary.json`: the machine-readable result of a run, and its text rendering. Renders a
+//! [`Judgement`]; decides nothing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -6,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::conformance::{ErrorKind, Expect, Severity, Violation, limit_bypassed};
-use crate::metrics::{Cell, Counts, Dims, Progress, histogram};
+use crate::conformance::{ErrorKind, HeaderFinding, Severity, UpstreamCounts, Violation};
+use crate::judge::{CheckResult, Envelope, Judgement, LimitJudgement, RunVerdict, UnsentCause};
+use crate::metrics::{CheckCauses, Counts, Dims, Progress, histogram};
 use crate::plan::Plan;
-use crate::scenario::{Metric, Scenario, Stat};
+use crate::scenario::Scenario;
 
-/// Everything a summary is computed from.
+/// Everything a summary is computed from, besides the judgement.
 pub struct Inputs<'a> {
     /// The scenario.
     pub scenario: &'a Scenario,
@@ -19,10 +21,10 @@ pub struct Inputs<'a> {
     pub plan: &'a Plan,
     /// Key dimensions.
     pub dims: Dims,
-    /// Cumulative cells by flat key.
-    pub cells: &'a [Option<Box<Cell>>],
     /// Generator lag by phase.
     pub lag: &'a [Histogram<u64>],
+    /// Error causes per check.
+    pub causes: &'a [CheckCauses],
     /// Phase timing.
     pub progress: &'a Progress,
     /// When the engine returned.
@@ -37,16 +39,36 @@ pub struct Inputs<'a> {
     pub interrupted: bool,
     /// The command line, for reproduction.
     pub command: String,
-    /// The oracle's counters, when an oracle ran.
-    pub oracle: Option<&'a crate::oracle::Report>,
+    /// Oracle totals and header findings per check, when an oracle ran.
+    pub oracle: Option<OracleInputs<'a>>,
     /// The network timeline (events fired, recovery times).
     pub timeline: &'a crate::timeline::Timeline,
-    /// HTTP/3: QUIC close codes of refused handshakes, with counts.
-    pub quic_refusals: &'a BTreeMap<u64, u64>,
+    /// HTTP/3: QUIC close codes of refused handshakes, described, with counts.
+    pub quic_refusals: BTreeMap<String, u64>,
     /// WebSocket session counters, when the scenario has WebSocket checks.
     pub websocket: Option<&'a crate::proto::ws::Stats>,
     /// `auto`: HTTP/3 was followed after an `Alt-Svc` announcement.
     pub followed_h3: bool,
+}
+
+/// What the oracle contributes to a summary.
+#[derive(Debug, Clone, Copy)]
+pub struct OracleInputs<'a> {
+    /// Requests received.
+    pub received: u64,
+    /// Without a valid tag.
+    pub untagged: u64,
+    /// Tagged by another run.
+    pub foreign: u64,
+    /// Header findings per check.
+    pub headers: &'a [crate::conformance::HeaderFindings],
+}
+
+/// Where the time and duration of a run's spans come from, for the judge.
+pub fn spans(progress: &Progress, phases: usize, run_end: Instant) -> Vec<Option<Duration>> {
+    (0..phases)
+        .map(|p| progress.started(p).map(|s| progress.ended(p).unwrap_or(run_end).saturating_duration_since(s)))
+        .collect()
 }
 
 /// WebSocket sessions of a run.
@@ -58,6 +80,8 @@ pub struct WebSocketSummary {
     pub completed: u64,
     /// Ended early by the gateway or the upstream.
     pub closed_by_peer: u64,
+    /// Ended because an echo did not come back in time (not completed).
+    pub echo_lost: u64,
     /// Most sessions open at once.
     pub max_concurrent: u64,
     /// Messages sent.
@@ -70,41 +94,6 @@ pub struct WebSocketSummary {
     pub message_rtt_ms: Latency,
     /// Resident memory growth per open session at the most sessions (KiB; this process).
     pub memory_per_session_kb: f64,
-}
-
-/// Adds `limit_bypass` violations: a `limit` check sent faster than its limit in a phase
-/// without a single 429.
-pub fn add_limit_bypass(s: &Scenario, dims: Dims, cells: &mut [Option<Box<Cell>>], progress: &Progress, end: Instant) {
-    for (i, cell) in cells.iter_mut().enumerate() {
-        let Some(cell) = cell else { continue };
-        let k = dims.key(i);
-        let Expect::Limit { requests, per } = s.checks[usize::from(k.check)].expect else { continue };
-        let p = usize::from(k.phase);
-        let Some(start) = progress.started(p) else { continue };
-        let elapsed = progress.ended(p).unwrap_or(end).saturating_duration_since(start);
-        if limit_bypassed(requests, per, cell.counts.sent, elapsed, cell.counts.limited) {
-            cell.counts.violations[Violation::LimitBypass.index()] += 1;
-        }
-    }
-}
-
-/// Joins the oracle's findings into the client-side cells: spoofed and missing identity come
-/// only from the oracle; a leak is counted once whether the client saw 2xx, the oracle saw
-/// the request, or both (the larger of the two counts per phase and check).
-pub fn add_oracle(dims: Dims, cells: &mut [Option<Box<Cell>>], report: &crate::oracle::Report) {
-    for cc in &report.by_condition {
-        let counts = &cc.counts;
-        {
-            let key =
-                crate::metrics::Key { phase: cc.phase as u16, condition: cc.condition as u16, check: cc.check as u16 };
-            let Some(slot) = cells.get_mut(dims.index(key)) else { continue };
-            let cell = slot.get_or_insert_with(Box::default);
-            let v = &mut cell.counts.violations;
-            v[Violation::Leak.index()] = v[Violation::Leak.index()].max(counts.leaks);
-            v[Violation::SpoofedHeader.index()] += counts.spoofed;
-            v[Violation::MissingIdentity.index()] += counts.missing;
-        }
-    }
 }
 
 /// Latency figures in milliseconds.
@@ -153,24 +142,76 @@ impl Latency {
 pub struct Requests {
     /// Attempted.
     pub sent: u64,
-    /// Reached a verdict.
+    /// Answered (any status) or refused at TLS.
     pub completed: u64,
-    /// Transport errors and timeouts.
+    /// Without an answer: transport errors and timeouts.
     pub errors: u64,
     /// Timeouts alone.
     pub timeouts: u64,
     /// Abandoned at shutdown.
     pub cancelled: u64,
+    /// Held by a duration-bounded schedule but never sent (not part of `sent`).
+    pub unsent: u64,
+    /// Sent once more on a new connection after the gateway closed a kept-alive one without
+    /// answering (each counted once in `sent`).
+    pub stale_retries: u64,
 }
 
 impl Requests {
-    fn of(c: &Counts) -> Self {
+    /// The counters of `c`.
+    pub fn of(c: &Counts) -> Self {
         Requests {
             sent: c.sent,
             completed: c.completed,
             errors: c.error_total(),
             timeouts: c.error(ErrorKind::Timeout),
             cancelled: c.cancelled,
+            unsent: c.unsent,
+            stale_retries: c.stale_retries,
+        }
+    }
+}
+
+/// Where every sent request ended, client-side: the buckets add up to `total`, which is
+/// `sent`. (Violations the oracle proved beyond the client's view are in `violations`.)
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Outcomes {
+    /// Allowed and answered with a success status.
+    pub passed: u64,
+    /// Refused as expected (a deny status or a TLS refusal).
+    pub denied: u64,
+    /// 429 on a `limit` check.
+    pub limited: u64,
+    /// Refused with a declared outage status while a dependency was down.
+    pub outage_denied: u64,
+    /// Answered with a status the expectation names neither as success nor as refusal.
+    pub unexpected_status: u64,
+    /// Violations seen by the client, by kind.
+    pub violations: BTreeMap<&'static str, u64>,
+    /// No answer, by kind.
+    pub no_answer: BTreeMap<&'static str, u64>,
+    /// Abandoned at shutdown.
+    pub cancelled: u64,
+    /// The sum: equals `sent`.
+    pub total: u64,
+}
+
+impl Outcomes {
+    fn of(c: &Counts) -> Self {
+        Outcomes {
+            passed: c.passed,
+            denied: c.denied,
+            limited: c.limited,
+            outage_denied: c.outage_denied,
+            unexpected_status: c.unexpected,
+            violations: Violation::ALL
+                .iter()
+                .filter(|v| c.violations[v.index()] > 0)
+                .map(|v| (v.name(), c.violations[v.index()]))
+                .collect(),
+            no_answer: ErrorKind::ALL.iter().filter(|e| c.error(**e) > 0).map(|e| (e.name(), c.error(*e))).collect(),
+            cancelled: c.cancelled,
+            total: c.bucket_total(),
         }
     }
 }
@@ -190,7 +231,35 @@ fn statuses(c: &Counts) -> BTreeMap<String, u64> {
     if c.tls_rejected > 0 {
         m.insert("tls_rejected".into(), c.tls_rejected);
     }
+    if c.tls_closed > 0 {
+        m.insert("tls_closed_before_answer".into(), c.tls_closed);
+    }
     m
+}
+
+/// One distinct error message of a check.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorCause {
+    /// Error kind.
+    pub kind: &'static str,
+    /// What was seen (`other` when further messages were not kept).
+    pub message: String,
+    /// How many errors carried it.
+    pub count: u64,
+}
+
+fn error_causes(c: &CheckCauses) -> Vec<ErrorCause> {
+    let mut out = Vec::new();
+    for k in ErrorKind::ALL {
+        let cs = &c[k.index()];
+        for (m, n) in &cs.kept {
+            out.push(ErrorCause { kind: k.name(), message: m.to_string(), count: *n });
+        }
+        if cs.other > 0 {
+            out.push(ErrorCause { kind: k.name(), message: "other".into(), count: cs.other });
+        }
+    }
+    out
 }
 
 /// One phase.
@@ -200,12 +269,19 @@ pub struct PhaseSummary {
     pub name: String,
     /// Load model.
     pub load: String,
-    /// Actual length, seconds.
+    /// Actual length, seconds (from its start to its end: a duration-bounded phase ends at
+    /// its duration).
     pub duration_s: f64,
     /// Planned arrivals per second (sent / length for closed loop).
     pub offered_rps: f64,
-    /// Verdicts per second.
+    /// Answers per second.
     pub achieved_rps: f64,
+    /// Requests its schedule held (open loop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<u64>,
+    /// Why some were never sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsent_cause: Option<UnsentCause>,
     /// Counters.
     pub requests: Requests,
     /// From the intended send time.
@@ -267,6 +343,24 @@ pub struct EventSummary {
     pub recovery_ms: Option<f64>,
 }
 
+/// What the oracle saw of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamSummary {
+    /// Counters.
+    #[serde(flatten)]
+    pub counts: UpstreamCounts,
+    /// What was wrong with the headers that arrived: per (header, problem), with a sample.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderFinding>,
+    /// Header problems not kept individually.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other_header_problems: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckSummary {
@@ -282,21 +376,32 @@ pub struct CheckSummary {
     pub identity: String,
     /// Attempted.
     pub sent: u64,
-    /// Reached a verdict.
+    /// Answered or refused at TLS.
     pub completed: u64,
-    /// Transport errors.
+    /// Without an answer.
     pub errors: u64,
-    /// By kind.
+    /// Where every request ended (sums to `sent`).
+    pub outcomes: Outcomes,
+    /// By kind (client-side and upstream-proven, joined).
     pub violations: BTreeMap<&'static str, u64>,
-    /// Status histogram.
+    /// Status histogram (and TLS refusals).
     pub statuses: BTreeMap<String, u64>,
+    /// The first few distinct error messages, per kind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_causes: Vec<ErrorCause>,
     /// Latency.
     pub latency_ms: Latency,
     /// What the oracle saw of this check (absent when no oracle ran).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<crate::oracle::CheckCounts>,
-    /// `pass`, `fail`, `inconclusive` (sent, no verdict) or `not_run`.
-    pub result: &'static str,
+    pub upstream: Option<UpstreamSummary>,
+    /// Rate-limit windows (`limit` checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitJudgement>,
+    /// `pass`, `fail`, `inconclusive` or `skipped`.
+    pub result: CheckResult,
+    /// Why, for anything but a pass.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// One threshold.
@@ -331,7 +436,11 @@ pub struct Summary {
     pub target: TargetInfo,
     /// Counters.
     pub requests: Requests,
-    /// Verdicts per second over the run.
+    /// Where every request ended (sums to `requests.sent`).
+    pub outcomes: Outcomes,
+    /// The share of requests that may go without an answer.
+    pub error_budget: f64,
+    /// Answers per second over the run.
     pub achieved_rps: f64,
     /// From the intended send time (coordinated-omission free).
     pub latency_ms: Latency,
@@ -341,7 +450,7 @@ pub struct Summary {
     pub generator_lag_ms: Latency,
     /// By kind.
     pub violations: BTreeMap<&'static str, u64>,
-    /// By kind.
+    /// Without an answer, by kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// Status histogram.
     pub statuses: BTreeMap<String, u64>,
@@ -355,10 +464,15 @@ pub struct Summary {
     pub events: Vec<EventSummary>,
     /// Thresholds.
     pub thresholds: Vec<ThresholdResult>,
+    /// Where violations start, if they depend on the rate.
+    pub load_envelope: Envelope,
     /// `pass` or `fail`.
-    pub verdict: &'static str,
+    pub verdict: RunVerdict,
     /// Why it failed, one line each.
     pub reasons: Vec<String>,
+    /// Findings about the gateway that do not fail the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// How to run it again.
     pub reproduce: Reproduce,
     /// Oracle totals, when an oracle ran.
@@ -417,77 +531,35 @@ pub struct Reproduce {
     pub scenario_sha256: String,
 }
 
-struct View<'a> {
-    inp: &'a Inputs<'a>,
-}
-
-impl View<'_> {
-    fn merged(&self, phase: Option<usize>, check: Option<usize>) -> Cell {
-        self.merged_where(|k| {
-            phase.is_none_or(|p| p == usize::from(k.phase)) && check.is_none_or(|x| x == usize::from(k.check))
-        })
-    }
-
-    fn merged_where(&self, keep: impl Fn(crate::metrics::Key) -> bool) -> Cell {
-        let mut out = Cell::default();
-        for (i, c) in self.inp.cells.iter().enumerate() {
-            let Some(c) = c else { continue };
-            if keep(self.inp.dims.key(i)) {
-                out.add(c);
-            }
-        }
-        out
-    }
-
-    fn phase_span(&self, p: usize) -> Duration {
-        match self.inp.progress.started(p) {
-            Some(s) => self.inp.progress.ended(p).unwrap_or(self.inp.run_end).saturating_duration_since(s),
-            None => Duration::ZERO,
-        }
-    }
-
-    fn run_span(&self) -> Duration {
-        self.inp.run_end.saturating_duration_since(self.inp.progress.run_start)
-    }
-}
-
 fn per_sec(n: u64, d: Duration) -> f64 {
     if d.is_zero() { 0.0 } else { (n as f64 / d.as_secs_f64() * 10.0).round() / 10.0 }
 }
 
-fn stat(h: &Histogram<u64>, s: Stat) -> f64 {
-    if h.is_empty() {
-        return 0.0;
-    }
-    match s.quantile() {
-        Some(1.0) => h.max() as f64 / 1000.0,
-        Some(q) => h.value_at_quantile(q) as f64 / 1000.0,
-        None => h.mean() / 1000.0,
-    }
-}
-
 impl Summary {
-    /// Computes the summary.
-    pub fn new(inp: &Inputs<'_>) -> Self {
-        let v = View { inp };
+    /// Renders the judgement of a run.
+    pub fn new(inp: &Inputs<'_>, j: &Judgement) -> Self {
         let s = inp.scenario;
-        let all = v.merged(None, None);
+        let dims = inp.dims;
+        let all = j.merged(dims, |_| true);
         let mut lag_all = histogram();
         for h in inp.lag {
             let _ = lag_all.add(h);
         }
+        let run_span = inp.run_end.saturating_duration_since(inp.progress.run_start);
+        let spans = spans(inp.progress, inp.plan.phases.len(), inp.run_end);
         let phases: Vec<PhaseSummary> = inp
             .plan
             .phases
             .iter()
             .enumerate()
             .map(|(p, pp)| {
-                let c = v.merged(Some(p), None);
-                let span = v.phase_span(p);
+                let c = j.merged(dims, |k| usize::from(k.phase) == p);
+                let span = spans[p].unwrap_or_default();
                 let offered = match pp.planned_requests().zip(pp.nominal_end()) {
                     Some((n, d)) if pp.users().is_none() => per_sec(n, d),
                     _ => per_sec(c.counts.sent, span),
                 };
+                let pj = j.phases.get(p);
                 PhaseSummary {
                     name: pp.name.clone(),
                     load: match pp.users() {
@@ -497,6 +569,8 @@ impl Summary {
                     duration_s: (span.as_secs_f64() * 1000.0).round() / 1000.0,
                     offered_rps: offered,
                     achieved_rps: per_sec(c.counts.completed, span),
+                    scheduled: pj.and_then(|x| x.scheduled),
+                    unsent_cause: pj.and_then(|x| x.cause),
                     requests: Requests::of(&c.counts),
                     latency_ms: Latency::of(&c.latency),
                     service_time_ms: Latency::of(&c.service),
@@ -508,18 +582,10 @@ impl Summary {
         let checks: Vec<CheckSummary> = s
             .checks
             .iter()
+            .zip(&j.checks)
             .enumerate()
-            .map(|(i, ck)| {
-                let c = v.merged(None, Some(i));
-                let result = if c.counts.violation_total() > 0 {
-                    "fail"
-                } else if c.counts.sent == 0 {
-                    "not_run"
-                } else if c.counts.completed == 0 {
-                    "inconclusive"
-                } else {
-                    "pass"
-                };
+            .map(|(i, (ck, cj))| {
+                let c = j.merged(dims, |k| usize::from(k.check) == i);
                 CheckSummary {
                     id: ck.id.clone(),
                     title: ck.title.clone(),
@@ -529,22 +595,22 @@ impl Summary {
                     sent: c.counts.sent,
                     completed: c.counts.completed,
                     errors: c.counts.error_total(),
+                    outcomes: Outcomes::of(&c.counts),
                     violations: violations(&c.counts),
                     statuses: statuses(&c.counts),
+                    error_causes: inp.causes.get(i).map(error_causes).unwrap_or_default(),
                     latency_ms: Latency::of(&c.latency),
-                    upstream: inp.oracle.map(|r| {
-                        let mut sum = crate::oracle::CheckCounts::default();
-                        for row in &r.cells {
-                            if let Some(x) = row.get(i) {
-                                sum.arrivals += x.arrivals;
-                                sum.leaks += x.leaks;
-                                sum.spoofed += x.spoofed;
-                                sum.missing += x.missing;
-                            }
+                    upstream: cj.upstream.map(|counts| {
+                        let h = inp.oracle.and_then(|o| o.headers.get(i));
+                        UpstreamSummary {
+                            counts,
+                            headers: h.map(|h| h.kept.clone()).unwrap_or_default(),
+                            other_header_problems: h.map_or(0, |h| h.other),
                         }
-                        sum
                     }),
-                    result,
+                    limit: cj.limit.clone(),
+                    result: cj.result,
+                    reason: cj.reason.clone(),
                 }
             })
             .collect();
@@ -554,7 +620,7 @@ impl Summary {
             .iter()
             .enumerate()
             .filter_map(|(ci, cond)| {
-                let c = v.merged_where(|k| usize::from(k.condition) == ci);
+                let c = j.merged(dims, |k| usize::from(k.condition) == ci);
                 (c.counts.sent > 0 || ci == 0).then(|| ConditionSummary {
                     name: cond.name.clone(),
                     event: cond.event.map(|e| inp.plan.events[e].name.clone()),
@@ -572,11 +638,11 @@ impl Summary {
             .enumerate()
             .map(|(ei, e)| {
                 // Only the event's own conditions, not its recovery windows.
-                let c = v.merged_where(|k| {
+                let c = j.merged(dims, |k| {
                     inp.plan
                         .conditions
                         .get(usize::from(k.condition))
-                        .is_some_and(|x| x.event == Some(ei) && !x.name.ends_with(":recovery"))
+                        .is_some_and(|x| x.event == Some(ei) && !x.recovery)
                 });
                 EventSummary {
                     name: e.name.clone(),
@@ -594,68 +660,8 @@ impl Summary {
                 }
             })
             .collect();
-
-        let thresholds: Vec<ThresholdResult> = s
-            .thresholds
-            .iter()
-            .map(|t| {
-                let c = v.merged(t.phase, t.check);
-                let span = t.phase.map_or_else(|| v.run_span(), |p| v.phase_span(p));
-                let value = match t.metric {
-                    Metric::Violation(k) => c.counts.violation(k) as f64,
-                    Metric::Violations => c.counts.violation_total() as f64,
-                    Metric::Errors => c.counts.error_total() as f64,
-                    Metric::Timeouts => c.counts.error(ErrorKind::Timeout) as f64,
-                    Metric::ErrorRate => {
-                        if c.counts.sent == 0 {
-                            0.0
-                        } else {
-                            c.counts.error_total() as f64 / c.counts.sent as f64
-                        }
-                    }
-                    Metric::Latency(st) => stat(&c.latency, st),
-                    Metric::ServiceTime(st) => stat(&c.service, st),
-                    Metric::Rps => per_sec(c.counts.completed, span),
-                    Metric::Requests => c.counts.completed as f64,
-                };
-                ThresholdResult {
-                    expr: t.expr.clone(),
-                    ok: t.op.holds(value, t.value),
-                    value: (value * 1000.0).round() / 1000.0,
-                }
-            })
-            .collect();
-        let mut reasons = Vec::new();
-        if inp.interrupted {
-            reasons.push("the run was interrupted: results cover only what ran".to_string());
-        }
-        for c in &checks {
-            match c.result {
-                "fail" => reasons.push(format!(
-                    "check {} failed: {}",
-                    c.id,
-                    c.violations
-                        .iter()
-                        .filter(|(k, n)| **k != "total" && **n > 0)
-                        .map(|(k, n)| format!("{n} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                "inconclusive" => {
-                    reasons.push(format!("check {} is inconclusive: {} sent, none reached a verdict", c.id, c.sent))
-                }
-                _ => {}
-            }
-        }
-        for t in thresholds.iter().filter(|t| !t.ok) {
-            reasons.push(format!("threshold `{}` failed (value {})", t.expr, t.value));
-        }
-        for cnd in &conditions {
-            let leaks = cnd.violations.get("leak").copied().unwrap_or(0);
-            if leaks > 0 && cnd.name != crate::plan::UNIMPAIRED {
-                reasons.push(format!("{leaks} leak(s) under network condition `{}`", cnd.name));
-            }
-        }
+        let thresholds =
+            j.thresholds.iter().map(|t| ThresholdResult { expr: t.expr.clone(), ok: t.ok, value: t.value }).collect();
         let started_at = time::OffsetDateTime::from(inp.started_at)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -664,7 +670,7 @@ impl Summary {
             gauntlet_version: env!("CARGO_PKG_VERSION"),
             run_id: inp.run_id.to_string(),
             started_at,
-            duration_s: (v.run_span().as_secs_f64() * 1000.0).round() / 1000.0,
+            duration_s: (run_span.as_secs_f64() * 1000.0).round() / 1000.0,
             interrupted: inp.interrupted,
             scenario: ScenarioInfo {
                 name: s.name.clone(),
@@ -678,7 +684,9 @@ impl Summary {
                 followed_alt_svc_h3: inp.followed_h3,
             },
             requests: Requests::of(&all.counts),
-            achieved_rps: per_sec(all.counts.completed, v.run_span()),
+            outcomes: Outcomes::of(&all.counts),
+            error_budget: s.error_budget,
+            achieved_rps: per_sec(all.counts.completed, run_span),
             latency_ms: Latency::of(&all.latency),
             service_time_ms: Latency::of(&all.service),
             generator_lag_ms: Latency::of(&lag_all),
@@ -690,17 +698,20 @@ impl Summary {
             conditions,
             events,
             thresholds,
-            verdict: if reasons.is_empty() { "pass" } else { "fail" },
-            reasons,
+            load_envelope: j.envelope.clone(),
+            verdict: j.verdict,
+            reasons: j.reasons.clone(),
+            notes: j.notes.clone(),
             reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
-            oracle: inp.oracle.map(|r| OracleInfo { received: r.received, untagged: r.untagged, foreign: r.foreign }),
-            quic_refusals: inp.quic_refusals.iter().map(|(c, n)| (crate::proto::h3::describe_code(*c), *n)).collect(),
+            oracle: inp.oracle.map(|o| OracleInfo { received: o.received, untagged: o.untagged, foreign: o.foreign }),
+            quic_refusals: inp.quic_refusals.clone(),
             websocket: inp.websocket.map(|w| {
                 use std::sync::atomic::Ordering::Relaxed;
                 WebSocketSummary {
                     sessions: w.opened.load(Relaxed),
                     completed: w.completed.load(Relaxed),
                     closed_by_peer: w.closed_by_peer.load(Relaxed),
+                    echo_lost: w.echo_lost.load(Relaxed),
                     max_concurrent: w.open_max.load(Relaxed),
                     messages: w.sent.load(Relaxed),
                     echoes: w.echoed.load(Relaxed),
@@ -729,22 +740,51 @@ impl Summary {
             "gauntlet {} — scenario `{}` against {} ({})\n",
             self.gauntlet_version, self.scenario.name, self.target.url, self.target.protocol
         ));
+        let r = &self.requests;
+        let mut extra = String::new();
+        if r.unsent > 0 {
+            extra.push_str(&format!(", {} scheduled but unsent", r.unsent));
+        }
+        if r.stale_retries > 0 {
+            extra.push_str(&format!(", {} retried after a stale connection", r.stale_retries));
+        }
         o.push_str(&format!(
-            "  requests  {} sent, {} completed, {} errors ({} timeouts), {:.1}/s over {:.1}s\n",
-            self.requests.sent,
-            self.requests.completed,
-            self.requests.errors,
-            self.requests.timeouts,
-            self.achieved_rps,
-            self.duration_s
+            "  requests  {} sent, {} answered, {} without answer ({} timeouts){extra}, {:.1}/s over {:.1}s\n",
+            r.sent, r.completed, r.errors, r.timeouts, self.achieved_rps, self.duration_s
         ));
+        let oc = &self.outcomes;
+        let mut buckets = vec![format!("passed {}", oc.passed), format!("denied {}", oc.denied)];
+        for (name, n) in [
+            ("limited", oc.limited),
+            ("outage-denied", oc.outage_denied),
+            ("unexpected status", oc.unexpected_status),
+            ("cancelled", oc.cancelled),
+        ] {
+            if n > 0 {
+                buckets.push(format!("{name} {n}"));
+            }
+        }
+        let v: u64 = oc.violations.values().sum();
+        let e: u64 = oc.no_answer.values().sum();
+        if v > 0 {
+            buckets.push(format!("violations {v}"));
+        }
+        if e > 0 {
+            buckets.push(format!("no answer {e}"));
+        }
+        o.push_str(&format!("  outcomes  {} (= {} sent)\n", buckets.join(", "), oc.total));
         o.push_str(&format!(
             "  latency   p50 {:.2}ms  p90 {:.2}ms  p99 {:.2}ms  p99.9 {:.2}ms  max {:.2}ms  (from intended send; service p99 {:.2}ms, generator lag p99 {:.2}ms)\n",
             l.p50, l.p90, l.p99, l.p999, l.max, self.service_time_ms.p99, self.generator_lag_ms.p99
         ));
         for p in &self.phases {
+            let unsent = if p.requests.unsent > 0 {
+                format!(" UNSENT {} of {}", p.requests.unsent, p.scheduled.unwrap_or_default())
+            } else {
+                String::new()
+            };
             o.push_str(&format!(
-                "  phase {:<12} {:>7.1}s offered {:>8.1}/s achieved {:>8.1}/s p99 {:>8.2}ms violations {}\n",
+                "  phase {:<12} {:>7.1}s offered {:>8.1}/s achieved {:>8.1}/s p99 {:>8.2}ms violations {}{unsent}\n",
                 p.name,
                 p.duration_s,
                 p.offered_rps,
@@ -780,10 +820,11 @@ impl Summary {
         }
         if let Some(w) = &self.websocket {
             o.push_str(&format!(
-                "  websocket {} sessions ({} held, {} closed by the peer, {} stopped), at most {} open; {} messages, rtt p50 {:.2}ms p99 {:.2}ms; ~{} KiB per open session\n",
+                "  websocket {} sessions ({} held, {} closed by the peer, {} echo lost, {} stopped), at most {} open; {} messages, rtt p50 {:.2}ms p99 {:.2}ms; ~{} KiB per open session\n",
                 w.sessions,
                 w.completed,
                 w.closed_by_peer,
+                w.echo_lost,
                 w.stopped,
                 w.max_concurrent,
                 w.messages,
@@ -803,19 +844,41 @@ impl Summary {
             "  violations {total}{}\n",
             if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
         ));
-        let (pass, fail, other) = self.checks.iter().fold((0, 0, 0), |(p, f, x), c| match c.result {
-            "pass" => (p + 1, f, x),
-            "fail" => (p, f + 1, x),
-            _ => (p, f, x + 1),
-        });
-        o.push_str(&format!("  checks    {pass} passed, {fail} failed, {other} without verdict\n"));
-        for c in self.checks.iter().filter(|c| c.result != "pass") {
-            o.push_str(&format!("    {:<13} {:<28} {}\n", c.result.to_uppercase(), c.id, c.title));
+        let count = |r: CheckResult| self.checks.iter().filter(|c| c.result == r).count();
+        o.push_str(&format!(
+            "  checks    {} passed, {} failed, {} inconclusive, {} skipped\n",
+            count(CheckResult::Pass),
+            count(CheckResult::Fail),
+            count(CheckResult::Inconclusive),
+            count(CheckResult::Skipped)
+        ));
+        for c in self.checks.iter().filter(|c| c.result != CheckResult::Pass) {
+            o.push_str(&format!("    {:<13} {:<28} {}\n", c.result.name().to_uppercase(), c.id, c.title));
+            if !c.reason.is_empty() {
+                o.push_str(&format!("                  {}\n", c.reason));
+            }
+        }
+        let causes: Vec<String> = self
+            .checks
+            .iter()
+            .flat_map(|c| c.error_causes.iter().map(move |e| (c, e)))
+            .take(8)
+            .map(|(c, e)| format!("    {:<28} {} ×{}: {}", c.id, e.kind, e.count, e.message))
+            .collect();
+        if !causes.is_empty() {
+            o.push_str("  errors (first causes per check and kind)\n");
+            for line in causes {
+                o.push_str(&line);
+                o.push('\n');
+            }
         }
         for t in &self.thresholds {
             o.push_str(&format!("  threshold {} {} (value {})\n", if t.ok { "ok  " } else { "FAIL" }, t.expr, t.value));
         }
-        o.push_str(&format!("verdict: {}\n", self.verdict.to_uppercase()));
+        for n in &self.notes {
+            o.push_str(&format!("  note      {n}\n"));
+        }
+        o.push_str(&format!("verdict: {}\n", self.verdict.name().to_uppercase()));
         for r in &self.reasons {
             o.push_str(&format!("  - {r}\n"));
         }

@@ -52,6 +52,7 @@ pub(crate) struct Merged {
     pub(crate) checks: Vec<(RawCheck, Origin)>,
     pub(crate) phases: Vec<(RawPhase, Origin)>,
     pub(crate) thresholds: Vec<(String, Origin)>,
+    pub(crate) error_budget: Option<(serde_yaml::Value, Origin)>,
     pub(crate) dependencies: Vec<(String, RawDependency, Origin)>,
     pub(crate) events: Vec<(RawEvent, Origin)>,
     pub(crate) network: Option<(RawNetworkCfg, Origin)>,
@@ -179,6 +180,9 @@ impl State {
         }
         for (i, t) in doc.thresholds.into_iter().enumerate() {
             m.thresholds.push((t, origin(&format!("thresholds[{i}]"))));
+        }
+        if let Some(b) = doc.error_budget {
+            m.error_budget = Some((b, origin("error_budget")));
         }
         for (name, d) in doc.dependencies {
             let at = format!("dependencies.{name}");

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use threshold::{Metric, Op, Stat, Threshold};
-pub use validate::Overrides;
 pub(crate) use validate::hex;
+pub use validate::{Overrides, is_secret_header};
 
 /// One located problem.
 #[derive(Debug, Clone)]

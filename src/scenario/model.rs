@@ -34,6 +34,9 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     /// Pass/fail rules on the results.
     pub thresholds: Vec<crate::scenario::Threshold>,
+    /// The share of requests that may go without an answer before the run fails
+    /// (`error_budget:`, default 1 %).
+    pub error_budget: f64,
     /// Impairment links in front of what the gateway depends on.
     pub dependencies: Vec<Dependency>,
     /// Timed conditions, in start order (they never overlap).
@@ -237,8 +240,67 @@ pub struct Request {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Body.
     pub body: Bytes,
+    /// Headers whose value changes per request (`{seq}`, `{seq:ipv4}`, `{seq:hex}`).
+    pub varying: Vec<(HeaderName, Varying)>,
     /// A WebSocket upgrade followed by a session, instead of a plain request.
     pub websocket: Option<WebSocket>,
+}
+
+/// A header value rendered per request from its sequence number: `prefix{VAR}suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Varying {
+    /// Text before the variable.
+    pub prefix: String,
+    /// The variable.
+    pub var: SeqVar,
+    /// Text after it.
+    pub suffix: String,
+}
+
+/// What a [`Varying`] header renders per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqVar {
+    /// `{seq}`: the request's sequence number, in decimal.
+    Seq,
+    /// `{seq:hex}`: the same, in hex.
+    Hex,
+    /// `{seq:ipv4}`: a distinct address in 10.0.0.0/8 per request (up to 2^24 in a phase).
+    Ipv4,
+}
+
+impl Varying {
+    /// Parses a header value with at most one `{seq…}` variable; `Ok(None)` when it has none.
+    pub fn parse(value: &str) -> Result<Option<Self>, String> {
+        let Some(open) = value.find("{seq") else { return Ok(None) };
+        let close = value[open..].find('}').map(|c| open + c).ok_or("an unclosed `{seq`")?;
+        let var = match &value[open + 1..close] {
+            "seq" => SeqVar::Seq,
+            "seq:hex" => SeqVar::Hex,
+            "seq:ipv4" => SeqVar::Ipv4,
+            other => return Err(format!("`{{{other}}}` is not a variable: use {{seq}}, {{seq:hex}} or {{seq:ipv4}}")),
+        };
+        let suffix = &value[close + 1..];
+        if suffix.contains("{seq") {
+            return Err("only one `{seq…}` variable per header".into());
+        }
+        Ok(Some(Varying { prefix: value[..open].to_string(), var, suffix: suffix.to_string() }))
+    }
+
+    /// Appends the value for the request with sequence field `seq` to `out`.
+    pub fn render(&self, seq: u64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.extend_from_slice(self.prefix.as_bytes());
+        let _ = match self.var {
+            SeqVar::Seq => write!(out, "{seq}"),
+            SeqVar::Hex => write!(out, "{seq:x}"),
+            SeqVar::Ipv4 => {
+                // The request index (low 36 bits) mixed with the phase, folded into 24 bits.
+                let v = (seq ^ (seq >> 40)) & 0xff_ffff;
+                write!(out, "10.{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+            }
+        };
+        out.extend_from_slice(self.suffix.as_bytes());
+    }
 }
 
 /// `request.websocket:` resolved: upgrade over HTTP/1.1, then send `messages` (cycled) one
@@ -261,8 +323,18 @@ pub struct WebSocket {
 pub struct UpstreamExpect {
     /// Headers that must arrive with exactly this value.
     pub headers: Vec<(HeaderName, String)>,
-    /// Headers that must not arrive.
+    /// Headers that must not arrive at all.
     pub absent: Vec<HeaderName>,
+    /// Headers the client sends whose *value* must not arrive (the gateway may set its own):
+    /// the header name and the value sent.
+    pub stripped: Vec<(HeaderName, String)>,
+}
+
+impl UpstreamExpect {
+    /// Whether anything here needs the oracle to be verified.
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.absent.is_empty() && self.stripped.is_empty()
+    }
 }
 
 /// One load phase.

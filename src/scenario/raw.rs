@@ -38,6 +38,8 @@ pub(crate) struct RawDoc {
     pub(crate) phases: Vec<RawPhase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) thresholds: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error_budget: Option<Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) dependencies: BTreeMap<String, RawDependency>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -288,6 +290,8 @@ pub(crate) struct RawUpstream {
     pub(crate) headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) absent: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stripped: Vec<String>,
 }
 
 /// `phases[]:`

@@ -11,7 +11,7 @@ use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{self, Claim, Corrupt, JwtSpec};
-use crate::conformance::{Expect, Severity};
+use crate::conformance::{Expect, Severity, Statuses};
 use crate::scenario::load::{Merged, Origin, Source};
 use crate::scenario::model::*;
 use crate::scenario::raw::{RawDoc, RawIdentity, RawNetwork, RawRateLimit, RawToken};
@@ -102,9 +102,21 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let profile = resolve_profile(&mut cx, &m);
     let target = resolve_target(&mut cx, &m);
     let identities = resolve_identities(&mut cx, &m);
-    let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref());
+    let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref(), &identities);
     let phases = resolve_phases(&mut cx, &m, &checks);
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
+    let error_budget = match &m.error_budget {
+        None => 0.01,
+        Some((v, o)) => fraction(v, 1.0).unwrap_or_else(|e| {
+            cx.at(
+                o,
+                "",
+                format!("`error_budget`: {e} (the share of requests that may go without an answer, e.g. `1%`)"),
+            );
+            0.01
+        }),
+    };
+    check_limit_drive(&mut cx, &m, &checks, &phases);
     let dependencies = resolve_dependencies(&mut cx, &m);
     let events = resolve_events(&mut cx, &m, &dependencies, &phases);
     let backend = resolve_backend(&mut cx, &m, &phases, &events, target.as_ref());
@@ -141,6 +153,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             checks,
             phases,
             thresholds,
+            error_budget,
             dependencies,
             events,
             backend,
@@ -548,6 +561,96 @@ fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token> {
     Some(Token { header, scheme, source })
 }
 
+/// Statuses an allow-class check treats as refusals: the profile's deny statuses and the
+/// universal ones.
+fn refusals(profile: &Profile) -> Vec<u16> {
+    let mut r = profile.deny_status.clone();
+    for s in crate::conformance::REFUSALS {
+        if !r.contains(&s) {
+            r.push(s);
+        }
+    }
+    r
+}
+
+/// `{limit: {requests, per, tolerance, burst, drive}}` (requests and per default to the
+/// profile's `rate_limit`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimitExpect {
+    requests: Option<u32>,
+    per: Option<String>,
+    tolerance: Option<Value>,
+    burst: Option<u32>,
+    drive: Option<f64>,
+}
+
+/// A fraction from `10%` or `0.1` (`what` names it in errors); within `0..=max`.
+fn fraction(v: &Value, max: f64) -> Result<f64, String> {
+    let f = match v {
+        Value::Number(n) => n.as_f64().ok_or("not a number")?,
+        Value::String(s) => match s.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map_err(|_| format!("`{s}` is not a percentage"))? / 100.0,
+            None => s.trim().parse::<f64>().map_err(|_| format!("`{s}` is not a fraction or a percentage"))?,
+        },
+        _ => return Err("write a percentage (`10%`) or a fraction (`0.1`)".into()),
+    };
+    if f.is_finite() && (0.0..=max).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("must be between 0% and {}%", max * 100.0))
+    }
+}
+
+fn limit_expect(cx: &mut Ctx<'_>, o: &Origin, raw: &RawLimitExpect, profile: &Profile) -> Option<Expect> {
+    let (requests, per) = match (raw.requests, &raw.per, profile.rate_limit) {
+        (Some(requests), Some(per), _) => {
+            rate_limit(cx, o, "expect.limit", &RawRateLimit { requests, per: per.clone() })?
+        }
+        (None, None, Some(rl)) => rl,
+        (Some(requests), None, Some((_, per))) => (requests, per),
+        (None, Some(per), Some((requests, _))) => {
+            rate_limit(cx, o, "expect.limit", &RawRateLimit { requests, per: per.clone() })?
+        }
+        _ => {
+            cx.at(
+                o,
+                "expect",
+                "`limit` needs `{limit: {requests: N, per: 1s}}` or a `rate_limit` in the target profile",
+            );
+            return None;
+        }
+    };
+    let tolerance = match &raw.tolerance {
+        None => 0.1,
+        Some(v) => match fraction(v, 1.0) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.at(o, "expect.limit.tolerance", e);
+                return None;
+            }
+        },
+    };
+    let drive = raw.drive.unwrap_or(1.2);
+    if !drive.is_finite() || drive <= 1.0 + tolerance || drive > 100.0 {
+        cx.at(
+            o,
+            "expect.limit.drive",
+            format!("`drive: {drive}` must be above 1 + tolerance ({:.2}) and at most 100: a limiter is only tested by sending faster than it allows", 1.0 + tolerance),
+        );
+        return None;
+    }
+    Some(Expect::Limit(crate::conformance::Limit {
+        requests,
+        per,
+        tolerance,
+        burst: raw.burst.unwrap_or(requests),
+        drive,
+        success: Statuses::success(),
+        refusals: refusals(profile),
+    }))
+}
+
 fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) -> Option<Expect> {
     const KINDS: [&str; 4] = ["allow", "deny", "tls_reject", "limit"];
     let bad = |cx: &mut Ctx<'_>, what: &str| {
@@ -555,19 +658,8 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
         cx.at(
             o,
             "expect",
-            format!("`{what}` is not an expectation{hint}: use `allow`, `deny`, `{{deny: [401, 403]}}`, `tls_reject` or `limit`"),
+            format!("`{what}` is not an expectation{hint}: use `allow`, `{{allow: [200, 204]}}`, `deny`, `{{deny: [401, 403]}}`, `tls_reject` or `limit`"),
         );
-    };
-    let default_limit = |cx: &mut Ctx<'_>| match profile.rate_limit {
-        Some((requests, per)) => Some(Expect::Limit { requests, per }),
-        None => {
-            cx.at(
-                o,
-                "expect",
-                "`limit` needs `{limit: {requests: N, per: 1s}}` or a `rate_limit` in the target profile",
-            );
-            None
-        }
     };
     match v {
         None => {
@@ -575,10 +667,10 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
             None
         }
         Some(Value::String(s)) => match s.as_str() {
-            "allow" => Some(Expect::Allow),
+            "allow" => Some(Expect::Allow { success: Statuses::success(), refusals: refusals(profile) }),
             "deny" => Some(Expect::Deny { statuses: profile.deny_status.clone() }),
             "tls_reject" => Some(Expect::TlsReject),
-            "limit" => default_limit(cx),
+            "limit" => limit_expect(cx, o, &RawLimitExpect::default(), profile),
             other => {
                 bad(cx, other);
                 None
@@ -596,12 +688,38 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
                         None
                     }
                 },
-                Some("limit") => match serde_yaml::from_value::<RawRateLimit>(val.clone()) {
-                    Ok(rl) => {
-                        rate_limit(cx, o, "expect.limit", &rl).map(|(requests, per)| Expect::Limit { requests, per })
+                Some("allow") => {
+                    let items: Option<Vec<String>> = val.as_sequence().map(|seq| {
+                        seq.iter()
+                            .map(|x| match x {
+                                Value::Number(n) => n.to_string(),
+                                Value::String(s) => s.clone(),
+                                _ => String::new(),
+                            })
+                            .collect()
+                    });
+                    match items.as_ref().and_then(|i| Statuses::parse(i.iter().map(String::as_str))) {
+                        Some(success) => Some(Expect::Allow { success, refusals: refusals(profile) }),
+                        None => {
+                            cx.at(
+                                o,
+                                "expect.allow",
+                                "give the success statuses as a list of codes or classes, e.g. `{allow: [200, 204]}` or `{allow: [2xx, 302]}`",
+                            );
+                            None
+                        }
                     }
+                }
+                Some("limit") => match serde_yaml::from_value::<RawLimitExpect>(val.clone()) {
+                    Ok(rl) => limit_expect(cx, o, &rl, profile),
                     Err(e) => {
-                        cx.at(o, "expect.limit", format!("{e}: write e.g. `{{limit: {{requests: 50, per: 1s}}}}`"));
+                        cx.at(
+                            o,
+                            "expect.limit",
+                            format!(
+                                "{e}: write e.g. `{{limit: {{requests: 50, per: 1s, tolerance: 10%, drive: 1.2}}}}`"
+                            ),
+                        );
                         None
                     }
                 },
@@ -622,7 +740,13 @@ fn expect(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, profile: &Profile) ->
     }
 }
 
-fn resolve_checks(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile, target: Option<&Target>) -> Vec<Check> {
+fn resolve_checks(
+    cx: &mut Ctx<'_>,
+    m: &Merged,
+    profile: &Profile,
+    target: Option<&Target>,
+    identities: &[Identity],
+) -> Vec<Check> {
     let mut out: Vec<Check> = Vec::new();
     if m.checks.is_empty() {
         cx.at(&Origin { file: 0, path: String::new() }, "checks", "no `checks:`: a scenario needs at least one check");
@@ -673,6 +797,15 @@ fn resolve_checks(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile, target: Optio
             }),
         };
         let request = request(cx, o, c.request.as_ref(), profile, target);
+        // A WebSocket upgrade succeeds with 101, not 2xx (unless the check says otherwise).
+        let expect = match (expect, &request) {
+            (Some(Expect::Allow { success, refusals }), Some(r)) if r.websocket.is_some() => {
+                let declared = matches!(&c.expect, Some(Value::Mapping(_)));
+                let success = if declared { success } else { Statuses::of(&[101]) };
+                Some(Expect::Allow { success, refusals })
+            }
+            (e, _) => e,
+        };
         let mut upstream = UpstreamExpect::default();
         if let Some(u) = &c.upstream {
             for (k, v) in &u.headers {
@@ -685,6 +818,30 @@ fn resolve_checks(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile, target: Optio
                 match HeaderName::from_str(k) {
                     Ok(n) => upstream.absent.push(n),
                     Err(_) => cx.at(o, &format!("upstream.absent[{i}]"), format!("`{k}` is not a valid header name")),
+                }
+            }
+            let sent_by_identity = c
+                .identity
+                .as_ref()
+                .and_then(|n| identities.iter().find(|i| &i.name == n))
+                .map(|i| i.headers.as_slice())
+                .unwrap_or_default();
+            for (i, k) in u.stripped.iter().enumerate() {
+                let at = format!("upstream.stripped[{i}]");
+                let Ok(n) = HeaderName::from_str(k) else {
+                    cx.at(o, &at, format!("`{k}` is not a valid header name"));
+                    continue;
+                };
+                let from_check = request.as_ref().and_then(|r| r.headers.iter().find(|(h, _)| *h == n));
+                let sent = from_check.or_else(|| sent_by_identity.iter().find(|(h, _)| *h == n));
+                match sent.map(|(_, v)| v.to_str()) {
+                    Some(Ok(v)) => upstream.stripped.push((n, v.to_string())),
+                    Some(Err(_)) => cx.at(o, &at, format!("the value sent for `{k}` is not text")),
+                    None => cx.at(
+                        o,
+                        &at,
+                        format!("`{k}` is not sent by this check (with a fixed value): `stripped` names a header the client forges, so put it under `request.headers`, or use `absent` for a header that must not arrive at all"),
+                    ),
                 }
             }
         }
@@ -765,7 +922,37 @@ fn request(
         cx.at(o, "request.path", format!("`{path}` cannot be sent as a request target ({e})"));
         return None;
     }
-    let headers = headers(cx, o, "request.headers", &r.headers);
+    let (fixed, varying_raw): (std::collections::BTreeMap<String, String>, Vec<(String, String)>) = {
+        let mut fixed = std::collections::BTreeMap::new();
+        let mut vary = Vec::new();
+        for (k, v) in &r.headers {
+            if v.contains("{seq") {
+                vary.push((k.clone(), v.clone()));
+            } else {
+                fixed.insert(k.clone(), v.clone());
+            }
+        }
+        (fixed, vary)
+    };
+    let headers = headers(cx, o, "request.headers", &fixed);
+    let mut varying = Vec::new();
+    for (k, v) in &varying_raw {
+        let at = join("request.headers", k);
+        match (HeaderName::from_str(k), Varying::parse(v)) {
+            (Ok(n), Ok(Some(var))) => {
+                let mut probe = Vec::new();
+                var.render(u64::MAX, &mut probe);
+                if HeaderValue::from_bytes(&probe).is_err() {
+                    cx.at(o, &at, "the value has characters a header cannot carry");
+                } else {
+                    varying.push((n, var));
+                }
+            }
+            (Err(_), _) => cx.at(o, &at, format!("`{k}` is not a valid header name")),
+            (_, Err(e)) => cx.at(o, &at, e),
+            (_, Ok(None)) => {}
+        }
+    }
     let websocket = match &r.websocket {
         None => None,
         Some(w) => {
@@ -793,7 +980,14 @@ fn request(
             Some(WebSocket { messages, interval: interval?, hold: hold?, must_close: w.must_close.unwrap_or(false) })
         }
     };
-    Some(Request { method, path, headers, body: bytes::Bytes::from(r.body.clone().unwrap_or_default()), websocket })
+    Some(Request {
+        method,
+        path,
+        headers,
+        body: bytes::Bytes::from(r.body.clone().unwrap_or_default()),
+        varying,
+        websocket,
+    })
 }
 
 /// Expands `{route:NAME}` (the profile's prefix for NAME) in a raw path, with optional
@@ -1302,6 +1496,53 @@ fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec
     out
 }
 
+/// A `limit` check is judged only where it is sent faster than its limit: refuse a scenario
+/// whose open-loop phases never send it at `drive` × the limit (closed-loop rates are not
+/// known up front and are judged as measured).
+fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[Phase]) {
+    if checks.len() != m.checks.len() {
+        return; // earlier problems already; indices would not line up
+    }
+    for (ci, c) in checks.iter().enumerate() {
+        let Expect::Limit(l) = &c.expect else { continue };
+        let limit = f64::from(l.requests) / l.per.as_secs_f64();
+        let mut best: Option<(f64, &str)> = None;
+        let mut unknown = false;
+        for p in phases {
+            let total: f64 = p.mix.iter().map(|(_, w)| w).sum();
+            let Some((_, w)) = p.mix.iter().find(|(i, _)| *i == ci) else { continue };
+            let rate = match p.load {
+                Load::Constant(r) => r,
+                Load::Ramp { from, to } => from.max(to),
+                Load::Closed { .. } => {
+                    unknown = true;
+                    continue;
+                }
+            };
+            let share = if total > 0.0 { rate * w / total } else { 0.0 };
+            if best.is_none_or(|(b, _)| share > b) {
+                best = Some((share, p.name.as_str()));
+            }
+        }
+        if let (Some((rate, phase)), false) = (best, unknown) {
+            if rate < limit * l.drive {
+                cx.at(
+                    &m.checks[ci].1,
+                    "expect",
+                    format!(
+                        "check {} is sent at most {rate:.1}/s (in phase `{phase}`), but its limit is {limit:.1}/s: \
+                         a limiter is tested by sending at `drive` ({}) × the limit = {:.1}/s or more — raise its share \
+                         of the mix or the phase rate",
+                        c.id,
+                        l.drive,
+                        limit * l.drive
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn resolve_thresholds(cx: &mut Ctx<'_>, m: &Merged, phases: &[Phase], checks: &[Check]) -> Vec<Threshold> {
     let pn: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
     let cn: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
@@ -1372,6 +1613,7 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         .collect();
     doc.phases = m.phases.iter().map(|(p, _)| p.clone()).collect();
     doc.thresholds = m.thresholds.iter().map(|(t, _)| t.clone()).collect();
+    doc.error_budget = m.error_budget.as_ref().map(|(b, _)| b.clone());
     doc.dependencies = m
         .dependencies
         .iter()
@@ -1388,8 +1630,4 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
     format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
 }
 
-/// Header names whose values are credentials and never written to results.
-pub(crate) fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n == "authorization" || n == "cookie" || n == "proxy-authorization" || n.contains("token") || n.contains("api-key")
-}
+pub use crate::conformance::is_secret_header;

@@ -38,6 +38,8 @@ fn fixture() -> (Info, Snapshot, History) {
     }
     totals.errors[gauntlet::conformance::ErrorKind::Timeout.index()] = 3;
     let snap = Snapshot {
+        causes: vec![Default::default(); per_check.len()],
+        header_notes: vec![Vec::new(); per_check.len()],
         elapsed: Duration::from_millis(22_500),
         phase: 1,
         phase_name: "ramp".into(),

@@ -86,6 +86,6 @@ async fn a_gateway_that_fails_open_on_authz_timeout_leaks_under_the_fault_and_fa
     assert!(down.violations["leak"] > 0, "{down:?}");
     assert!(s.events[0].violations["leak"] > 0);
     assert!(s.reasons.iter().any(|r| r.contains("under network condition `authz-down`")), "{:?}", s.reasons);
-    let failed: Vec<&str> = s.checks.iter().filter(|c| c.result == "fail").map(|c| c.id.as_str()).collect();
+    let failed: Vec<&str> = s.checks.iter().filter(|c| c.result.name() == "fail").map(|c| c.id.as_str()).collect();
     assert_eq!(failed, ["ZT-AUTHZ-POL-002"]);
 }

@@ -28,8 +28,12 @@ async fn run_against_oracle(tls: bool) -> oracle::Report {
         let t = common::tls_setup(false);
         gauntlet::tls::server_config(t.chain, t.key, None, false, &[b"h2", b"http/1.1"]).unwrap()
     });
-    let running =
-        oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN))), config).unwrap();
+    let running = oracle::spawn(
+        listener,
+        Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN, gauntlet::plan::build(&s).conditions.len()))),
+        config,
+    )
+    .unwrap();
     let out = common::run(s, &d.path().join("out")).await;
     assert_eq!(out.summary.unwrap().requests.completed, 20);
     running.stop().await.report()
