@@ -469,6 +469,17 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Problem::Absent => "absent",
+            Problem::Duplicated => "duplicated",
+            Problem::Forged => "forged",
+            Problem::WrongPrincipal => "wrong_principal",
+            Problem::Present => "present",
+        }
+    }
+
     /// In words.
     pub fn describe(self) -> &'static str {
         match self {

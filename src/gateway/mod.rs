@@ -55,7 +55,8 @@ pub enum Flaw {
     AcceptAnyClientCert,
     /// A request without an Authorization header is allowed on its certificate alone.
     IgnoreMissingToken,
-    /// The rate limit is keyed on `X-Forwarded-For`; without it, nothing is limited.
+    /// The rate limit is keyed on `X-Forwarded-For` when the client sends one (a
+    /// client-controlled header), on the identity otherwise: rotating it escapes the limit.
     RateLimitByXff,
     /// When the external authorization call times out, the request is allowed.
     FailOpenOnAuthzTimeout,
@@ -636,17 +637,15 @@ where
     }
     // 4. Rate limit (per identity and route).
     if let Some(l) = &gw.limiters[ri] {
-        let key = if gw.has(Flaw::RateLimitByXff) {
-            req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string)
-        } else {
-            Some(principal.clone())
+        let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let key = match xff {
+            Some(x) if gw.has(Flaw::RateLimitByXff) => x.to_string(),
+            _ => principal.clone(),
         };
-        if let Some(key) = key {
-            if let Err(retry) = l.take(&key, Instant::now()) {
-                let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "{\"error\":\"rate limited\"}");
-                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
-                return r;
-            }
+        if let Err(retry) = l.take(&key, Instant::now()) {
+            let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "{\"error\":\"rate limited\"}");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+            return r;
         }
     }
     // 5. Headers: drop hop-by-hop and client identity headers, inject the verified identity.

@@ -1525,7 +1525,7 @@ fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[P
             }
         }
         if let (Some((rate, phase)), false) = (best, unknown) {
-            if rate < limit * l.drive {
+            if rate < limit * l.drive * (1.0 - 1e-9) {
                 cx.at(
                     &m.checks[ci].1,
                     "expect",

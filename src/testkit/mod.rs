@@ -50,6 +50,9 @@ pub struct Config {
     /// Forward every request (with its headers) to this HTTP upstream before answering by
     /// the rules: a gateway that denies *after* forwarding.
     pub forward_to: Option<SocketAddr>,
+    /// Header edits made before forwarding: `(name, Some(value))` replaces (or adds) the
+    /// header, `(name, None)` removes it — the hygiene (or lack of it) of a gateway.
+    pub forward_headers: Vec<(String, Option<String>)>,
 }
 
 /// A running target.
@@ -70,6 +73,7 @@ impl Running {
 
 struct State {
     forward_to: Option<SocketAddr>,
+    forward_headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     rules: Vec<(String, u16)>,
     stall: Option<(u64, Duration)>,
@@ -92,8 +96,15 @@ pub async fn spawn(cfg: Config) -> Result<Running, Box<dyn std::error::Error + S
     };
     let requests = Arc::new(AtomicU64::new(0));
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let mut forward_headers = Vec::new();
+    for (n, v) in &cfg.forward_headers {
+        let name = http::HeaderName::from_bytes(n.as_bytes())?;
+        let value = v.as_deref().map(http::HeaderValue::from_str).transpose()?;
+        forward_headers.push((name, value));
+    }
     let state = Arc::new(State {
         forward_to: cfg.forward_to,
+        forward_headers,
         client,
         rules: cfg.rules,
         stall: cfg.stall,
@@ -137,6 +148,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             *fwd.uri_mut() = uri;
             *fwd.headers_mut() = req.headers().clone();
             fwd.headers_mut().remove(http::header::HOST);
+            for (name, value) in &state.forward_headers {
+                match value {
+                    Some(v) => {
+                        fwd.headers_mut().insert(name.clone(), v.clone());
+                    }
+                    None => {
+                        fwd.headers_mut().remove(name);
+                    }
+                }
+            }
             let _ = state.client.request(fwd).await;
         }
     }

@@ -142,3 +142,115 @@ pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<std::proc
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What a [`raw_server`] does with one request.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Write these bytes (a whole response) and keep the connection.
+    Reply(Vec<u8>),
+    /// Close the connection without answering (FIN, no byte).
+    Close,
+    /// Never answer (the connection stays open until the server stops).
+    Hang,
+}
+
+/// `HTTP/1.1 STATUS` with a small body and a Content-Length (none for 204 and 304).
+pub fn reply(status: u16) -> Act {
+    if status == 204 || status == 304 {
+        return Act::Reply(format!("HTTP/1.1 {status} X\r\n\r\n").into_bytes());
+    }
+    Act::Reply(format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok").into_bytes())
+}
+
+/// A hand-rolled HTTP/1.1 server on 127.0.0.1:0 (plain TCP) for behaviours no well-behaved
+/// server has. `answer(n, k, head)`: `n` counts requests over the server (from 0), `k` on the
+/// connection (from 0), `head` is the request head. Returns the address and a stop handle.
+pub async fn raw_server<F>(answer: F) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken)
+where
+    F: Fn(u64, u64, &str) -> Act + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let answer = std::sync::Arc::new(answer);
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s2 = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = tokio::select! {
+                a = l.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = s2.cancelled() => return,
+            };
+            let (answer, count, stop) = (answer.clone(), count.clone(), s2.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut k = 0;
+                loop {
+                    // One request head (bodies are read by Content-Length).
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        let n = tokio::select! {
+                            r = sock.read(&mut chunk) => r.unwrap_or(0),
+                            _ = stop.cancelled() => 0,
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        let mut chunk = [0u8; 4096];
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    buf.drain(..end + len);
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match answer(n, k, &head) {
+                        Act::Reply(bytes) => {
+                            if sock.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Act::Close => {
+                            let _ = sock.shutdown().await;
+                            return;
+                        }
+                        Act::Hang => {
+                            stop.cancelled().await;
+                            return;
+                        }
+                    }
+                    k += 1;
+                }
+            });
+        }
+    });
+    (addr, stop)
+}
+
+/// A plain-http scenario against `addr` with `body` (identities, checks, phases, …).
+pub fn http_scenario(name: &str, addr: std::net::SocketAddr, target: &str, body: &str) -> String {
+    format!("gauntlet: 1\nname: {name}\ntarget: {{ url: \"http://{addr}\", protocol: h1, {target} }}\n{body}")
+}
+
+/// Runs `yaml` quietly into a temp dir; returns the dir, the exit code and the summary.
+pub async fn run_yaml(yaml: &str) -> (tempfile::TempDir, u8, gauntlet::report::Summary) {
+    let (d, p) = scenario_file(yaml);
+    let out = run(load(&p), &d.path().join("out")).await;
+    (d, out.code, out.summary.expect("a summary"))
+}

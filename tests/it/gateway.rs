@@ -145,6 +145,7 @@ async fn a_gateway_that_answers_403_but_still_forwards_is_a_leak() {
         rules: vec![("/admin".into(), 403)],
         stall: None,
         forward_to: Some(upstream),
+        ..Default::default()
     })
     .await
     .unwrap();

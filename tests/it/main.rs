@@ -14,4 +14,5 @@ mod results;
 mod run;
 mod scenario;
 mod stall;
+mod verdicts;
 mod ws;

@@ -191,10 +191,15 @@ async fn a_blackhole_switched_on_silences_open_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_network_condition_labels_everything_sent_under_it() {
-    let target =
-        gauntlet::testkit::spawn(gauntlet::testkit::Config { tls: None, rules: vec![], stall: None, forward_to: None })
-            .await
-            .unwrap();
+    let target = gauntlet::testkit::spawn(gauntlet::testkit::Config {
+        tls: None,
+        rules: vec![],
+        stall: None,
+        forward_to: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let (d, p) = super::common::scenario_file(&format!(
         "gauntlet: 1\nname: cond\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
@@ -460,6 +465,7 @@ mod kernel {
             rules: vec![],
             stall: None,
             forward_to: None,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ async fn results_folder_is_complete_and_parseable() {
         rules: vec![],
         stall: None,
         forward_to: None,
+        ..Default::default()
     })
     .await
     .unwrap();

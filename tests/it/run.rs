@@ -41,6 +41,7 @@ async fn classify_over(protocol: &str) {
         rules: vec![("/admin".into(), 403)],
         stall: None,
         forward_to: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -94,6 +95,7 @@ async fn against_target(require_client_cert: bool, protocol: &str, body: &str) -
         rules: vec![("/admin".into(), 403)],
         stall: None,
         forward_to: None,
+        ..Default::default()
     })
     .await
     .unwrap();
