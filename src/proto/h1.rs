@@ -503,4 +503,98 @@ mod tests {
         let (out, _) = script(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"], http::Method::GET).await;
         assert!(matches!(out[..], [Err(Outcome::Broken { kind: ErrorKind::Reset, at: Broke::Other, .. })]), "{out:?}");
     }
+
+    #[tokio::test]
+    async fn lax_framing_is_refused() {
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+a\r\n0123456789\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (out, _) = script(vec![bad], http::Method::GET).await;
+            assert_eq!(out.len(), 1);
+            assert_eq!(
+                out[0].as_ref().err().and_then(Outcome::error_kind),
+                Some(ErrorKind::Protocol),
+                "{:?}: {out:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_close_on_a_kept_alive_connection_before_any_byte_is_stale() {
+        let (out, _) = script(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b""], http::Method::GET).await;
+        assert_eq!(out[0], Ok(200));
+        assert!(matches!(out[1], Err(Outcome::Broken { at: Broke::Stale, .. })), "{out:?}");
+        // A partial head before the close is not stale: the server answered something.
+        let (out, _) =
+            script(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 20"], http::Method::GET).await;
+        assert!(matches!(out[1], Err(Outcome::Broken { at: Broke::Other, .. })), "{out:?}");
+    }
+
+    #[test]
+    fn chunk_sizes_and_lengths_are_plain_numbers() {
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"1A;ext=1"), Some(26));
+        assert_eq!(chunk_size(b"0"), Some(0));
+        for bad in [&b"+a"[..], b"-1", b"", b"1 a", b"g", b"1234567890abcdef0"] {
+            assert_eq!(chunk_size(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(content_length(b" 42 "), Some(42));
+        for bad in [&b"+5"[..], b"-5", b"", b"4 2", b"5,5", b"99999999999999999999"] {
+            assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any bytes: an answer, a need for more, or a protocol error — never a panic, and a
+            /// complete head never claims more bytes than it was given.
+            #[test]
+            fn parse_head_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..512), head in any::<bool>()) {
+                if let Ok(Some((n, _))) = parse_head(&buf, head) {
+                    prop_assert!(n <= buf.len());
+                }
+            }
+
+            /// A Content-Length that is not plain digits is refused (optional whitespace around
+            /// it is fine, inside it is not).
+            #[test]
+            fn signed_or_garbled_lengths_are_refused(n in 0u32..100_000, lead in "[+\\-x,;]", mid in "[+\\-x ,;]") {
+                let variants = [format!("{lead}{n}"), format!("{n}{mid}{n}")];
+                for v in variants {
+                    let r = format!("HTTP/1.1 200 OK\r\nContent-Length: {v}\r\n\r\n");
+                    let parsed = parse_head(r.as_bytes(), false);
+                    prop_assert!(parsed.is_err(), "{v:?} was accepted: {parsed:?}");
+                }
+            }
+
+            /// Well-formed heads give the framing they declare.
+            #[test]
+            fn well_formed_heads_frame_as_declared(status in 200u16..600, len in 0u64..1_000_000, chunked in any::<bool>(), close in any::<bool>()) {
+                let framing = if chunked { "Transfer-Encoding: chunked".to_string() } else { format!("Content-Length: {len}") };
+                let conn = if close { "Connection: close\r\n" } else { "" };
+                let r = format!("HTTP/1.1 {status} X\r\n{framing}\r\n{conn}\r\n");
+                let (n, head) = parse_head(r.as_bytes(), false).unwrap().unwrap();
+                let head = head.unwrap();
+                prop_assert_eq!(n, r.len());
+                prop_assert_eq!(head.status, status);
+                prop_assert_eq!(head.close, close);
+                let want = match (status, chunked) {
+                    (204 | 304, _) => Framing::None,
+                    (_, true) => Framing::Chunked,
+                    _ => Framing::Length(len),
+                };
+                prop_assert_eq!(head.framing, want);
+            }
+        }
+    }
 }

@@ -420,3 +420,63 @@ async fn errors_carry_their_cause() {
     assert!(c.reason.contains("not valid for name"), "{}", c.reason);
     assert_eq!(code, 1);
 }
+
+fn ws_upgrade(head: &str, accept: Option<&str>) -> Act {
+    // The key is case-sensitive base64: only the name is matched without case.
+    let key = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(String::new, |(_, v)| v.trim().to_string());
+    let accept = accept
+        .map_or_else(|| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()), str::to_string);
+    Act::Reply(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+        )
+        .into_bytes(),
+    )
+}
+
+fn ws_scenario(addr: std::net::SocketAddr) -> String {
+    common::http_scenario(
+        "ws",
+        addr,
+        "max_in_flight: 2, timeout: 3s",
+        &format!(
+            "{ANON}checks: [ {{ id: WS, identity: anon, request: {{ path: /ws, websocket: {{ messages: [hi], interval: 100ms, hold: 500ms }} }}, expect: allow }} ]\n\
+             phases: [ {{ name: p, requests: 4, users: 2 }} ]\n"
+        ),
+    )
+}
+
+/// The upgrade's `Sec-WebSocket-Key` is random and the answer's `Sec-WebSocket-Accept` must
+/// match it; a server that echoes nothing does not complete a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_are_verified_and_lost_echoes_are_not_sessions() {
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let k2 = keys.clone();
+    let (addr, stop) = common::raw_server(move |_, _, head| {
+        if let Some(l) = head.lines().find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:")) {
+            k2.lock().unwrap().insert(l.to_string());
+        }
+        ws_upgrade(head, Some("dGhlIHNhbXBsZSBub25jZQ=="))
+    })
+    .await;
+    let (_d, code, s) = common::run_yaml(&ws_scenario(addr)).await;
+    stop.cancel();
+    let c = by_id(&s)["WS"];
+    assert_eq!(c.outcomes.passed, 0);
+    assert_eq!(c.outcomes.no_answer.get("protocol"), Some(&4), "{:?}", c.outcomes);
+    assert!(c.error_causes[0].message.contains("Sec-WebSocket-Accept"), "{:?}", c.error_causes);
+    assert_eq!(keys.lock().unwrap().len(), 4, "a fresh key per upgrade");
+    assert_eq!(code, 1);
+    // A correct handshake, then silence: the echo is lost, the session is not completed.
+    let (addr, stop) = common::raw_server(|_, _, head| ws_upgrade(head, None)).await;
+    let (_d, code, s) = common::run_yaml(&ws_scenario(addr)).await;
+    stop.cancel();
+    let w = s.websocket.as_ref().unwrap();
+    assert_eq!((w.sessions, w.completed, w.echo_lost), (4, 0, 4), "{w:?}");
+    assert_eq!(by_id(&s)["WS"].outcomes.no_answer.get("timeout"), Some(&4));
+    assert_eq!(code, 1);
+}
