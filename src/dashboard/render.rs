@@ -487,7 +487,20 @@ fn draw_drill(f: &mut Frame, area: Rect, v: &View) {
             )));
         }
     }
-    let r = popup(area, 60, 9);
+    // Which header was wrong, and how (from the oracle).
+    for (note, n) in v.snap.header_notes.get(i).into_iter().flatten() {
+        lines.push(Line::from(Span::styled(format!("  {note} ×{n}"), Style::new().fg(Color::Red))));
+    }
+    // Why requests got no answer: the first distinct messages per kind.
+    if let Some(causes) = v.snap.causes.get(i) {
+        for (k, cs) in ErrorKind::ALL.iter().zip(causes.iter()) {
+            for (m, n) in &cs.kept {
+                lines.push(Line::from(Span::styled(format!("{} ×{n}: {m}", k.name()), Style::new().fg(Color::Yellow))));
+            }
+        }
+    }
+    let height = (lines.len() as u16 + 2).clamp(9, 20);
+    let r = popup(area, 90, height);
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(block(id, true)), r);
 }

@@ -37,9 +37,16 @@ fn fixture() -> (Info, Snapshot, History) {
         totals.add(c);
     }
     totals.errors[gauntlet::conformance::ErrorKind::Timeout.index()] = 3;
+    // The check with the most violations carries an upstream header finding and errors with
+    // their causes (what the drill-down shows).
+    let mut causes = vec![gauntlet::metrics::CheckCauses::default(); per_check.len()];
+    causes[4][gauntlet::conformance::ErrorKind::Reset.index()]
+        .note(Some("the server closed the connection without answering"), 3);
+    let mut header_notes = vec![Vec::new(); per_check.len()];
+    header_notes[4].push(("x-forwarded-groups: the client's forged value arrived (`admins`)".to_string(), 7));
     let snap = Snapshot {
-        causes: vec![Default::default(); per_check.len()],
-        header_notes: vec![Vec::new(); per_check.len()],
+        causes,
+        header_notes,
         elapsed: Duration::from_millis(22_500),
         phase: 1,
         phase_name: "ramp".into(),
@@ -132,6 +139,8 @@ fn help_overlay_and_drill_down() {
         30,
         &Ui { drill: true, sort: Sort::Violations, selected: 0, focus: Focus::Checks, ..Ui::default() },
     );
+    assert!(drill.contains("x-forwarded-groups: the client's forged value arrived"), "{drill}");
+    assert!(drill.contains("reset ×3: the server closed the connection"), "{drill}");
     insta::assert_snapshot!("dashboard_drill", drill);
     let short = screen(100, 30, &Ui { window: Window::Short, sort: Sort::P99, ..Ui::default() });
     assert!(short.contains("10 s") && short.contains("by p99"));
