@@ -182,8 +182,8 @@ impl Severity {
 pub enum Violation {
     /// A deny-class request was answered 2xx (or 101) or seen by the upstream.
     Leak,
-    /// A handshake that must be refused was accepted and the request served: any HTTP
-    /// answer to a `tls_reject` check, or its arrival at the upstream.
+    /// A handshake that must be refused was accepted and the request served: a 2xx (or
+    /// 101) answer to a `tls_reject` check, or its arrival at the upstream.
     TlsAccept,
     /// A client-forged identity header reached the upstream.
     SpoofedHeader,
@@ -191,7 +191,8 @@ pub enum Violation {
     /// a TLS refusal); for `limit` checks, a window where the limiter refused well below the
     /// declared limit.
     FalseDeny,
-    /// Denied, but not with an expected status.
+    /// Denied, but not the expected way: another deny status, or (for a `tls_reject` check)
+    /// an HTTP refusal after an accepted handshake instead of a refused handshake.
     WrongStatus,
     /// Allowed, but the upstream did not get the verified identity.
     MissingIdentity,
@@ -377,7 +378,11 @@ pub fn classify(expect: &Expect, outcome: &Outcome) -> Verdict {
         (_, Outcome::KeptOpen) => Violation(self::Violation::Leak),
         (Expect::TlsReject, Outcome::TlsRejected) => Denied,
         (Expect::TlsReject, Outcome::Broken { at: Broke::Fresh, .. }) => Denied,
-        (Expect::TlsReject, Outcome::Answered { .. }) => Violation(self::Violation::TlsAccept),
+        // Served: a bad handshake got through to the service.
+        (Expect::TlsReject, Outcome::Answered { status }) if access(*status) => Violation(self::Violation::TlsAccept),
+        // Refused, but after the handshake (nginx answers 400 to a bad client certificate):
+        // the right decision at the wrong layer.
+        (Expect::TlsReject, Outcome::Answered { .. }) => Violation(self::Violation::WrongStatus),
         (Expect::Deny { .. }, Outcome::TlsRejected) => Denied,
         (Expect::Deny { .. }, Outcome::Answered { status }) if access(*status) => Violation(self::Violation::Leak),
         (Expect::Deny { statuses }, Outcome::Answered { status }) => {
@@ -583,7 +588,8 @@ mod tests {
     fn deny_class_success_is_a_leak_and_a_served_bad_handshake_is_tls_accept() {
         assert_eq!(classify(&deny(), &a(200)), Verdict::Violation(Violation::Leak));
         assert_eq!(classify(&Expect::TlsReject, &a(204)), Verdict::Violation(Violation::TlsAccept));
-        assert_eq!(classify(&Expect::TlsReject, &a(403)), Verdict::Violation(Violation::TlsAccept));
+        // Refused after the handshake, not served: the wrong layer, not a served request.
+        assert_eq!(classify(&Expect::TlsReject, &a(400)), Verdict::Violation(Violation::WrongStatus));
     }
 
     #[test]

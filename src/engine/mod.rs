@@ -480,15 +480,23 @@ async fn one<P: Protocol>(
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) {
     let req = &cx.job.requests[check];
+    let expect = &cx.job.expects[check];
     let sent = Instant::now();
     let mut retried = false;
     let attempt = async {
         let mut lease = cx.pools.checkout(&cx.proto, req.identity).await?;
         let mut r = cx.proto.exchange(&mut lease.conn, req, tag).await;
-        // The server closed a kept-alive connection before any response byte: the request
-        // was most likely never read. An idempotent one is sent once more on a new
-        // connection (as browsers and curl do), and counted; anything else is not retried.
-        if matches!(r, Err(Outcome::Broken { at: Broke::Stale, .. })) && req.idempotent() {
+        // The server closed the connection before any response byte of this request: on a
+        // kept-alive one, it was most likely never read (or lost by the gateway). An
+        // idempotent request is sent once more on a new connection (as browsers and curl
+        // do), and counted; anything else is not retried. On a new connection the same holds
+        // — except for `tls_reject` checks, where that close is the refusal being tested.
+        let retry = match &r {
+            Err(Outcome::Broken { at: Broke::Stale, .. }) => true,
+            Err(Outcome::Broken { at: Broke::Fresh, .. }) => *expect != Expect::TlsReject,
+            _ => false,
+        };
+        if retry && req.idempotent() {
             retried = true;
             lease = cx.pools.connect_new(&cx.proto, req.identity).await?;
             r = cx.proto.exchange(&mut lease.conn, req, tag).await;
@@ -510,7 +518,6 @@ async fn one<P: Protocol>(
     };
     cx.state.set(State::Idle);
     let done = Instant::now();
-    let expect = &cx.job.expects[check];
     // A declared outage excuses a refusal when it was in force at the send or at the answer:
     // a request in flight as a dependency fails is refused by that failure. The request is
     // still counted under the condition of its send.

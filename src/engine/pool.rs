@@ -58,8 +58,8 @@ impl<P: Protocol> Pools<P> {
                         return Ok(Lease { conn, shared: true });
                     }
                 }
-                while let Some(conn) = p.idle.pop() {
-                    if P::is_open(&conn) {
+                while let Some(mut conn) = p.idle.pop() {
+                    if P::revalidate(&mut conn) {
                         return Ok(Lease { conn, shared: false });
                     }
                 }

@@ -101,6 +101,13 @@ impl Protocol for Auto {
         }
     }
 
+    fn revalidate(conn: &mut Conn) -> bool {
+        match conn {
+            Conn::H1(c, alt) => alt.load(Ordering::Relaxed) == 0 && h1::revalidate(c),
+            _ => Self::is_open(conn),
+        }
+    }
+
     fn is_open(conn: &Conn) -> bool {
         match conn {
             // Once HTTP/3 is announced, TCP connections retire so new ones go over QUIC.

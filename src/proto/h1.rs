@@ -32,6 +32,8 @@ pub struct Conn {
     served: u64,
     tls: bool,
     open: bool,
+    /// When the last exchange ended (for the idle check before reuse).
+    idle_since: std::time::Instant,
     /// The HTTP/3 port the last response announced (`Alt-Svc`), 0 when none.
     pub(crate) alt_h3: u16,
 }
@@ -59,6 +61,7 @@ pub(crate) fn handshake(stream: Stream) -> Conn {
         served: 0,
         tls,
         open: true,
+        idle_since: std::time::Instant::now(),
         alt_h3: 0,
     }
 }
@@ -384,6 +387,7 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Resu
     }
     c.served += 1;
     c.open = !head.close && head.framing != Framing::UntilClose;
+    c.idle_since = std::time::Instant::now();
     Ok(head.status)
 }
 
@@ -407,6 +411,34 @@ impl Protocol for Http1 {
     fn is_open(conn: &Conn) -> bool {
         conn.open
     }
+
+    fn revalidate(conn: &mut Conn) -> bool {
+        revalidate(conn)
+    }
+}
+
+/// How long a connection may sit idle before it is checked for a close before reuse: below
+/// any keep-alive timeout a gateway sets, above a busy pool's turnaround (so a hot
+/// connection costs nothing extra).
+const IDLE_CHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Before reusing an idle connection, looks once (without blocking) whether the server closed
+/// it meanwhile — its keep-alive timeout sends a close_notify and a FIN that nobody reads
+/// while the connection sits in the pool. A closed (or unexpectedly talking) connection is
+/// dropped, so no request is ever sent on it.
+pub(crate) fn revalidate(c: &mut Conn) -> bool {
+    if !c.open || c.idle_since.elapsed() < IDLE_CHECK_AFTER {
+        return c.open;
+    }
+    let mut probe = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut probe);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let alive = matches!(
+        tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut c.io), &mut cx, &mut buf),
+        std::task::Poll::Pending
+    );
+    c.open = alive;
+    alive
 }
 
 #[cfg(test)]
@@ -535,6 +567,30 @@ mod tests {
         let (out, _) =
             script(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 20"], http::Method::GET).await;
         assert!(matches!(out[1], Err(Outcome::Broken { at: Broke::Other, .. })), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_server_closed_is_not_reused() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+            // The gateway's keep-alive timeout: it closes the idle connection.
+            s.shutdown().await.ok();
+        });
+        let mut c = handshake(Stream::Plain(TcpStream::connect(addr).await.unwrap()));
+        let ep = Endpoint { tls: false, authority: "gw.test:80".parse().unwrap(), tagging: Tagging::Header };
+        let req = Prepared::new(0, http::Method::GET, "/", http::HeaderMap::new(), bytes::Bytes::new(), &ep).unwrap();
+        assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.0", seq: 0 }).await, Ok(200));
+        server.await.unwrap();
+        // A busy connection is not looked at; an idle one is, and the close is seen.
+        assert!(revalidate(&mut c));
+        tokio::time::sleep(IDLE_CHECK_AFTER + std::time::Duration::from_millis(100)).await;
+        assert!(!revalidate(&mut c));
+        assert!(!c.open);
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub trait Protocol: Send + Sync + 'static {
     fn fork(conn: &Self::Conn) -> Option<Self::Conn>;
     /// Whether the connection can carry another exchange.
     fn is_open(conn: &Self::Conn) -> bool;
+    /// Whether a pooled connection, idle since its last exchange, is still usable: like
+    /// [`Protocol::is_open`], but a protocol may also look (without blocking) whether the
+    /// peer closed it meanwhile (a gateway's keep-alive timeout), so it is not reused.
+    fn revalidate(conn: &mut Self::Conn) -> bool {
+        Self::is_open(conn)
+    }
 }
 
 /// Where the tag goes on the wire.
