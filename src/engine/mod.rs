@@ -464,6 +464,21 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
     }
 }
 
+/// A failure of the one retry says so in its cause: the gateway lost the request twice.
+fn on_retry(o: Outcome) -> Outcome {
+    match o {
+        Outcome::Broken { kind, at, cause } => Outcome::Broken {
+            kind,
+            at,
+            cause: Some(std::sync::Arc::from(format!(
+                "{} — on the retry, after the first connection closed without answering",
+                cause.as_deref().unwrap_or("no answer")
+            ))),
+        },
+        other => other,
+    }
+}
+
 /// Whether a duration-bounded open-loop phase is past the time it may still send.
 fn past_cutoff(phase: &PhasePlan, start: Instant, state: &PhaseState) -> bool {
     phase.cut_at_duration()
@@ -499,7 +514,7 @@ async fn one<P: Protocol>(
         if retry && req.idempotent() {
             retried = true;
             lease = cx.pools.connect_new(&cx.proto, req.identity).await?;
-            r = cx.proto.exchange(&mut lease.conn, req, tag).await;
+            r = cx.proto.exchange(&mut lease.conn, req, tag).await.map_err(on_retry);
         }
         if r.is_ok() {
             cx.pools.checkin(req.identity, lease);

@@ -87,7 +87,17 @@ pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> 
     };
     let before_answer = |e: &hyper::Error| {
         let at = if connection_gone(e) { unanswered } else { Broke::Other };
-        failure(e, at)
+        match (failure(e, at), at) {
+            (Outcome::Broken { kind, at, .. }, Broke::Stale | Broke::Fresh) => {
+                let which = if at == Broke::Stale { "kept-alive" } else { "new" };
+                Outcome::broken(
+                    kind,
+                    at,
+                    format!("the server closed the {which} connection without answering ({})", super::describe(e)),
+                )
+            }
+            (o, _) => o,
+        }
     };
     c.sender.ready().await.map_err(|e| before_answer(&e))?;
     let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| before_answer(&e))?;

@@ -13,6 +13,7 @@ into OUT/ids/ (kept between calls; private keys stay in OUT, mode 0600).
 Identity uNN: CN=uNN, OU eng/finance/admin in turn, a token (RS256 or ES256 in turn) with
 sub=uNN and groups=[OU]. Checks per identity: GET /api/items (allow), GET /reports/q3 (allow
 for finance, else deny 403), GET /admin/users (allow for admin, else deny 403).
+--mix suite weighs legitimate 70, attacks 27, the limit check 3 (the interop suite);
 --mix ids sends only those checks (no zt-core negatives); --mix badsig sends the minted
 identities' checks plus --badsig-share percent of RS256 tokens with a bad signature
 (ZT-AUTHN-JWT-003 and -004, half each); --exclude drops checks (zt-core or
@@ -73,7 +74,7 @@ def main() -> int:
     ap.add_argument("--rate", default="800/s")
     ap.add_argument("--duration", default="20s")
     ap.add_argument("--name", default=None)
-    ap.add_argument("--mix", default="all", choices=["all", "ids", "badsig"])
+    ap.add_argument("--mix", default="all", choices=["all", "ids", "badsig", "suite"])
     ap.add_argument("--badsig-share", type=float, default=6.0)
     ap.add_argument("--exclude", default="")
     ap.add_argument("--max-in-flight", type=int, default=64)
@@ -142,6 +143,10 @@ def main() -> int:
     else:
         chosen = None
     mix = "" if chosen is None else ", mix: [" + ", ".join(chosen) + "]"
+    if a.mix == "suite":
+        # Mostly legitimate traffic of every identity, the attacks, and the limit check driven
+        # well above its limit (3 % of the rate against 5/s).
+        mix = ', mix: { "tag:legit": 70, "tag:attack": 27, "tag:limit": 3 }'
     if a.mix == "badsig":
         p = a.badsig_share
         mix = (f', mix: {{ "tag:minted": {100 - p:g}, ZT-AUTHN-JWT-003: {p / 2:g}, '
