@@ -2,15 +2,18 @@
 //!
 //! The check is sent faster than its limit (`drive` × the limit); its answers are counted per
 //! window of the limit's `per`, from the run start. A limiter may let through what its
-//! declared limit allows plus a one-off burst (a token bucket's capacity, one window's worth
-//! by default): the judge keeps that credit like a reference token bucket and counts a
-//! `limit_bypass` window whenever more was allowed than the limit × (1 + tolerance) plus the
-//! credit left — so a limiter that never engages at 1.2× its limit is caught once the credit
-//! is spent, while a correct token bucket never is. Every window with sends is judged for a
+//! declared limit allows plus a burst (a token bucket's capacity, one window's worth by
+//! default): the judge runs a reference token bucket — refilled at the limit × (1 +
+//! tolerance) per window, holding at most the burst (plus one request of slack for where our
+//! windows fall against the limiter's) — and counts a `limit_bypass` window whenever more was
+//! allowed than the bucket could give. A limiter that never engages at 1.2× its limit is
+//! caught once the burst is spent; a correct token bucket never is, also not after an idle
+//! spell or an outage refilled it. Every window with sends is judged for a
 //! bypass (a window only partly covered can only have allowed less). A window the check was
 //! sent throughout (it has sends, so do the windows before and after it, and it does not
 //! straddle a phase change), driven to the limit, in which the limiter allowed less than the
-//! limit × (1 − tolerance) (one request of window-alignment slack) is a `false_deny`.
+//! limit × (1 − tolerance) (one request of window-alignment slack) is a `false_deny` — unless
+//! some of its refusals were declared outage denials (a dependency was down, not the limiter).
 
 use serde::Serialize;
 
@@ -51,7 +54,8 @@ pub fn judge(check: u16, limit: &Limit, windows: &Windows) -> LimitJudgement {
     let allowance = f64::from(limit.requests) * (1.0 + limit.tolerance);
     let floor = f64::from(limit.requests) * (1.0 - limit.tolerance) - 1.0;
     // One request of slack for where our windows fall against the limiter's.
-    let mut credit = f64::from(limit.burst) + 1.0;
+    let capacity = f64::from(limit.burst) + 1.0;
+    let mut credit = capacity;
     let mut out = LimitJudgement { limit_per_window: limit.requests, ..Default::default() };
     let mut allowed_driven = Vec::new();
     for (i, (w, win)) in mine.iter().enumerate() {
@@ -64,17 +68,18 @@ pub fn judge(check: u16, limit: &Limit, windows: &Windows) -> LimitJudgement {
         out.max_sent_per_window = out.max_sent_per_window.max(win.sent);
         out.max_allowed_per_window = out.max_allowed_per_window.max(win.allowed);
         let allowed = win.allowed as f64;
+        let excess = allowed - allowance;
         if win.sent as f64 > allowance {
             out.windows_driven += 1;
             allowed_driven.push(win.allowed);
-            let excess = allowed - allowance;
             if excess > credit {
                 out.bypass_windows += 1;
                 out.marks.push((win.phase, win.condition, true));
             }
-            credit = (credit - excess.max(0.0)).max(0.0);
         }
-        if whole && win.sent >= u64::from(limit.requests) && allowed < floor {
+        // The reference bucket: what went unused refills it, what went over drains it.
+        credit = (credit - excess).clamp(0.0, capacity);
+        if whole && win.excused == 0 && win.sent >= u64::from(limit.requests) && allowed < floor {
             out.false_deny_windows += 1;
             out.marks.push((win.phase, win.condition, false));
         }
@@ -107,7 +112,7 @@ mod tests {
         (0..n)
             .map(|w| {
                 let a = allowed(w).min(sent);
-                ((0u16, w), Window { sent, allowed: a, limited: sent - a, phase: 0, condition: 0, mixed: false })
+                ((0u16, w), Window { sent, allowed: a, limited: sent - a, ..Default::default() })
             })
             .collect()
     }
@@ -125,7 +130,7 @@ mod tests {
                     allowed += 1;
                 }
             }
-            out.insert((0, w), Window { sent, allowed, limited: sent - allowed, phase: 0, condition: 0, mixed: false });
+            out.insert((0, w), Window { sent, allowed, limited: sent - allowed, ..Default::default() });
         }
         out
     }
@@ -152,6 +157,27 @@ mod tests {
         l.burst = 200;
         let j = judge(0, &l, &bucket(60, 60, 50.0, 200.0));
         assert_eq!(j.bypass_windows, 0, "{j:?}");
+    }
+
+    #[test]
+    fn a_bucket_refilled_by_an_outage_or_a_pause_is_no_bypass() {
+        // A burst, then the limit with one request of window alignment either way (6, 4, 6,
+        // …: the overs drain the reference bucket, the unders refill it), then 5 windows
+        // refused by an outage (excused) that refill the limiter, then its burst again: a
+        // token bucket doing its job, not a bypass.
+        let win = |sent, allowed, excused| Window { sent, allowed, excused, ..Default::default() };
+        let mut w = Windows::new();
+        for i in 0..25u32 {
+            let x = match i {
+                0 | 15 => win(12, 10, 0),
+                1..=9 => win(6, if i % 2 == 1 { 6 } else { 4 }, 0),
+                10..=14 => win(6, 0, 6),
+                _ => win(6, 5, 0),
+            };
+            w.insert((0, i), x);
+        }
+        let j = judge(0, &limit(5), &w);
+        assert_eq!((j.bypass_windows, j.false_deny_windows), (0, 0), "{j:?}");
     }
 
     #[test]

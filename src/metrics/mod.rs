@@ -314,6 +314,8 @@ pub struct Window {
     pub allowed: u64,
     /// Answered 429.
     pub limited: u64,
+    /// Refused with a declared outage status (a dependency was down): not the limiter.
+    pub excused: u64,
     /// Phase of the first request in the window.
     pub phase: u16,
     /// Network condition of the first request in the window.
@@ -333,6 +335,7 @@ impl Window {
         self.sent += o.sent;
         self.allowed += o.allowed;
         self.limited += o.limited;
+        self.excused += o.excused;
     }
 }
 
@@ -471,8 +474,9 @@ impl Recorder {
         if let Some(w) = s.window {
             let allowed = u64::from(s.verdict == Verdict::Pass);
             let limited = u64::from(s.verdict == Verdict::Limited);
-            let part =
-                Window { sent: 1, allowed, limited, phase: s.key.phase, condition: s.key.condition, mixed: false };
+            let excused = u64::from(s.verdict == Verdict::OutageDenied);
+            let (phase, condition) = (s.key.phase, s.key.condition);
+            let part = Window { sent: 1, allowed, limited, excused, phase, condition, mixed: false };
             self.windows.entry((s.key.check, w)).or_default().add(&part);
         }
         let phase = usize::from(s.key.phase);
@@ -582,8 +586,8 @@ mod tests {
 
     #[test]
     fn windows_note_a_phase_change() {
-        let mut w = Window { sent: 2, allowed: 2, limited: 0, phase: 0, condition: 0, mixed: false };
-        w.add(&Window { sent: 1, allowed: 0, limited: 1, phase: 1, condition: 0, mixed: false });
+        let mut w = Window { sent: 2, allowed: 2, phase: 0, ..Default::default() };
+        w.add(&Window { sent: 1, limited: 1, phase: 1, ..Default::default() });
         assert_eq!((w.sent, w.allowed, w.limited, w.mixed), (3, 2, 1, true));
     }
 }
