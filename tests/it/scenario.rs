@@ -103,7 +103,12 @@ fn the_documented_example_validates() {
     let p = d.path().join("docs/example.yaml");
     std::fs::write(&p, yaml).unwrap();
     let s = super::common::load(&p);
-    assert_eq!(s.checks.len(), 6);
+    assert_eq!(s.checks.len(), 7);
+    assert_eq!(s.error_budget, 0.01);
+    let spoof = s.checks.iter().find(|c| c.id == "ZT-HDR-PROP-002").unwrap();
+    assert_eq!(spoof.upstream.stripped[0].1, "admins");
+    let rate = s.checks.iter().find(|c| c.id == "ZT-DOS-RATE-001").unwrap();
+    assert_eq!(rate.request.varying.len(), 1);
     assert_eq!(s.phases.len(), 4);
     assert!(s.phases[2].network.is_some());
     assert_eq!(s.thresholds.len(), 5);
