@@ -545,20 +545,24 @@ impl HeaderFindings {
             if is_secret_header(name.as_str()) {
                 "REDACTED".to_string()
             } else {
-                let t = String::from_utf8_lossy(v);
-                let mut t: String = t.chars().filter(|c| !c.is_control()).collect();
-                if t.len() > SAMPLE_MAX {
-                    let mut cut = SAMPLE_MAX;
-                    while !t.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    t.truncate(cut);
-                    t.push('…');
-                }
+                let mut t: String = String::from_utf8_lossy(v).chars().filter(|c| !c.is_control()).collect();
+                truncate(&mut t, SAMPLE_MAX);
                 t
             }
         });
         self.kept.push(HeaderFinding { header: name.as_str().to_string(), problem, count: 1, sample });
+    }
+}
+
+/// Cuts `s` to at most `max` bytes (at a character boundary), marking the cut with `…`.
+pub fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
     }
 }
 

@@ -324,14 +324,7 @@ pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    if out.len() > CAUSE_MAX {
-        let mut cut = CAUSE_MAX;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('…');
-    }
+    crate::conformance::truncate(&mut out, CAUSE_MAX);
     out
 }
 

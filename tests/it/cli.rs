@@ -127,15 +127,7 @@ async fn interrupted(
     extra: &str,
     network: &str,
 ) -> (std::process::ExitStatus, tempfile::TempDir, std::path::PathBuf, u32) {
-    let target = testkit::spawn(testkit::Config {
-        tls: None,
-        rules: vec![],
-        stall: None,
-        forward_to: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n{extra}\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
@@ -226,15 +218,7 @@ async fn sigint_removes_the_kernel_backend_namespace() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_restores_the_terminal_when_the_run_ends() {
-    let target = testkit::spawn(testkit::Config {
-        tls: None,
-        rules: vec![],
-        stall: None,
-        forward_to: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: tty\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
@@ -264,15 +248,7 @@ async fn the_dashboard_restores_the_terminal_when_the_run_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oracle_address_in_use_exits_3_and_leaves_no_results_folder() {
-    let target = testkit::spawn(testkit::Config {
-        tls: None,
-        rules: vec![],
-        stall: None,
-        forward_to: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: busy\ntarget: {{ url: \"http://{}\" }}\noracle: {{ listen: \"{}\" }}\nidentities: {{ a: {{}} }}\n\

@@ -191,15 +191,7 @@ async fn a_blackhole_switched_on_silences_open_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_network_condition_labels_everything_sent_under_it() {
-    let target = gauntlet::testkit::spawn(gauntlet::testkit::Config {
-        tls: None,
-        rules: vec![],
-        stall: None,
-        forward_to: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let target = gauntlet::testkit::spawn(gauntlet::testkit::Config::default()).await.unwrap();
     let (d, p) = super::common::scenario_file(&format!(
         "gauntlet: 1\nname: cond\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
@@ -460,15 +452,7 @@ mod kernel {
         if skip() {
             return;
         }
-        let target = gauntlet::testkit::spawn(gauntlet::testkit::Config {
-            tls: None,
-            rules: vec![],
-            stall: None,
-            forward_to: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let target = gauntlet::testkit::spawn(gauntlet::testkit::Config::default()).await.unwrap();
         let (d, p) = super::super::common::scenario_file(&format!(
             "gauntlet: 1\nname: lossy\ntarget: {{ url: \"http://{}\", protocol: h1, timeout: 20s }}\n\
              network: {{ backend: kernel }}\nidentities: {{ a: {{}} }}\n\

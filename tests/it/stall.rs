@@ -71,15 +71,7 @@ async fn open_loop_counts_the_stall_in_every_request_scheduled_during_it() {
 async fn pausing_stops_sending_and_moves_the_schedule() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let target = testkit::spawn(testkit::Config {
-        tls: None,
-        rules: vec![],
-        stall: None,
-        forward_to: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: pause\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
          checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\

@@ -14,21 +14,24 @@ fn by_id(s: &Summary) -> BTreeMap<String, &CheckSummary> {
 
 const ANON: &str = "identities: { anon: {} }\n";
 
+/// A plain-http scenario with one check (sent as `anon`) and one phase, both as flow maps'
+/// inner text.
+fn one_check(name: &str, addr: std::net::SocketAddr, target: &str, check: &str, phase: &str) -> String {
+    common::http_scenario(name, addr, target, &format!("{ANON}checks: [ {{ {check} }} ]\nphases: [ {{ {phase} }} ]\n"))
+}
+
+/// [`one_check`] with the allow check `OK` (GET /api).
+fn allow_only(name: &str, addr: std::net::SocketAddr, target: &str, phase: &str) -> String {
+    one_check(name, addr, target, "id: OK, identity: anon, request: { path: /api }, expect: allow", phase)
+}
+
 /// An allow check whose every answer is 404, 500, 302 or 503 fails; with allow checks only
 /// the run is FAIL and the conformance report does not say success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allow_check_passes_only_on_its_success_statuses() {
     for status in [404u16, 500, 302, 503] {
         let (addr, stop) = common::raw_server(move |_, _, _| reply(status)).await;
-        let yaml = common::http_scenario(
-            "allow-only",
-            addr,
-            "max_in_flight: 4",
-            &format!(
-                "{ANON}checks: [ {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }} ]\n\
-                 phases: [ {{ name: p, requests: 30, rate: 300/s }} ]\n"
-            ),
-        );
+        let yaml = allow_only("allow-only", addr, "max_in_flight: 4", "name: p, requests: 30, rate: 300/s");
         let (d, code, s) = common::run_yaml(&yaml).await;
         stop.cancel();
         let c = by_id(&s)["OK"];
@@ -73,15 +76,7 @@ async fn a_target_that_dies_mid_run_fails_the_run_with_the_cause() {
         dead.cancelled().await;
         stop.cancel();
     });
-    let yaml = common::http_scenario(
-        "dies",
-        addr,
-        "max_in_flight: 8, timeout: 2s",
-        &format!(
-            "{ANON}checks: [ {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }} ]\n\
-             phases: [ {{ name: p, requests: 500, rate: 1000/s }} ]\n"
-        ),
-    );
+    let yaml = allow_only("dies", addr, "max_in_flight: 8, timeout: 2s", "name: p, requests: 500, rate: 1000/s");
     let (_d, code, s) = common::run_yaml(&yaml).await;
     killer.abort();
     assert_eq!(s.requests.sent, 500);
@@ -132,15 +127,7 @@ async fn a_101_to_a_plain_request_is_not_a_success() {
         Act::Reply(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec())
     })
     .await;
-    let yaml = common::http_scenario(
-        "switch",
-        addr,
-        "max_in_flight: 2",
-        &format!(
-            "{ANON}checks: [ {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }} ]\n\
-             phases: [ {{ name: p, requests: 10, rate: 200/s }} ]\n"
-        ),
-    );
+    let yaml = allow_only("switch", addr, "max_in_flight: 2", "name: p, requests: 10, rate: 200/s");
     let (_d, code, s) = common::run_yaml(&yaml).await;
     stop.cancel();
     let c = by_id(&s)["OK"];
@@ -179,15 +166,7 @@ async fn false_deny_uses_the_profiles_deny_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duration_bounded_phase_ends_on_time_against_a_stalled_target() {
     let (addr, stop) = common::raw_server(|n, _, _| if n < 20 { reply(200) } else { Act::Hang }).await;
-    let yaml = common::http_scenario(
-        "stalled",
-        addr,
-        "max_in_flight: 16, timeout: 2s",
-        &format!(
-            "{ANON}checks: [ {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }} ]\n\
-             phases: [ {{ name: p, duration: 1s, rate: 200/s }} ]\n"
-        ),
-    );
+    let yaml = allow_only("stalled", addr, "max_in_flight: 16, timeout: 2s", "name: p, duration: 1s, rate: 200/s");
     let (_d, code, s) =
         tokio::time::timeout(std::time::Duration::from_secs(60), common::run_yaml(&yaml)).await.unwrap();
     stop.cancel();
@@ -209,15 +188,7 @@ async fn a_duration_bounded_phase_ends_on_time_against_a_stalled_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_rate_ends_on_time_too() {
     let (addr, stop) = common::raw_server(|_, _, _| reply(200)).await;
-    let yaml = common::http_scenario(
-        "flood",
-        addr,
-        "max_in_flight: 32, timeout: 2s",
-        &format!(
-            "{ANON}checks: [ {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }} ]\n\
-             phases: [ {{ name: p, duration: 1s, rate: 1000000/s }} ]\n"
-        ),
-    );
+    let yaml = allow_only("flood", addr, "max_in_flight: 32, timeout: 2s", "name: p, duration: 1s, rate: 1000000/s");
     let (_d, code, s) =
         tokio::time::timeout(std::time::Duration::from_secs(60), common::run_yaml(&yaml)).await.unwrap();
     stop.cancel();
@@ -236,15 +207,12 @@ async fn an_impossible_rate_ends_on_time_too() {
 async fn stale_keep_alive_connections_are_retried_once_for_idempotent_requests() {
     // Every connection answers two requests, then closes on the third without a byte.
     let (addr, stop) = common::raw_server(|_, k, _| if k >= 2 { Act::Close } else { reply(200) }).await;
-    let yaml = common::http_scenario(
+    let yaml = one_check(
         "stale",
         addr,
         "max_in_flight: 4",
-        &format!(
-            "{ANON}checks:\n\
-             - {{ id: GET, identity: anon, request: {{ path: /api }}, expect: allow }}\n\
-             phases: [ {{ name: p, requests: 200, rate: 400/s }} ]\n"
-        ),
+        "id: GET, identity: anon, request: { path: /api }, expect: allow",
+        "name: p, requests: 200, rate: 400/s",
     );
     let (_d, code, s) = common::run_yaml(&yaml).await;
     assert_eq!(s.requests.errors, 0, "{:?} {:?}", s.errors, s.checks[0].error_causes);
@@ -252,15 +220,12 @@ async fn stale_keep_alive_connections_are_retried_once_for_idempotent_requests()
     assert_eq!((code, s.verdict), (0, RunVerdict::Pass), "{:?}", s.reasons);
     assert!(s.notes.iter().any(|n| n.contains("kept-alive connection(s) without answering")), "{:?}", s.notes);
     // A POST on a stale connection is not sent twice.
-    let yaml = common::http_scenario(
+    let yaml = one_check(
         "stale-post",
         addr,
         "max_in_flight: 1",
-        &format!(
-            "{ANON}checks:\n\
-             - {{ id: POST, identity: anon, request: {{ method: POST, path: /api, body: x }}, expect: allow }}\n\
-             phases: [ {{ name: p, requests: 9, users: 1 }} ]\n"
-        ),
+        "id: POST, identity: anon, request: { method: POST, path: /api, body: x }, expect: allow",
+        "name: p, requests: 9, users: 1",
     );
     let (_d, _, s) = common::run_yaml(&yaml).await;
     stop.cancel();
