@@ -408,10 +408,11 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             if cx.shared.stop.is_cancelled() {
                 return;
             }
-            // No "phase over" check here: an open-loop phase ends when its schedule does
-            // (`slot` returns None), so a late worker still sends — late, and measured from
-            // the intended time — every request the schedule holds. Closed-loop phases end on
-            // their deadline or count below.
+            // No "next phase started" check here: an open-loop phase ends when its schedule
+            // does (`slot` returns None), so a late worker still sends — late, and measured
+            // from the intended time — what the schedule holds; a duration-bounded one stops
+            // at its cutoff (`past_cutoff`, and `cut_off` closes the claims). Closed-loop
+            // phases end on their deadline or count below.
             while cx.shared.paused.load(Ordering::Acquire) {
                 tokio::time::sleep(PAUSE_POLL).await;
             }

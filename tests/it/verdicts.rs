@@ -445,3 +445,52 @@ async fn websocket_handshakes_are_verified_and_lost_echoes_are_not_sessions() {
     assert_eq!(by_id(&s)["WS"].outcomes.no_answer.get("timeout"), Some(&4));
     assert_eq!(code, 1);
 }
+
+/// Reasons name the violations under every condition, the unimpaired one too; the load
+/// envelope claims a breakdown only when a slower phase was clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_name_every_condition_and_the_envelope_only_claims_real_breakdowns() {
+    let deny = "id: NO, identity: anon, request: { path: /admin }, expect: { deny: [403] }";
+    // Leaks at every rate, with and without an impaired link.
+    let (addr, stop) = common::raw_server(|_, _, _| reply(200)).await;
+    let yaml = common::http_scenario(
+        "everywhere",
+        addr,
+        "max_in_flight: 8",
+        &format!(
+            "{ANON}checks: [ {{ {deny} }} ]\nphases:\n\
+             - {{ name: calm, requests: 60, rate: 100/s }}\n\
+             - {{ name: wan, requests: 60, rate: 300/s, network: {{ name: slow-link, latency: 2ms }} }}\n"
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert_eq!(code, 1);
+    for cond in ["`unimpaired`", "`slow-link`"] {
+        assert!(
+            s.reasons.iter().any(|r| r.contains("under network condition") && r.contains(cond)),
+            "{cond}: {:?}",
+            s.reasons
+        );
+    }
+    assert!(!s.load_envelope.load_dependent, "{:?}", s.load_envelope);
+    assert_eq!(s.load_envelope.first_violation_rps, None);
+    assert!(s.load_envelope.note.contains("every rate"), "{}", s.load_envelope.note);
+    // Clean for the first 70 requests (the slow phase sends 60), leaking after: the
+    // breakdown is where it happened.
+    let (addr, stop) = common::raw_server(|n, _, _| if n < 70 { reply(403) } else { reply(200) }).await;
+    let yaml = common::http_scenario(
+        "breaks",
+        addr,
+        "max_in_flight: 8",
+        &format!(
+            "{ANON}checks: [ {{ {deny} }} ]\nphases:\n\
+             - {{ name: calm, requests: 60, rate: 100/s }}\n\
+             - {{ name: busy, requests: 60, rate: 300/s }}\n"
+        ),
+    );
+    let (_d, _, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert!(s.load_envelope.load_dependent, "{:?}", s.load_envelope);
+    assert_eq!(s.load_envelope.first_violation_phase.as_deref(), Some("busy"));
+}
