@@ -23,9 +23,11 @@ use crate::timeline::Timeline;
 use crate::{netem, plan, tls};
 
 use crate::cli::{
-    CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, GatewayArgs, NetemArgs, OracleArgs, OutputArgs, RunArgs,
-    ValidateArgs,
+    CertsCommand, CertsInitArgs, Cli, Command, DemoArgs, GatewayArgs, NetemArgs, OracleArgs, OutputArgs, ProbeArgs,
+    ProbeProtocol, RunArgs, ValidateArgs,
 };
+
+pub mod probe;
 use crate::gateway::{self, Flaw};
 
 /// stderr output that never panics (a closed pipe must not stop a run or its results).
@@ -55,6 +57,31 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Gateway(a) => gateway_cmd(a).await,
         Command::Oracle(a) => oracle_cmd(a).await,
         Command::Netem(a) => netem_cmd(*a).await,
+        Command::Probe(a) => probe_cmd(a).await,
+    }
+}
+
+async fn probe_cmd(a: ProbeArgs) -> u8 {
+    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: None };
+    let s = match load(&a.scenario, &ov) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let protocol = a.protocol.map(|p| match p {
+        ProbeProtocol::H1 => ProtocolKind::H1,
+        ProbeProtocol::H2 => ProtocolKind::H2,
+        ProbeProtocol::H3 => ProtocolKind::H3,
+        ProbeProtocol::Auto => ProtocolKind::Auto,
+    });
+    match probe::probe(&s, &a.check, protocol, None).await {
+        Ok(r) => {
+            out(&r.text());
+            if r.conforming { PASS } else { FAIL }
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            if e.starts_with("no check") { USAGE } else { RUNTIME }
+        }
     }
 }
 
@@ -71,7 +98,12 @@ fn command_line() -> String {
 /// Loads a scenario, printing problems; `Err(code)` when it cannot be used.
 fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
     match scenario::load(path, ov) {
-        Ok(s) => Ok(s),
+        Ok(s) => {
+            for w in &s.warnings {
+                errln!("warning: {w}");
+            }
+            Ok(s)
+        }
         Err(e @ scenario::Error::Read { .. }) => {
             errln!("gauntlet: {e}");
             Err(RUNTIME)

@@ -31,6 +31,41 @@ pub enum Command {
     Netem(Box<NetemArgs>),
     /// Run the upstream oracle on its own, to put behind a gateway (counters at /__gauntlet/oracle).
     Oracle(OracleArgs),
+    /// Send one request of one check and show it whole: as sent, the answer, what reached the
+    /// oracle, and the verdict with its reason.
+    Probe(ProbeArgs),
+}
+
+/// `gauntlet probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Scenario file (YAML).
+    pub scenario: PathBuf,
+    /// The check to probe (its id).
+    #[arg(long, value_name = "ID")]
+    pub check: String,
+    /// Speak this protocol instead of the target's.
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<ProbeProtocol>,
+    /// Replace the scenario's `target.url`.
+    #[arg(long, value_name = "URL")]
+    pub target_url: Option<String>,
+    /// Replace the scenario's `target.ca` (PEM file).
+    #[arg(long, value_name = "FILE")]
+    pub target_ca: Option<PathBuf>,
+}
+
+/// Protocols `gauntlet probe` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeProtocol {
+    /// HTTP/1.1.
+    H1,
+    /// HTTP/2.
+    H2,
+    /// HTTP/3.
+    H3,
+    /// h2 or HTTP/1.1, as ALPN picks.
+    Auto,
 }
 
 /// `gauntlet gateway`.

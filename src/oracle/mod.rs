@@ -155,7 +155,25 @@ pub struct Oracle {
     foreign: AtomicU64,
     /// Per check; locked only when an arrival has a header problem.
     headers: Vec<Mutex<HeaderFindings>>,
+    /// `gauntlet probe`: the last arrivals, whole.
+    capture: Option<Mutex<std::collections::VecDeque<Arrival>>>,
 }
+
+/// One arrival as an oracle in capture mode keeps it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Check index.
+    pub check: usize,
+    /// Headers as they arrived (credential values redacted).
+    pub headers: Vec<(String, String)>,
+    /// What it was found to be.
+    pub finding: Finding,
+    /// Each header problem, in words.
+    pub problems: Vec<String>,
+}
+
+/// Arrivals an oracle in capture mode keeps.
+const CAPTURED: usize = 16;
 
 impl Oracle {
     /// An oracle judging by `rules`.
@@ -169,7 +187,20 @@ impl Oracle {
             received: AtomicU64::new(0),
             untagged: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
+            capture: None,
         }
+    }
+
+    /// An oracle that also keeps the last few arrivals whole (headers as they arrived,
+    /// credential values redacted): for `gauntlet probe`, never for load.
+    pub fn capturing(rules: Rules) -> Self {
+        Oracle { capture: Some(Mutex::new(std::collections::VecDeque::new())), ..Oracle::new(rules) }
+    }
+
+    /// The captured arrivals of check `check`, oldest first.
+    pub fn captured(&self, check: usize) -> Vec<Arrival> {
+        let Some(c) = &self.capture else { return Vec::new() };
+        c.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|a| a.check == check).cloned().collect()
     }
 
     /// Judges and counts one request.
@@ -185,6 +216,19 @@ impl Oracle {
             return Finding::Foreign;
         }
         let rule = &self.rules.checks[check];
+        if let Some(c) = &self.capture {
+            let shown = headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), crate::proto::probe::shown(n.as_str(), v.as_bytes())))
+                .collect();
+            let mut problems = Vec::new();
+            let finding = judge(rule, headers, |p, n, _| problems.push(format!("{n}: {}", p.describe())));
+            let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+            if c.len() >= CAPTURED {
+                c.pop_front();
+            }
+            c.push_back(Arrival { check, headers: shown, finding, problems });
+        }
         let base = self.base(phase, condition, check);
         self.counts[base].fetch_add(1, Ordering::Relaxed);
         let mut lock = None;

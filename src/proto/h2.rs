@@ -15,7 +15,7 @@ pub const ALPN: &[&[u8]] = &[b"h2"];
 
 /// A handle to an HTTP/2 connection.
 pub struct Conn {
-    sender: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    pub(crate) sender: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
     served: Rc<Cell<u64>>,
     tls: bool,
 }

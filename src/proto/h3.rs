@@ -213,6 +213,18 @@ impl Http3 {
 
     /// Carries one request on `c`.
     pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+        self.exchange_keeping(c, req, tag, 0).await.map(|(head, _)| head.status.as_u16())
+    }
+
+    /// [`Http3::exchange_on`], returning the response head and the first `keep` bytes of the
+    /// body (the rest is read and dropped).
+    pub(crate) async fn exchange_keeping(
+        &self,
+        c: &mut Conn,
+        req: &Prepared,
+        tag: Tag<'_>,
+        keep: usize,
+    ) -> Result<(http::response::Parts, Vec<u8>), Outcome> {
         let at = if c.served.get() == 0 { Broke::Fresh } else { Broke::Stale };
         let (parts, _) = req.request(tag, true).into_parts();
         let head = http::Request::from_parts(parts, ());
@@ -223,16 +235,19 @@ impl Http3 {
             }
             stream.finish().await.ok()?;
             let resp = stream.recv_response().await.ok()?;
+            let mut body = Vec::new();
             while let Some(mut chunk) = stream.recv_data().await.ok()? {
+                let take = chunk.remaining().min(keep.saturating_sub(body.len()));
+                body.extend_from_slice(&chunk.copy_to_bytes(take));
                 chunk.advance(chunk.remaining());
             }
-            Some(resp.status().as_u16())
+            Some((resp.into_parts().0, body))
         }
         .await;
         match result {
-            Some(status) => {
+            Some(r) => {
                 c.served.set(c.served.get() + 1);
-                Ok(status)
+                Ok(r)
             }
             None => {
                 // Let a closing connection record why before judging.

@@ -9,6 +9,7 @@ mod conn;
 pub mod h1;
 pub mod h2;
 pub mod h3;
+pub mod probe;
 pub mod ws;
 
 use std::future::Future;

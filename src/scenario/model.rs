@@ -45,6 +45,9 @@ pub struct Scenario {
     pub backend: Backend,
     /// Every source file (main first), for provenance.
     pub sources: Vec<PathBuf>,
+    /// What validation found suspicious but not wrong (e.g. a limit check sent too slowly to
+    /// be judged), with positions.
+    pub warnings: Vec<crate::scenario::Problem>,
     /// sha256 over every source file's bytes, in order (hex).
     pub sha256: String,
     /// The merged scenario as YAML, with file paths made absolute: re-runnable as it is.

@@ -31,17 +31,25 @@ pub struct Overrides {
 struct Ctx<'a> {
     sources: &'a [Source],
     problems: Vec<Problem>,
+    /// What would not stop a run but likely spoils it (printed by `validate` and `run`).
+    warnings: Vec<Problem>,
 }
 
 impl Ctx<'_> {
-    fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
+    fn problem_at(&self, o: &Origin, sub: &str, msg: impl Into<String>) -> Problem {
         let path = join(&o.path, sub);
         let pos = self.sources[o.file].locator.value(&path);
-        self.problems.push(Problem {
-            file: self.sources[o.file].path.clone(),
-            pos,
-            msg: format!("{path}: {}", msg.into()),
-        });
+        Problem { file: self.sources[o.file].path.clone(), pos, msg: format!("{path}: {}", msg.into()) }
+    }
+
+    fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
+        let p = self.problem_at(o, sub, msg);
+        self.problems.push(p);
+    }
+
+    fn warn(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
+        let p = self.problem_at(o, sub, msg);
+        self.warnings.push(p);
     }
 
     fn file(&self, o: &Origin, rel: &str) -> PathBuf {
@@ -79,7 +87,7 @@ fn valid_name(s: &str) -> bool {
 /// Validates everything; returns the scenario or every problem found.
 pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Result<Scenario, Vec<Problem>> {
     apply_overrides(&mut m, ov);
-    let mut cx = Ctx { sources, problems: Vec::new() };
+    let mut cx = Ctx { sources, problems: Vec::new(), warnings: Vec::new() };
     let root = Origin { file: 0, path: String::new() };
 
     match &m.gauntlet {
@@ -158,6 +166,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             events,
             backend,
             sources: sources.iter().map(|s| s.path.clone()).collect(),
+            warnings: cx.warnings,
             sha256: hex(&h.finalize()),
             resolved_yaml,
         })
@@ -1496,9 +1505,9 @@ fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec
     out
 }
 
-/// A `limit` check is judged only where it is sent faster than its limit: refuse a scenario
-/// whose open-loop phases never send it at `drive` × the limit (closed-loop rates are not
-/// known up front and are judged as measured).
+/// A `limit` check is judged only where it is sent faster than its limit: warn about a
+/// scenario whose open-loop phases never send it at `drive` × the limit (it would come out
+/// inconclusive; closed-loop rates are not known up front and are judged as measured).
 fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[Phase]) {
     if checks.len() != m.checks.len() {
         return; // earlier problems already; indices would not line up
@@ -1526,13 +1535,13 @@ fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[P
         }
         if let (Some((rate, phase)), false) = (best, unknown) {
             if rate < limit * l.drive * (1.0 - 1e-9) {
-                cx.at(
+                cx.warn(
                     &m.checks[ci].1,
                     "expect",
                     format!(
                         "check {} is sent at most {rate:.1}/s (in phase `{phase}`), but its limit is {limit:.1}/s: \
                          a limiter is tested by sending at `drive` ({}) × the limit = {:.1}/s or more — raise its share \
-                         of the mix or the phase rate",
+                         of the mix or the phase rate (as it is, the check will be inconclusive)",
                         c.id,
                         l.drive,
                         limit * l.drive

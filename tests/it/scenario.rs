@@ -117,3 +117,20 @@ fn the_documented_example_validates() {
     assert_eq!(s.events.len(), 2);
     assert_eq!(s.events[0].outage.as_ref().map(|o| o.statuses.clone()), Some(vec![503]));
 }
+
+/// A limit check sent slower than `drive` × its limit is run, but `validate` says why it will
+/// be inconclusive, at its position.
+#[test]
+fn an_underdriven_limit_check_is_a_warning_with_its_position() {
+    let (_d, p) = super::common::scenario_file(
+        "gauntlet: 1\nname: limit\ntarget: { url: \"http://127.0.0.1:9\", protocol: h1 }\n\
+         identities: { anon: {} }\nchecks:\n\
+         - { id: OK, identity: anon, request: { path: / }, expect: allow }\n\
+         - { id: RATE, identity: anon, request: { path: /l }, expect: { limit: { requests: 50, per: 1s } } }\n\
+         phases:\n  - { name: p, duration: 10s, rate: 100/s, mix: { OK: 70, RATE: 30 } }\n",
+    );
+    let s = super::common::load(&p);
+    assert_eq!(s.warnings.len(), 1);
+    let w = s.warnings[0].to_string();
+    assert!(w.contains(":7:") && w.contains("= 60.0/s or more") && w.contains("inconclusive"), "{w}");
+}
