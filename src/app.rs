@@ -102,6 +102,9 @@ fn load(path: &Path, ov: &Overrides) -> Result<Scenario, u8> {
             for w in &s.warnings {
                 errln!("warning: {w}");
             }
+            for n in &s.notes {
+                errln!("note: {n}");
+            }
             Ok(s)
         }
         Err(e @ scenario::Error::Read { .. }) => {

@@ -1,9 +1,12 @@
 //! Reading scenario files: size limit, YAML parse with located errors, `include:` (relative
 //! to the including file, cycles refused) and the merge of all documents into one.
 //!
-//! Merge rules: maps (`identities`) are unions and a name defined twice is an error;
-//! lists (`checks`, `phases`, `thresholds`) are concatenated, included files first;
-//! sections (`target`, `profile`) merge field by field and the main file wins.
+//! Merge rules: maps (`identities`, `dependencies`) are unions; lists (`checks`, `phases`,
+//! `thresholds`) are concatenated, included files first; sections (`target`, `profile`) are
+//! replaced whole by a later file. A file may override what a file it includes (directly or
+//! not) defines — an identity by name, a check by id — and every override is reported
+//! (`Scenario::notes`); the same name from two files neither of which includes the other is
+//! an error.
 
 use std::path::{Path, PathBuf};
 
@@ -56,13 +59,15 @@ pub(crate) struct Merged {
     pub(crate) dependencies: Vec<(String, RawDependency, Origin)>,
     pub(crate) events: Vec<(RawEvent, Origin)>,
     pub(crate) network: Option<(RawNetworkCfg, Origin)>,
+    /// Overrides of an included file's identity or check: where, and what was replaced.
+    pub(crate) overrides: Vec<(Origin, String)>,
 }
 
 /// Reads `main` and everything it includes.
 pub(crate) fn load(main: &Path) -> Result<(Vec<Source>, Merged), Error> {
     let bytes = read(main).map_err(|source| Error::Read { path: main.to_path_buf(), source })?;
     let mut st = State::default();
-    st.visit(main.to_path_buf(), bytes);
+    st.visit(main.to_path_buf(), bytes, None);
     if st.problems.is_empty() { Ok((st.sources, st.merged)) } else { Err(Error::Invalid { problems: st.problems }) }
 }
 
@@ -77,9 +82,24 @@ fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
+/// Whether `file` includes `other`, directly or through other files (`parents`: the file that
+/// included each source).
+fn includes(parents: &[Option<usize>], file: usize, other: usize) -> bool {
+    let mut cur = parents.get(other).copied().flatten();
+    while let Some(p) = cur {
+        if p == file {
+            return true;
+        }
+        cur = parents.get(p).copied().flatten();
+    }
+    false
+}
+
 #[derive(Default)]
 struct State {
     sources: Vec<Source>,
+    /// The file that included each source (`None` for the main file).
+    parents: Vec<Option<usize>>,
     merged: Merged,
     problems: Vec<Problem>,
     stack: Vec<PathBuf>,
@@ -92,10 +112,11 @@ impl State {
     }
 
     /// Loads one file: its includes first, then its own items.
-    fn visit(&mut self, path: PathBuf, bytes: Vec<u8>) {
+    fn visit(&mut self, path: PathBuf, bytes: Vec<u8>, parent: Option<usize>) {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let file = self.sources.len();
         self.sources.push(Source { path: path.clone(), bytes, locator: Locator::new(&text) });
+        self.parents.push(parent);
         if matches!(serde_yaml::from_str::<serde_yaml::Value>(&text), Ok(serde_yaml::Value::Null)) {
             self.problems.push(Problem { file: path, pos: None, msg: "the file is empty (no YAML content)".into() });
             return;
@@ -121,7 +142,7 @@ impl State {
                 continue;
             }
             match read(&inc_path) {
-                Ok(b) => self.visit(inc_path, b),
+                Ok(b) => self.visit(inc_path, b, Some(file)),
                 Err(e) => self.problem(
                     file,
                     &at,
@@ -163,17 +184,33 @@ impl State {
         let mut dups = Vec::new();
         for (name, ident) in doc.identities {
             let at = format!("identities.{name}");
-            if let Some((_, _, first)) = m.identities.iter().find(|(n, _, _)| *n == name) {
-                dups.push((
-                    at,
-                    format!("identity `{name}` is already defined in {}", self.sources[first.file].path.display()),
-                ));
+            let Some(slot) = m.identities.iter().position(|(n, _, _)| *n == name) else {
+                m.identities.push((name, ident, origin(&at)));
                 continue;
+            };
+            let first = m.identities[slot].2.file;
+            let where_ = self.sources[first].path.display().to_string();
+            if includes(&self.parents, file, first) {
+                m.overrides.push((origin(&at), format!("identity `{name}` overrides the one defined in {where_}")));
+                m.identities[slot] = (name, ident, origin(&at));
+            } else {
+                dups.push((at, format!("identity `{name}` is already defined in {where_}")));
             }
-            m.identities.push((name, ident, origin(&at)));
         }
         for (i, c) in doc.checks.into_iter().enumerate() {
-            m.checks.push((c, origin(&format!("checks[{i}]"))));
+            let at = format!("checks[{i}]");
+            let same = c.id.as_ref().and_then(|id| {
+                m.checks.iter().position(|(x, o)| x.id.as_ref() == Some(id) && includes(&self.parents, file, o.file))
+            });
+            match same {
+                Some(slot) => {
+                    let id = c.id.clone().unwrap_or_default();
+                    let where_ = self.sources[m.checks[slot].1.file].path.display().to_string();
+                    m.overrides.push((origin(&at), format!("check `{id}` overrides the one defined in {where_}")));
+                    m.checks[slot] = (c, origin(&at));
+                }
+                None => m.checks.push((c, origin(&at))),
+            }
         }
         for (i, p) in doc.phases.into_iter().enumerate() {
             m.phases.push((p, origin(&format!("phases[{i}]"))));

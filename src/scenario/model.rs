@@ -48,6 +48,9 @@ pub struct Scenario {
     /// What validation found suspicious but not wrong (e.g. a limit check sent too slowly to
     /// be judged), with positions.
     pub warnings: Vec<crate::scenario::Problem>,
+    /// What validation reports for information: overrides of an included file's identities
+    /// and checks.
+    pub notes: Vec<crate::scenario::Problem>,
     /// sha256 over every source file's bytes, in order (hex).
     pub sha256: String,
     /// The merged scenario as YAML, with file paths made absolute: re-runnable as it is.

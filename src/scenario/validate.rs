@@ -166,6 +166,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
             events,
             backend,
             sources: sources.iter().map(|s| s.path.clone()).collect(),
+            notes: m.overrides.iter().map(|(o, msg)| cx.problem_at(o, "", msg.clone())).collect(),
             warnings: cx.warnings,
             sha256: hex(&h.finalize()),
             resolved_yaml,

@@ -134,3 +134,39 @@ fn an_underdriven_limit_check_is_a_warning_with_its_position() {
     let w = s.warnings[0].to_string();
     assert!(w.contains(":7:") && w.contains("= 60.0/s or more") && w.contains("inconclusive"), "{w}");
 }
+
+/// A scenario may override an identity or a check of a file it includes; each override is
+/// reported. Two files neither of which includes the other may not define the same name.
+#[test]
+fn a_scenario_overrides_what_it_includes_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+    w(
+        "pack.yaml",
+        "identities: { alice: { principal: alice } }\n\
+         checks: [ { id: A, identity: alice, request: { path: /a }, expect: allow } ]\n",
+    );
+    w("other.yaml", "identities: { alice: { principal: someone-else } }\n");
+    let base = "gauntlet: 1\nname: o\ntarget: { url: \"http://127.0.0.1:9\", protocol: h1 }\n\
+                phases: [ { name: p, requests: 1, rate: 1/s } ]\n";
+    w(
+        "main.yaml",
+        &format!(
+            "{base}include: [pack.yaml]\nidentities: {{ alice: {{ principal: alice-prod }} }}\n\
+                  checks: [ {{ id: A, identity: alice, request: {{ path: /b }}, expect: {{ deny: [403] }} }} ]\n"
+        ),
+    );
+    let s = super::common::load(&d.path().join("main.yaml"));
+    assert_eq!(s.identities.len(), 1);
+    assert_eq!(s.identities[0].principal, "alice-prod");
+    assert_eq!(s.checks.len(), 1);
+    assert_eq!(s.checks[0].request.path, "/b");
+    let notes: Vec<String> = s.notes.iter().map(|n| n.to_string()).collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].contains("main.yaml:6:") && notes[0].contains("identity `alice` overrides"), "{notes:?}");
+    assert!(notes[1].contains("check `A` overrides the one defined in") && notes[1].contains("pack.yaml"), "{notes:?}");
+    // Siblings: an error, with the other file named.
+    w("siblings.yaml", &format!("{base}include: [pack.yaml, other.yaml]\n"));
+    let err = scenario::load(&d.path().join("siblings.yaml"), &Overrides::default()).unwrap_err().to_string();
+    assert!(err.contains("identity `alice` is already defined in") && err.contains("pack.yaml"), "{err}");
+}
