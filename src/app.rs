@@ -880,7 +880,7 @@ async fn run_once(
         expects: expects.clone(),
         check_ids: Arc::new(s.checks.iter().map(|c| c.id.clone()).collect()),
         run_id: run_id.clone(),
-        identities: s.identities.len(),
+        identities: s.slots().last().copied().unwrap_or(0),
         threads,
         max_in_flight: s.target.max_in_flight as usize,
         connections: s.target.connections as usize,
@@ -1080,22 +1080,32 @@ async fn run_once(
 }
 
 /// One prepared request per check, tokens minted now; WebSocket checks count into `ws`.
-fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Prepared>, String> {
+/// One prepared request per check and credential (`[check][member]`: a check round-robins
+/// over its identity's pool), tokens minted now (`{n}` per member); WebSocket checks count
+/// into `ws`.
+fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Vec<Prepared>>, String> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let mut tokens: Vec<Option<(http::HeaderName, HeaderValue)>> = Vec::new();
+    // tokens[identity][member]
+    let mut tokens: Vec<Vec<Option<(http::HeaderName, HeaderValue)>>> = Vec::new();
     for id in &s.identities {
-        let Some(t) = &id.token else {
-            tokens.push(None);
-            continue;
-        };
-        let raw = match &t.source {
-            TokenSource::Static(v) => v.clone(),
-            TokenSource::Jwt(spec) => spec.mint(now).map_err(|e| format!("identity `{}`: {e}", id.name))?,
-        };
-        let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
-        let hv = HeaderValue::from_str(&value)
-            .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
-        tokens.push(Some((t.header.clone(), hv)));
+        let mut per = Vec::with_capacity(id.members());
+        for m in 0..id.members() {
+            let Some(t) = &id.token else {
+                per.push(None);
+                continue;
+            };
+            let raw = match &t.source {
+                TokenSource::Static(v) => v.clone(),
+                TokenSource::Jwt(spec) => {
+                    spec.mint_as(now, id.number(m)).map_err(|e| format!("identity `{}`: {e}", id.name))?
+                }
+            };
+            let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
+            let hv = HeaderValue::from_str(&value)
+                .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
+            per.push(Some((t.header.clone(), hv)));
+        }
+        tokens.push(per);
     }
     let tagging = match s.profile.tag.unwrap_or(TagMode::Header) {
         TagMode::Header => Tagging::Header,
@@ -1103,22 +1113,24 @@ fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Prepared>, St
         TagMode::Off => Tagging::Off,
     };
     let endpoint = Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging };
-    s.checks
-        .iter()
-        .map(|c| {
-            let id = &s.identities[c.identity];
+    let slots = s.slots();
+    let mut out = Vec::with_capacity(s.checks.len());
+    for (ci, c) in s.checks.iter().enumerate() {
+        let id = &s.identities[c.identity];
+        let mut per = Vec::with_capacity(s.members_of(ci));
+        for (m, token) in tokens[c.identity].iter().take(s.members_of(ci)).enumerate() {
             let mut h = HeaderMap::new();
             for (k, v) in &id.headers {
                 h.append(k.clone(), v.clone());
             }
-            if let Some((k, v)) = &tokens[c.identity] {
+            if let Some((k, v)) = token {
                 h.append(k.clone(), v.clone());
             }
             for (k, v) in &c.request.headers {
                 h.append(k.clone(), v.clone());
             }
             let p = Prepared::new(
-                c.identity,
+                slots[c.identity] + m,
                 c.request.method.clone(),
                 &c.request.path,
                 h,
@@ -1127,12 +1139,14 @@ fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Prepared>, St
             )
             .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))?
             .with_varying(c.request.varying.clone());
-            Ok(match &c.request.websocket {
+            per.push(match &c.request.websocket {
                 Some(spec) => p.with_websocket(spec.clone(), ws.clone()),
                 None => p,
-            })
-        })
-        .collect()
+            });
+        }
+        out.push(per);
+    }
+    Ok(out)
 }
 
 fn say(opt: &ExecOptions, msg: impl std::fmt::Display) {

@@ -90,7 +90,7 @@ pub async fn probe(
     let kind = protocol.unwrap_or(s.target.protocol);
     let ws = Arc::new(proto::ws::Stats::default());
     let requests = super::prepare(s, &ws)?;
-    let req = &requests[ci];
+    let req = &requests[ci][0];
     let run_id = format!("{:08x}", rand::random::<u32>());
     let seq = proto::seq(0, 0, 0);
     let tag_text = format!("{run_id}.{}.{seq}", check.id);

@@ -120,13 +120,19 @@ impl JwtSpec {
 
     /// Mints the token with relative times resolved against `now` (Unix seconds).
     pub fn mint(&self, now: i64) -> Result<String, Error> {
+        self.mint_as(now, None)
+    }
+
+    /// [`JwtSpec::mint`] for member `n` of an identity pool: `{n}` in string claims becomes
+    /// the member's number.
+    pub fn mint_as(&self, now: i64, n: Option<u32>) -> Result<String, Error> {
         let mut header = Map::new();
         header.insert("alg".into(), Value::String(self.alg_header.clone()));
         header.insert("typ".into(), Value::String(self.typ.clone().unwrap_or_else(|| "JWT".into())));
         if let Some(kid) = &self.kid {
             header.insert("kid".into(), Value::String(kid.clone()));
         }
-        let claims = render(&self.claims, now);
+        let claims = render(&self.claims, now, n);
         let h = B64.encode(Value::Object(header).to_string());
         let p = B64.encode(Value::Object(claims.clone()).to_string());
         let signing_input = format!("{h}.{p}");
@@ -138,7 +144,7 @@ impl JwtSpec {
         let mut payload = p;
         if !self.tamper.is_empty() {
             let mut edited = claims;
-            edited.extend(render(&self.tamper, now));
+            edited.extend(render(&self.tamper, now, n));
             payload = B64.encode(Value::Object(edited).to_string());
         }
         match self.corrupt {
@@ -159,17 +165,30 @@ impl JwtSpec {
     }
 }
 
-fn render(claims: &[(String, Claim)], now: i64) -> Map<String, Value> {
+fn render(claims: &[(String, Claim)], now: i64, n: Option<u32>) -> Map<String, Value> {
     claims
         .iter()
         .map(|(k, c)| {
-            let v = match c {
+            let mut v = match c {
                 Claim::Json(v) => v.clone(),
                 Claim::Relative(d) => Value::from(now + d),
             };
+            if let Some(n) = n {
+                number(&mut v, n);
+            }
             (k.clone(), v)
         })
         .collect()
+}
+
+/// Replaces `{n}` in every string of `v` (lists and objects included) with `n`.
+fn number(v: &mut Value, n: u32) {
+    match v {
+        Value::String(s) if s.contains("{n}") => *s = s.replace("{n}", &n.to_string()),
+        Value::Array(a) => a.iter_mut().for_each(|x| number(x, n)),
+        Value::Object(o) => o.values_mut().for_each(|x| number(x, n)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

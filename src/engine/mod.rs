@@ -48,15 +48,15 @@ const CLOSED: u64 = u64::MAX / 2;
 pub struct Job {
     /// The schedule.
     pub plan: Arc<Plan>,
-    /// One prepared request per check.
-    pub requests: Arc<Vec<Prepared>>,
+    /// Prepared requests per check, one per credential it round-robins over.
+    pub requests: Arc<Vec<Vec<Prepared>>>,
     /// One expectation per check.
     pub expects: Arc<Vec<Expect>>,
     /// Check ids (for tags).
     pub check_ids: Arc<Vec<String>>,
     /// Run id (for tags).
     pub run_id: String,
-    /// Number of identities.
+    /// Number of credentials (identities, each pool member counted).
     pub identities: usize,
     /// Generator threads.
     pub threads: usize,
@@ -454,7 +454,14 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             tag.clear();
             let seq = crate::proto::seq(pi, condition, i);
             let _ = write!(tag, "{}.{}.{seq}", cx.job.run_id, cx.job.check_ids[check]);
-            one(&cx, key, check, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
+            // A pooled check round-robins over its members by its own request count; the tag
+            // names the member so the oracle knows which principal must arrive.
+            let pool = cx.job.requests[check].len();
+            let member = if pool > 1 { (phase.nth(i) % pool as u64) as usize } else { 0 };
+            if pool > 1 {
+                let _ = write!(tag, ".{member}");
+            }
+            one(&cx, key, check, member, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 if phase.requests.is_some_and(|r| n >= r) {
@@ -487,15 +494,17 @@ fn past_cutoff(phase: &PhasePlan, start: Instant, state: &PhaseState) -> bool {
 }
 
 /// Sends one request and records what became of it.
+#[allow(clippy::too_many_arguments)]
 async fn one<P: Protocol>(
     cx: &WorkerCtx<P>,
     key: Key,
     check: usize,
+    member: usize,
     intended: Instant,
     tag: Tag<'_>,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) {
-    let req = &cx.job.requests[check];
+    let req = &cx.job.requests[check][member];
     let expect = &cx.job.expects[check];
     let sent = Instant::now();
     let mut retried = false;

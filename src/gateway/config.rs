@@ -130,6 +130,9 @@ pub struct Config {
     pub case_insensitive_paths: bool,
     /// Routes; anything unmatched is denied.
     pub routes: Vec<RouteCfg>,
+    /// A rate limit per client certificate over every allowed request (429 beyond it).
+    #[serde(default)]
+    pub client_rate_limit: Option<RateCfg>,
     /// Planted defects (see `Flaw`).
     #[serde(default)]
     pub flaws: Vec<String>,

@@ -37,7 +37,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AuthzCfg, Config, Error as ConfigError};
+pub use config::{AuthzCfg, Config, Error as ConfigError, RateCfg};
 use policy::{Limiter, Route};
 
 use crate::tls;
@@ -151,6 +151,8 @@ struct Gateway {
     strip: Vec<String>,
     case_insensitive: bool,
     limiters: Vec<Option<Limiter>>,
+    /// Per client certificate, over every allowed request.
+    client_limiter: Option<Limiter>,
     flaws: Vec<Flaw>,
     upstream: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -161,6 +163,8 @@ struct Gateway {
 struct Peer {
     cn: Option<String>,
     ou: Option<String>,
+    /// The certificate's serial number (hex): what a per-certificate limit is keyed on.
+    serial: Option<String>,
 }
 
 /// A running gateway: TCP (h1/h2) and, when enabled, QUIC (h3) on the same port number.
@@ -252,6 +256,14 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
     };
     let upstream: Uri =
         cfg.upstream.parse().map_err(|e| Error::Invalid(format!("upstream `{}`: {e}", cfg.upstream)))?;
+    let client_limiter = match &cfg.client_rate_limit {
+        Some(rl) => {
+            let per = humantime::parse_duration(&rl.per)
+                .map_err(|e| Error::Invalid(format!("client_rate_limit.per: {e}")))?;
+            Some(Limiter::new(rl.requests, per))
+        }
+        None => None,
+    };
     let mut limiters = Vec::new();
     for r in &cfg.routes {
         limiters.push(match &r.rate_limit {
@@ -275,6 +287,7 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         strip: cfg.strip_headers.iter().map(|s| s.to_ascii_lowercase()).collect(),
         case_insensitive: cfg.case_insensitive_paths,
         limiters,
+        client_limiter,
         flaws,
         upstream,
         client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
@@ -441,6 +454,7 @@ fn peer(certs: Option<&[CertificateDer<'_>]>) -> Peer {
     Peer {
         cn: subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
         ou: subject.iter_organizational_unit().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+        serial: Some(cert.raw_serial_as_string()),
     }
 }
 
@@ -635,7 +649,15 @@ where
     if !allowed {
         return forbidden();
     }
-    // 4. Rate limit (per identity and route).
+    // 4. Rate limits: per client certificate over everything allowed, then per identity and
+    //    route.
+    if let (Some(l), Some(serial)) = (&gw.client_limiter, &peer.serial) {
+        if let Err(retry) = l.take(serial, Instant::now()) {
+            let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "{\"error\":\"rate limited (client certificate)\"}");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+            return r;
+        }
+    }
     if let Some(l) = &gw.limiters[ri] {
         let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
         let key = match xff {

@@ -38,6 +38,9 @@ pub struct Rule {
     pub deny_class: bool,
     /// Headers that must arrive exactly once with this value.
     pub require: Vec<(HeaderName, String)>,
+    /// The identity header the gateway injects, and the principal it must carry for each
+    /// member of the check's identity (one entry unless the identity is a pool).
+    pub identity: Option<(HeaderName, Vec<String>)>,
     /// Headers that must not arrive at all.
     pub absent: Vec<HeaderName>,
     /// Headers whose client-sent value must not arrive (the gateway may set its own).
@@ -65,26 +68,30 @@ impl Rules {
         let checks = s
             .checks
             .iter()
-            .map(|c| {
-                let mut require: Vec<(HeaderName, String)> = c.upstream.headers.clone();
+            .enumerate()
+            .map(|(ci, c)| {
+                let require: Vec<(HeaderName, String)> = c.upstream.headers.clone();
                 let deny_class = c.expect.is_deny_class();
-                if let (false, Some(h)) = (deny_class, &s.profile.identity_header) {
-                    if !require.iter().any(|(n, _)| n == h) {
-                        require.push((h.clone(), s.identities[c.identity].principal.clone()));
+                let id = &s.identities[c.identity];
+                let identity = match (deny_class, &s.profile.identity_header) {
+                    (false, Some(h)) if !require.iter().any(|(n, _)| n == h) => {
+                        Some((h.clone(), (0..s.members_of(ci)).map(|m| id.principal_of(m)).collect()))
                     }
-                }
+                    _ => None,
+                };
                 // A header the client forges that the gateway must replace with the verified
                 // identity: its forged value must not arrive.
                 let mut stripped = c.upstream.stripped.clone();
                 for (n, v) in &c.request.headers {
-                    let required = require.iter().any(|(r, _)| r == n);
+                    let required =
+                        require.iter().any(|(r, _)| r == n) || identity.as_ref().is_some_and(|(h, _)| h == n);
                     if required && !stripped.iter().any(|(x, _)| x == n) {
                         if let Ok(v) = v.to_str() {
                             stripped.push((n.clone(), v.to_string()));
                         }
                     }
                 }
-                Rule { id: c.id.clone(), deny_class, require, absent: c.upstream.absent.clone(), stripped }
+                Rule { id: c.id.clone(), deny_class, require, identity, absent: c.upstream.absent.clone(), stripped }
             })
             .collect();
         Rules { run: run.to_string(), phases: s.phases.len(), conditions, checks }
@@ -207,7 +214,7 @@ impl Oracle {
     pub fn observe(&self, path_and_query: &str, headers: &HeaderMap) -> Finding {
         self.received.fetch_add(1, Ordering::Relaxed);
         let tag = headers.get(TAG_HEADER).and_then(|v| v.to_str().ok()).or_else(|| query_tag(path_and_query));
-        let Some((run, check, phase, condition)) = tag.and_then(|t| self.decode(t)) else {
+        let Some((run, check, phase, condition, member)) = tag.and_then(|t| self.decode(t)) else {
             self.untagged.fetch_add(1, Ordering::Relaxed);
             return Finding::Untagged;
         };
@@ -222,7 +229,7 @@ impl Oracle {
                 .map(|(n, v)| (n.as_str().to_string(), crate::proto::probe::shown(n.as_str(), v.as_bytes())))
                 .collect();
             let mut problems = Vec::new();
-            let finding = judge(rule, headers, |p, n, _| problems.push(format!("{n}: {}", p.describe())));
+            let finding = judge(rule, member, headers, |p, n, _| problems.push(format!("{n}: {}", p.describe())));
             let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
             if c.len() >= CAPTURED {
                 c.pop_front();
@@ -232,7 +239,7 @@ impl Oracle {
         let base = self.base(phase, condition, check);
         self.counts[base].fetch_add(1, Ordering::Relaxed);
         let mut lock = None;
-        let finding = judge(rule, headers, |problem, name, value| {
+        let finding = judge(rule, member, headers, |problem, name, value| {
             let f = lock.get_or_insert_with(|| self.headers[check].lock().unwrap_or_else(|p| p.into_inner()));
             f.note(problem, name, value);
         });
@@ -251,11 +258,15 @@ impl Oracle {
         ((phase * self.rules.conditions.max(1) + condition) * self.rules.checks.len() + check) * 4
     }
 
-    /// `(run, check index, phase, condition)` from a tag, if it is well formed and names a
-    /// known check.
-    fn decode<'t>(&self, tag: &'t str) -> Option<(&'t str, usize, usize, usize)> {
+    /// `(run, check index, phase, condition, pool member)` from a tag
+    /// (`run.check.seq[.member]`), if it is well formed and names a known check.
+    fn decode<'t>(&self, tag: &'t str) -> Option<(&'t str, usize, usize, usize, usize)> {
         let mut parts = tag.split('.');
         let (run, check, seq) = (parts.next()?, parts.next()?, parts.next()?);
+        let member = match parts.next() {
+            Some(m) => m.parse().ok()?,
+            None => 0,
+        };
         if parts.next().is_some() || run.is_empty() {
             return None;
         }
@@ -264,7 +275,7 @@ impl Oracle {
             return None;
         }
         let idx = *self.index.get(check)?;
-        Some((run, idx, phase, condition))
+        Some((run, idx, phase, condition, member))
     }
 
     fn counts_at(&self, b: usize) -> CheckCounts {
@@ -361,7 +372,12 @@ fn carries(value: &[u8], forged: &str) -> bool {
 /// Applies a rule to one arrival's headers, calling `note` for every problem found. The
 /// finding: a deny-class arrival is a leak; otherwise any forged, duplicated, wrong or
 /// forbidden header makes it spoofed; otherwise a missing identity header makes it missing.
-pub fn judge(rule: &Rule, headers: &HeaderMap, mut note: impl FnMut(Problem, &HeaderName, Option<&[u8]>)) -> Finding {
+pub fn judge(
+    rule: &Rule,
+    member: usize,
+    headers: &HeaderMap,
+    mut note: impl FnMut(Problem, &HeaderName, Option<&[u8]>),
+) -> Finding {
     if rule.deny_class {
         return Finding::Leak;
     }
@@ -384,7 +400,10 @@ pub fn judge(rule: &Rule, headers: &HeaderMap, mut note: impl FnMut(Problem, &He
             report(Problem::Forged, h, Some(v.as_bytes()));
         }
     }
-    for (name, want) in &rule.require {
+    let identity = rule.identity.as_ref().and_then(|(h, principals)| {
+        principals.get(member).or_else(|| principals.first()).map(|p| (h.clone(), p.clone()))
+    });
+    for (name, want) in rule.require.iter().chain(identity.iter()) {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => report(Problem::Absent, name, None),
@@ -537,7 +556,8 @@ mod tests {
                 Rule {
                     id: "SPOOF".into(),
                     deny_class: false,
-                    require: vec![(xfu.clone(), "alice".into())],
+                    require: vec![],
+                    identity: Some((xfu.clone(), vec!["alice".into()])),
                     absent: vec![HeaderName::from_static("x-forwarded-client-cert")],
                     stripped: vec![
                         (xfu, "admin".into()),
@@ -567,7 +587,7 @@ mod tests {
         assert_eq!(o.observe("/x?a=1&gauntlet_tag=r1.ALLOW.3", &h(&[("x-forwarded-user", "alice")])), Finding::Clean);
         assert_eq!(o.observe("/x?gauntlet_tag=r0.ALLOW.3", &h(&[])), Finding::Foreign);
         for garbage in
-            ["r1.NOPE.1", "r1.ALLOW", "r1.ALLOW.x", "r1.ALLOW.1.2", ".ALLOW.1", "r1.ALLOW.999999999999999999"]
+            ["r1.NOPE.1", "r1.ALLOW", "r1.ALLOW.x", "r1.ALLOW.1.x", ".ALLOW.1", "r1.ALLOW.999999999999999999"]
         {
             assert_eq!(o.observe(&format!("/?gauntlet_tag={garbage}"), &h(&[])), Finding::Untagged, "{garbage}");
         }
@@ -587,7 +607,7 @@ mod tests {
 
     fn problems(rule: &Rule, pairs: &[(&'static str, &'static str)]) -> (Finding, Vec<(Problem, String)>) {
         let mut seen = Vec::new();
-        let f = judge(rule, &h(pairs), |p, n, _| seen.push((p, n.as_str().to_string())));
+        let f = judge(rule, 0, &h(pairs), |p, n, _| seen.push((p, n.as_str().to_string())));
         (f, seen)
     }
 
@@ -618,6 +638,27 @@ mod tests {
             (Finding::Spoofed, vec![(Problem::Present, "x-forwarded-client-cert".to_string())])
         );
         assert_eq!(problems(&r.checks[1], &[("x-forwarded-user", "alice")]).0, Finding::Leak);
+    }
+
+    #[test]
+    fn each_pool_member_must_arrive_as_itself() {
+        let xfu = HeaderName::from_static("x-forwarded-user");
+        let rule = Rule {
+            id: "POOL".into(),
+            identity: Some((xfu.clone(), vec!["alice-1".into(), "alice-2".into()])),
+            ..Default::default()
+        };
+        let one = |m, v: &'static str| judge(&rule, m, &h(&[("x-forwarded-user", v)]), |_, _, _| {});
+        assert_eq!(one(1, "alice-2"), Finding::Clean);
+        assert_eq!(one(1, "alice-1"), Finding::Spoofed);
+        assert_eq!(one(0, "alice-1"), Finding::Clean);
+        // A tag names the member: `run.check.seq.member`.
+        let o = Oracle::new(Rules { run: "r".into(), phases: 1, conditions: 1, checks: vec![rule.clone()] });
+        let mut hm = h(&[("x-forwarded-user", "alice-2")]);
+        hm.insert(TAG_HEADER, HeaderValue::from_static("r.POOL.0.1"));
+        assert_eq!(o.observe("/", &hm), Finding::Clean);
+        hm.insert(TAG_HEADER, HeaderValue::from_static("r.POOL.0.0"));
+        assert_eq!(o.observe("/", &hm), Finding::Spoofed);
     }
 
     #[test]

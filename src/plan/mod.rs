@@ -125,6 +125,10 @@ pub struct PhasePlan {
     /// What the client link does during the phase (`None`: unimpaired).
     pub network: Option<crate::netem::Impairment>,
     wheel: Vec<u16>,
+    /// Per wheel position: how many earlier positions carry the same check.
+    rank: Vec<u32>,
+    /// Per check index: how many positions of the wheel carry it.
+    occurrences: Vec<u32>,
 }
 
 impl PhasePlan {
@@ -132,6 +136,16 @@ impl PhasePlan {
     /// every window of the phase sees the mix's proportions.
     pub fn check(&self, i: u64) -> usize {
         usize::from(self.wheel[(i % self.wheel.len() as u64) as usize])
+    }
+
+    /// Which occurrence of its check request `i` is (0 for the check's first request in the
+    /// phase): a per-check sequence, so a check's requests can round-robin over an identity
+    /// pool without any shared counter.
+    pub fn nth(&self, i: u64) -> u64 {
+        let len = self.wheel.len() as u64;
+        let pos = (i % len) as usize;
+        let occ = self.occurrences.get(usize::from(self.wheel[pos])).copied().unwrap_or(1);
+        (i / len) * u64::from(occ) + u64::from(self.rank[pos])
     }
 
     /// Open loop: the intended offset of request `i`, or `None` once the phase is over.
@@ -344,7 +358,32 @@ fn phase(p: &Phase) -> PhasePlan {
         requests: p.requests,
         condition: 0,
         network: None,
-        wheel: wheel(&p.mix),
+        ..with_wheel(wheel(&p.mix))
+    }
+}
+
+/// A phase shell around `wheel`, with the per-check ranks `nth` needs.
+fn with_wheel(wheel: Vec<u16>) -> PhasePlan {
+    let checks = wheel.iter().map(|c| usize::from(*c) + 1).max().unwrap_or(1);
+    let mut occurrences = vec![0u32; checks];
+    let rank = wheel
+        .iter()
+        .map(|c| {
+            let o = &mut occurrences[usize::from(*c)];
+            *o += 1;
+            *o - 1
+        })
+        .collect();
+    PhasePlan {
+        name: String::new(),
+        pace: Pace::Closed { users: 1 },
+        duration: None,
+        requests: None,
+        condition: 0,
+        network: None,
+        wheel,
+        rank,
+        occurrences,
     }
 }
 
@@ -386,7 +425,7 @@ mod tests {
             requests: n,
             condition: 0,
             network: None,
-            wheel: vec![0],
+            ..with_wheel(vec![0])
         }
     }
 
@@ -438,8 +477,7 @@ mod tests {
 
     #[test]
     fn checks_in_a_range_follow_the_wheel() {
-        let mut p = open(Arrival::Constant { rate: 1.0 }, None, None);
-        p.wheel = wheel(&[(0, 3.0), (1, 1.0)]);
+        let p = with_wheel(wheel(&[(0, 3.0), (1, 1.0)]));
         let brute = |a: u64, b: u64| {
             let mut m = std::collections::BTreeMap::new();
             for i in a..b {
@@ -460,6 +498,18 @@ mod tests {
         assert_eq!(p.planned_requests(), Some(5));
         assert!(p.slot(5).is_none());
         assert!(p.nominal_end().expect("end") < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn nth_counts_each_checks_own_requests() {
+        let p = with_wheel(wheel(&[(0, 3.0), (1, 1.0), (2, 2.0)]));
+        let mut seen = std::collections::BTreeMap::<usize, u64>::new();
+        for i in 0..50_000u64 {
+            let c = p.check(i);
+            let next = seen.entry(c).or_insert(0);
+            assert_eq!(p.nth(i), *next, "request {i} (check {c})");
+            *next += 1;
+        }
     }
 
     #[test]

@@ -69,16 +69,19 @@ impl Connector {
     pub async fn new(target: &Target, identities: &[Identity], alpn: &[&[u8]]) -> Result<Self, Error> {
         let addr = resolve(target).await?;
         let server_name = tls::server_name(&target.server_name).map_err(Error::Target)?;
+        // One config per credential: identities in order, each pool member on its own.
         let mut configs = Vec::with_capacity(identities.len());
         for id in identities {
-            if !target.tls {
-                configs.push(None);
-                continue;
+            for m in 0..id.members() {
+                if !target.tls {
+                    configs.push(None);
+                    continue;
+                }
+                let material = id.cert(m).map(|c| (c.chain.as_slice(), &c.key));
+                let cfg: Arc<ClientConfig> = tls::client_config(&target.ca, material, alpn)
+                    .map_err(|source| Error::Identity { name: id.name.clone(), source })?;
+                configs.push(Some(TlsConnector::from(cfg)));
             }
-            let material = id.client_cert.as_ref().map(|c| (c.chain.as_slice(), &c.key));
-            let cfg: Arc<ClientConfig> = tls::client_config(&target.ca, material, alpn)
-                .map_err(|source| Error::Identity { name: id.name.clone(), source })?;
-            configs.push(Some(TlsConnector::from(cfg)));
         }
         Ok(Connector { addr, via: None, server_name, configs })
     }
@@ -93,7 +96,8 @@ impl Connector {
         self.via = Some(link);
     }
 
-    /// Dials as `identity`; returns the stream and the negotiated ALPN protocol.
+    /// Dials as credential `identity` (see [`crate::scenario::Scenario::slots`]); returns the
+    /// stream and the negotiated ALPN protocol.
     pub(crate) async fn dial(&self, identity: usize) -> Result<(Stream, Option<Vec<u8>>), Outcome> {
         let to = self.via.unwrap_or(self.addr);
         let tcp = TcpStream::connect(to)

@@ -51,8 +51,9 @@ impl Http3 {
         let addr = super::conn::resolve(target).await?;
         let configs = identities
             .iter()
-            .map(|id| {
-                let material = id.client_cert.as_ref().map(|c| (c.chain.as_slice(), &c.key));
+            .flat_map(|id| (0..id.members()).map(move |m| (id, m)))
+            .map(|(id, m)| {
+                let material = id.cert(m).map(|c| (c.chain.as_slice(), &c.key));
                 tls::quic::client(&target.ca, material)
                     .map_err(|source| Error::Identity { name: id.name.clone(), source })
             })

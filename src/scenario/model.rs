@@ -57,6 +57,29 @@ pub struct Scenario {
     pub resolved_yaml: String,
 }
 
+impl Scenario {
+    /// Where each identity's credentials start among all credentials (identities in order,
+    /// each pool member one credential): credential `slots()[i] + m` is member `m` of
+    /// identity `i`. The last entry is the number of credentials.
+    pub fn slots(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.identities.len() + 1);
+        let mut n = 0;
+        for id in &self.identities {
+            out.push(n);
+            n += id.members();
+        }
+        out.push(n);
+        out
+    }
+
+    /// How many credentials a check's requests round-robin over: its identity's pool, except
+    /// for `limit` checks, which drive one credential above its limit.
+    pub fn members_of(&self, check: usize) -> usize {
+        let c = &self.checks[check];
+        if matches!(c.expect, crate::conformance::Expect::Limit(_)) { 1 } else { self.identities[c.identity].members() }
+    }
+}
+
 /// `oracle:` resolved.
 #[derive(Debug, Clone, Copy)]
 pub struct OracleSpec {
@@ -151,6 +174,9 @@ pub struct Profile {
     pub tag: Option<TagMode>,
     /// The gateway's declared per-identity rate limit: (requests, window).
     pub rate_limit: Option<(u32, Duration)>,
+    /// The gateway's declared limit per client credential over all traffic: (requests,
+    /// window). `validate` warns when legitimate traffic of one credential would exceed it.
+    pub client_rate_limit: Option<(u32, Duration)>,
 }
 
 /// The implementation under test (Gateway API conformance report fields).
@@ -173,14 +199,43 @@ pub struct Implementation {
 pub struct Identity {
     /// Name in the scenario.
     pub name: String,
-    /// The principal a gateway should derive from it (defaults to the name).
+    /// The principal a gateway should derive from it (defaults to the name); in a pool,
+    /// `{n}` stands for the member's number (1, 2, …).
     pub principal: String,
     /// Client certificate chain and key, for mutual TLS.
     pub client_cert: Option<ClientCert>,
+    /// A pool of client certificates (each member its own connections; requests of a check
+    /// round-robin over them). Empty: the identity is one credential.
+    pub pool: Vec<ClientCert>,
     /// Bearer credential.
     pub token: Option<Token>,
     /// Extra static headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    /// How many credentials the identity has (1 unless it is a pool).
+    pub fn members(&self) -> usize {
+        self.pool.len().max(1)
+    }
+
+    /// The client certificate of member `m`.
+    pub fn cert(&self, m: usize) -> Option<&ClientCert> {
+        if self.pool.is_empty() { self.client_cert.as_ref() } else { self.pool.get(m) }
+    }
+
+    /// The number `{n}` stands for in member `m`'s principal and token (1-based), when a pool.
+    pub fn number(&self, m: usize) -> Option<u32> {
+        (!self.pool.is_empty()).then_some(m as u32 + 1)
+    }
+
+    /// The principal of member `m`.
+    pub fn principal_of(&self, m: usize) -> String {
+        match self.number(m) {
+            Some(n) => self.principal.replace("{n}", &n.to_string()),
+            None => self.principal.clone(),
+        }
+    }
 }
 
 /// A client certificate with its key, already parsed.

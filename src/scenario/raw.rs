@@ -150,6 +150,8 @@ pub(crate) struct RawProfile {
     pub(crate) tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RawRateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_rate_limit: Option<RawRateLimit>,
 }
 
 /// `profile.implementation:` — the implementation under test, as a conformance report names it.
@@ -185,11 +187,44 @@ pub(crate) struct RawIdentity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pool: Option<RawPool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) principal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<RawToken>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) headers: BTreeMap<String, String>,
+}
+
+/// `identities.NAME.pool:` — many client certificates for one identity: a list, a glob, or
+/// minted from a CA.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) members: Vec<RawMember>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) glob: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mint: Option<RawMint>,
+}
+
+/// `pool.members[]:`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMember {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+}
+
+/// `pool.mint:`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMint {
+    pub(crate) count: u32,
+    pub(crate) ca_cert: String,
+    pub(crate) ca_key: String,
+    pub(crate) subject: String,
 }
 
 /// `identities.NAME.token:` — a bearer credential, static or minted at run time.

@@ -125,6 +125,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         }),
     };
     check_limit_drive(&mut cx, &m, &checks, &phases);
+    check_credential_rates(&mut cx, &m, &profile, &identities, &checks, &phases);
     let dependencies = resolve_dependencies(&mut cx, &m);
     let events = resolve_events(&mut cx, &m, &dependencies, &phases);
     let backend = resolve_backend(&mut cx, &m, &phases, &events, target.as_ref());
@@ -264,6 +265,9 @@ fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
             None
         }
     };
+    if let Some(rl) = &p.client_rate_limit {
+        out.client_rate_limit = rate_limit(cx, o, "client_rate_limit", rl);
+    }
     if let Some(rl) = &p.rate_limit {
         out.rate_limit = rate_limit(cx, o, "rate_limit", rl);
     }
@@ -430,17 +434,122 @@ fn resolve_identities(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Identity> {
             cx.at(o, "", format!("`{name}` is not a valid identity name: use letters, digits, `-`, `_`, `.`"));
         }
         let client_cert = client_cert(cx, o, raw);
+        let pool = raw.pool.as_ref().map(|p| pool(cx, o, raw, p)).unwrap_or_default();
         let token = raw.token.as_ref().and_then(|t| token(cx, o, t));
         let headers = headers(cx, o, "headers", &raw.headers);
         out.push(Identity {
             name: name.clone(),
             principal: raw.principal.clone().unwrap_or_else(|| name.clone()),
             client_cert,
+            pool,
             token,
             headers,
         });
     }
     out
+}
+
+/// Most members a pool may have.
+const MAX_POOL: u32 = 10_000;
+
+/// `pool:` — exactly one of `members`, `glob` or `mint`; not together with `cert`/`key`.
+fn pool(cx: &mut Ctx<'_>, o: &Origin, raw: &RawIdentity, p: &crate::scenario::raw::RawPool) -> Vec<ClientCert> {
+    if raw.cert.is_some() || raw.key.is_some() {
+        cx.at(o, "pool", "give either `cert`/`key` or a `pool`, not both");
+        return Vec::new();
+    }
+    let given = usize::from(!p.members.is_empty()) + usize::from(p.glob.is_some()) + usize::from(p.mint.is_some());
+    if given != 1 {
+        cx.at(o, "pool", "a pool is one of `members: [{cert, key}, …]`, `glob: \"dir/alice-*.pem\"` or `mint: {count, ca_cert, ca_key, subject}`");
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, m) in p.members.iter().enumerate() {
+        if let Some(c) =
+            cert_and_key(cx, o, &format!("pool.members[{i}].cert"), &m.cert, &format!("pool.members[{i}].key"), &m.key)
+        {
+            out.push(c);
+        }
+    }
+    if let Some(g) = &p.glob {
+        let pattern = cx.file(o, g);
+        let (dir, name) = (
+            pattern.parent().map(Path::to_path_buf).unwrap_or_default(),
+            pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        );
+        let mut certs: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().is_some_and(|n| wildcard(&name, &n.to_string_lossy())))
+                .collect(),
+            Err(e) => {
+                cx.at(o, "pool.glob", format!("cannot list `{}`: {e}", dir.display()));
+                return Vec::new();
+            }
+        };
+        certs.sort();
+        if certs.is_empty() {
+            cx.at(o, "pool.glob", format!("`{}` matches no file", pattern.display()));
+        }
+        for c in certs {
+            let key = c.with_extension("key");
+            let (cs, ks) = (c.display().to_string(), key.display().to_string());
+            if let Some(cc) = cert_and_key(cx, o, "pool.glob", &cs, "pool.glob", &ks) {
+                out.push(cc);
+            }
+        }
+    }
+    if let Some(m) = &p.mint {
+        if m.count == 0 || m.count > MAX_POOL {
+            cx.at(o, "pool.mint.count", format!("`{}`: mint between 1 and {MAX_POOL} members", m.count));
+            return Vec::new();
+        }
+        let subject = match crate::tls::pki::parse_subject(&m.subject) {
+            Ok(s) => s,
+            Err(e) => {
+                cx.at(o, "pool.mint.subject", format!("{e}: write e.g. `CN=alice-{{n}},OU=eng`"));
+                return Vec::new();
+            }
+        };
+        if !m.subject.contains("{n}") {
+            cx.warn(o, "pool.mint.subject", "no `{n}` in the subject: every member gets the same name");
+        }
+        let (Some((_, ca)), Some((_, key))) =
+            (cx.read(o, "pool.mint.ca_cert", &m.ca_cert), cx.read(o, "pool.mint.ca_key", &m.ca_key))
+        else {
+            return Vec::new();
+        };
+        match crate::tls::pki::mint_clients(
+            &String::from_utf8_lossy(&ca),
+            &String::from_utf8_lossy(&key),
+            &subject,
+            m.count,
+        ) {
+            Ok(minted) => out.extend(minted.into_iter().map(|(c, k)| ClientCert { chain: vec![c], key: k })),
+            Err(e) => cx.at(o, "pool.mint", e),
+        }
+    }
+    out
+}
+
+/// `*` matches any run of characters (the only wildcard a pool's glob has).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) || name.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn client_cert(cx: &mut Ctx<'_>, o: &Origin, raw: &RawIdentity) -> Option<ClientCert> {
@@ -456,23 +565,29 @@ fn client_cert(cx: &mut Ctx<'_>, o: &Origin, raw: &RawIdentity) -> Option<Client
             return None;
         }
     };
-    let (cpath, cbytes) = cx.read(o, "cert", cert)?;
-    let (kpath, kbytes) = cx.read(o, "key", key)?;
+    cert_and_key(cx, o, "cert", cert, "key", key)
+}
+
+/// Reads and parses a PEM certificate chain and its key; problems are reported at `csub` and
+/// `ksub`.
+fn cert_and_key(cx: &mut Ctx<'_>, o: &Origin, csub: &str, cert: &str, ksub: &str, key: &str) -> Option<ClientCert> {
+    let (cpath, cbytes) = cx.read(o, csub, cert)?;
+    let (kpath, kbytes) = cx.read(o, ksub, key)?;
     let chain: Vec<CertificateDer<'static>> = match CertificateDer::pem_slice_iter(&cbytes).collect() {
         Ok(c) => c,
         Err(e) => {
-            cx.at(o, "cert", format!("`{}` is not a PEM certificate: {e}", cpath.display()));
+            cx.at(o, csub, format!("`{}` is not a PEM certificate: {e}", cpath.display()));
             return None;
         }
     };
     if chain.is_empty() {
-        cx.at(o, "cert", format!("`{}` holds no PEM certificate", cpath.display()));
+        cx.at(o, csub, format!("`{}` holds no PEM certificate", cpath.display()));
         return None;
     }
     match PrivateKeyDer::from_pem_slice(&kbytes) {
         Ok(key) => Some(ClientCert { chain, key }),
         Err(e) => {
-            cx.at(o, "key", format!("`{}` is not a PEM private key: {e}", kpath.display()));
+            cx.at(o, ksub, format!("`{}` is not a PEM private key: {e}", kpath.display()));
             None
         }
     }
@@ -1521,13 +1636,9 @@ fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[P
         for p in phases {
             let total: f64 = p.mix.iter().map(|(_, w)| w).sum();
             let Some((_, w)) = p.mix.iter().find(|(i, _)| *i == ci) else { continue };
-            let rate = match p.load {
-                Load::Constant(r) => r,
-                Load::Ramp { from, to } => from.max(to),
-                Load::Closed { .. } => {
-                    unknown = true;
-                    continue;
-                }
+            let Some(rate) = peak_rate(p) else {
+                unknown = true;
+                continue;
             };
             let share = if total > 0.0 { rate * w / total } else { 0.0 };
             if best.is_none_or(|(b, _)| share > b) {
@@ -1549,6 +1660,63 @@ fn check_limit_drive(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check], phases: &[P
                     ),
                 );
             }
+        }
+    }
+}
+
+/// The highest rate an open-loop phase offers (`None` for closed loop).
+fn peak_rate(p: &Phase) -> Option<f64> {
+    match p.load {
+        Load::Constant(r) => Some(r),
+        Load::Ramp { from, to } => Some(from.max(to)),
+        Load::Closed { .. } => None,
+    }
+}
+
+/// Warns when one credential's legitimate traffic (allow and deny checks; `limit` checks
+/// exceed on purpose) would exceed the profile's `client_rate_limit` in some open-loop phase:
+/// the gateway would answer 429 and a correct gateway would look like it falsely denies.
+fn check_credential_rates(
+    cx: &mut Ctx<'_>,
+    m: &Merged,
+    profile: &Profile,
+    identities: &[Identity],
+    checks: &[Check],
+    phases: &[Phase],
+) {
+    let Some((requests, per)) = profile.client_rate_limit else { return };
+    let limit = f64::from(requests) / per.as_secs_f64();
+    for (ii, id) in identities.iter().enumerate() {
+        let worst = phases
+            .iter()
+            .filter_map(|p| {
+                let total: f64 = p.mix.iter().map(|(_, w)| w).sum();
+                let rate = peak_rate(p)?;
+                let mine: f64 = p
+                    .mix
+                    .iter()
+                    .filter(|(c, _)| {
+                        checks.get(*c).is_some_and(|c| c.identity == ii && !matches!(c.expect, Expect::Limit(_)))
+                    })
+                    .map(|(_, w)| w)
+                    .sum();
+                (total > 0.0).then(|| (rate * mine / total / id.members() as f64, p.name.as_str()))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((rate, phase)) = worst else { continue };
+        if rate > limit {
+            let Some((_, _, o)) = m.identities.iter().find(|(n, _, _)| *n == id.name) else { continue };
+            let need = (rate * id.members() as f64 / limit).ceil() as u64;
+            cx.warn(
+                o,
+                "",
+                format!(
+                    "identity `{}` sends about {rate:.1}/s per credential in phase `{phase}`, above the profile's \
+                     client_rate_limit ({requests} per {per:?}): a correct gateway will answer 429 to legitimate \
+                     requests — bind a pool of at least {need} credentials (`pool: {{mint: {{count: {need}, …}}}}`)",
+                    id.name
+                ),
+            );
         }
     }
 }
@@ -1591,6 +1759,15 @@ fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         let mut i = ident.clone();
         i.cert = i.cert.map(|c| abs(o, &c));
         i.key = i.key.map(|c| abs(o, &c));
+        if let Some(p) = &mut i.pool {
+            for m in &mut p.members {
+                (m.cert, m.key) = (abs(o, &m.cert), abs(o, &m.key));
+            }
+            p.glob = p.glob.as_ref().map(|g| abs(o, g));
+            if let Some(m) = &mut p.mint {
+                (m.ca_cert, m.ca_key) = (abs(o, &m.ca_cert), abs(o, &m.ca_key));
+            }
+        }
         if let Some(t) = &mut i.token {
             if t.static_value.is_some() {
                 t.static_value = Some("REDACTED".into());

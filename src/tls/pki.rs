@@ -211,6 +211,65 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
     Ok(out)
 }
 
+/// A subject template's parts: `CN=alice-{n},OU=eng,O=corp` (`{n}` is the member number).
+pub fn parse_subject(template: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for part in template.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}` is not `KEY=value`"))?;
+        let k = k.trim().to_ascii_uppercase();
+        if !matches!(k.as_str(), "CN" | "OU" | "O" | "C" | "L" | "ST") {
+            return Err(format!("`{k}` is not a subject attribute gauntlet mints (CN, OU, O, C, L, ST)"));
+        }
+        out.push((k, v.trim().to_string()));
+    }
+    if !out.iter().any(|(k, _)| k == "CN") {
+        return Err("a subject needs a `CN=`".into());
+    }
+    Ok(out)
+}
+
+/// Mints `count` client certificates (clientAuth, P-256, valid from an hour ago for a day) in
+/// memory, signed by the CA in `ca_cert_pem`/`ca_key_pem`, subjects from `subject` with `{n}`
+/// replaced by 1, 2, …. Nothing is written: the keys live only in the returned DER.
+pub fn mint_clients(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    subject: &[(String, String)],
+    count: u32,
+) -> Result<Vec<(rustls_pki_types::CertificateDer<'static>, rustls_pki_types::PrivateKeyDer<'static>)>, String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("the CA key does not parse: {e}"))?;
+    let ca =
+        Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|e| format!("the CA certificate does not parse: {e}"))?;
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::with_capacity(count as usize);
+    for n in 1..=count {
+        let key = keypair("pool member").map_err(|e| e.to_string())?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        let mut dn = DistinguishedName::new();
+        for (k, v) in subject {
+            let ty = match k.as_str() {
+                "CN" => DnType::CommonName,
+                "OU" => DnType::OrganizationalUnitName,
+                "O" => DnType::OrganizationName,
+                "C" => DnType::CountryName,
+                "L" => DnType::LocalityName,
+                _ => DnType::StateOrProvinceName,
+            };
+            dn.push(ty, v.replace("{n}", &n.to_string()));
+        }
+        params.distinguished_name = dn;
+        params.not_before = now - TDuration::hours(1);
+        params.not_after = now + TDuration::days(1);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &ca).map_err(|e| format!("cannot sign member {n}: {e}"))?;
+        let der_key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| format!("member {n}'s key: {e}"))?;
+        out.push((cert.der().clone(), der_key));
+    }
+    Ok(out)
+}
+
 /// Whether a kept certificate still has the validity its role needs (a "not yet valid"
 /// certificate that has become valid, or a current one that expired, is re-issued).
 fn still_fits(path: &Path, want: Validity, now: OffsetDateTime) -> bool {

@@ -88,9 +88,18 @@ pub fn identities() -> String {
 /// The reference gateway (from `scenarios/gateway/reference.yaml`, with `flaws`) on a free
 /// port, its upstream pointed at a listener bound for the run's oracle.
 pub async fn reference(flaws: &[gauntlet::gateway::Flaw]) -> (gauntlet::gateway::Running, tokio::net::TcpListener) {
+    reference_with(flaws, |_| {}).await
+}
+
+/// [`reference`] with its configuration edited by `edit` first.
+pub async fn reference_with(
+    flaws: &[gauntlet::gateway::Flaw],
+    edit: impl FnOnce(&mut gauntlet::gateway::Config),
+) -> (gauntlet::gateway::Running, tokio::net::TcpListener) {
     repo_certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = gauntlet::gateway::Config::load(&root.join("scenarios/gateway/reference.yaml")).unwrap();
+    edit(&mut cfg);
     let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     cfg.upstream = format!("http://{}", oracle.local_addr().unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

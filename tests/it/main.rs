@@ -10,6 +10,7 @@ mod gateway;
 mod h3;
 mod netem;
 mod oracle;
+mod pools;
 mod probe;
 mod results;
 mod run;
