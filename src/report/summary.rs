@@ -374,6 +374,8 @@ pub struct CheckSummary {
     pub expect: &'static str,
     /// Identity name.
     pub identity: String,
+    /// Credentials its requests round-robin over (1 unless the identity is a pool).
+    pub credentials: usize,
     /// Attempted.
     pub sent: u64,
     /// Answered or refused at TLS.
@@ -592,6 +594,7 @@ impl Summary {
                     severity: ck.severity,
                     expect: ck.expect.kind(),
                     identity: s.identities[ck.identity].name.clone(),
+                    credentials: s.members_of(i),
                     sent: c.counts.sent,
                     completed: c.counts.completed,
                     errors: c.counts.error_total(),

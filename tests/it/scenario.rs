@@ -112,7 +112,10 @@ fn the_documented_example_validates() {
     assert_eq!(s.phases.len(), 4);
     assert!(s.phases[2].network.is_some());
     assert_eq!(s.thresholds.len(), 5);
-    assert_eq!(s.identities.len(), 10);
+    assert_eq!(s.identities.len(), 11);
+    let team = s.identities.iter().find(|i| i.name == "team").unwrap();
+    assert_eq!((team.members(), team.principal_of(19)), (20, "team-20".to_string()));
+    assert_eq!(s.slots().last().copied(), Some(30));
     assert_eq!(s.dependencies.len(), 2);
     assert_eq!(s.events.len(), 2);
     assert_eq!(s.events[0].outage.as_ref().map(|o| o.statuses.clone()), Some(vec![503]));
