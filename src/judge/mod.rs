@@ -379,7 +379,9 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
         let errors = counts.error_total();
         let verifiable_upstream =
             !c.upstream.is_empty() || (c.expect.is_allow() && s.profile.identity_header.is_some());
-        let (result, reason) = if counts.sent == 0 {
+        let (result, reason) = if let (0, Some(why)) = (counts.sent, &c.out_of_scope) {
+            (CheckResult::Skipped, why.clone())
+        } else if counts.sent == 0 {
             let why = if ev.interrupted {
                 "not sent: the run stopped before it".to_string()
             } else {

@@ -174,6 +174,9 @@ pub struct Profile {
     pub tag: Option<TagMode>,
     /// The gateway's declared per-identity rate limit: (requests, window).
     pub rate_limit: Option<(u32, Duration)>,
+    /// What the gateway claims to enforce ([`FEATURES`]); `None`: everything a check can test.
+    /// A check requiring a feature outside the claim is not sent, and `skipped`.
+    pub features: Option<Vec<String>>,
     /// The gateway's declared limit per client credential over all traffic: (requests,
     /// window). `validate` warns when legitimate traffic of one credential would exceed it.
     pub client_rate_limit: Option<(u32, Duration)>,
@@ -193,6 +196,20 @@ pub struct Implementation {
     /// Contacts.
     pub contact: Vec<String>,
 }
+
+/// What a target profile can claim a gateway enforces, and checks can require.
+pub const FEATURES: &[&str] = &[
+    "mtls",
+    "jwt",
+    "rbac",
+    "method-rbac",
+    "path-normalisation",
+    "header-hygiene",
+    "rate-limit",
+    "default-deny",
+    "websocket",
+    "fail-closed",
+];
 
 /// Who a request is sent as.
 #[derive(Debug)]
@@ -280,6 +297,10 @@ pub struct Check {
     pub reference: String,
     /// Free tags, usable in phase mixes as `tag:NAME`.
     pub tags: Vec<String>,
+    /// Features of the gateway this check tests ([`FEATURES`]).
+    pub requires: Vec<String>,
+    /// Why the check is outside the profile's declared scope (not sent, `skipped`), if it is.
+    pub out_of_scope: Option<String>,
     /// Index into `Scenario::identities`.
     pub identity: usize,
     /// What to send.

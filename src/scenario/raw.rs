@@ -152,6 +152,8 @@ pub(crate) struct RawProfile {
     pub(crate) rate_limit: Option<RawRateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_rate_limit: Option<RawRateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) features: Option<Vec<String>>,
 }
 
 /// `profile.implementation:` — the implementation under test, as a conformance report names it.
@@ -275,6 +277,8 @@ pub(crate) struct RawCheck {
     pub(crate) reference: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) requires: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -265,6 +265,17 @@ fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
             None
         }
     };
+    if let Some(f) = &p.features {
+        for (i, name) in f.iter().enumerate() {
+            if !FEATURES.contains(&name.as_str()) {
+                let hint = units::suggest(name, FEATURES.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_else(|| format!(" (known: {})", FEATURES.join(", ")));
+                cx.at(o, &format!("features[{i}]"), format!("`{name}` is not a feature{hint}"));
+            }
+        }
+        out.features = Some(f.clone());
+    }
     if let Some(rl) = &p.client_rate_limit {
         out.client_rate_limit = rate_limit(cx, o, "client_rate_limit", rl);
     }
@@ -970,6 +981,24 @@ fn resolve_checks(
                 }
             }
         }
+        for (i, name) in c.requires.iter().enumerate() {
+            if !FEATURES.contains(&name.as_str()) {
+                let hint = units::suggest(name, FEATURES.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_else(|| format!(" (known: {})", FEATURES.join(", ")));
+                cx.at(o, &format!("requires[{i}]"), format!("`{name}` is not a feature{hint}"));
+            }
+        }
+        let out_of_scope = profile.features.as_ref().and_then(|claimed| {
+            let missing: Vec<&str> = c.requires.iter().filter(|r| !claimed.contains(r)).map(String::as_str).collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "outside the gateway's declared scope: profile `{}` does not claim {}",
+                    profile.name,
+                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                )
+            })
+        });
         if let (Some(identity), Some(expect), Some(request)) = (identity, expect, request) {
             out.push(Check {
                 id,
@@ -977,6 +1006,8 @@ fn resolve_checks(
                 severity,
                 reference: c.reference.clone().unwrap_or_default(),
                 tags: c.tags.clone(),
+                requires: c.requires.clone(),
+                out_of_scope,
                 identity,
                 request,
                 expect,
@@ -1233,6 +1264,9 @@ fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> Vec<Phase> 
             }
         };
         let mix = mix(cx, o, p.mix.as_ref(), checks);
+        if mix.is_empty() && !checks.is_empty() && checks.iter().any(|c| c.out_of_scope.is_some()) {
+            cx.at(o, "mix", "every check this phase would send is outside the profile's declared `features`");
+        }
         let network = p.network.as_ref().and_then(|n| network(cx, o, &name, n));
         if let Some(load) = load {
             out.push(Phase { name, duration, requests: p.requests, load, mix, network });
@@ -1568,7 +1602,8 @@ fn resolve_events(cx: &mut Ctx<'_>, m: &Merged, deps: &[Dependency], phases: &[P
 }
 
 fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec<(usize, f64)> {
-    let all = || (0..checks.len()).map(|i| (i, 1.0)).collect::<Vec<_>>();
+    let in_scope = |i: &usize| checks[*i].out_of_scope.is_none();
+    let all = || (0..checks.len()).filter(in_scope).map(|i| (i, 1.0)).collect::<Vec<_>>();
     let mut entries: Vec<(String, f64, String)> = Vec::new();
     match v {
         None => return all(),
@@ -1608,6 +1643,12 @@ fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Check]) -> Vec
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             cx.at(o, &at, format!("`{key}` matches no check{hint}"));
+            continue;
+        }
+        // Checks outside the profile's declared scope are not sent: the entry's weight goes
+        // to the others it names (none left: the entry sends nothing).
+        let members: Vec<usize> = members.into_iter().filter(in_scope).collect();
+        if members.is_empty() {
             continue;
         }
         let share = w / members.len() as f64;

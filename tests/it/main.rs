@@ -15,6 +15,7 @@ mod probe;
 mod results;
 mod run;
 mod scenario;
+mod scope;
 mod stall;
 mod verdicts;
 mod ws;
