@@ -80,6 +80,8 @@ def main() -> int:
     ap.add_argument("--max-in-flight", type=int, default=64)
     ap.add_argument("--connections", type=int, default=2)
     ap.add_argument("--certs", default=os.path.join(REPO, "certs"))
+    ap.add_argument("--profile", default=os.path.join(REPO, "scenarios", "targets", "reference.yaml"),
+                    help="the target profile to include (default: the reference gateway's)")
     a = ap.parse_args()
     out = os.path.abspath(a.out)
     ids_dir = os.path.join(out, "ids")
@@ -91,7 +93,7 @@ def main() -> int:
         f"name: {name}",
         f"description: zt-core + {a.ids} minted identities, {a.protocol}, {a.rate} for {a.duration}",
         "include:",
-        f"  - {REPO}/scenarios/targets/reference.yaml",
+        f"  - {os.path.abspath(a.profile)}",
         f"  - {REPO}/scenarios/checks/zt-core.yaml",
         "target:",
         f"  url: https://127.0.0.1:{a.port}",

@@ -8,7 +8,7 @@
 #
 # Environment: OUT (default /tmp/gauntlet-interop), IDS (35), MIX (all | ids | badsig),
 #   BADSIG_SHARE (percent, MIX=badsig), EXCLUDE (check ids),
-#   NAME (results name, default KIND-PROTO),
+#   NAME (results name, default KIND-PROTO), PROFILE (target profile; default the reference's),
 #   CAPTURE (1: tcpdump -s 160 of the gateway port into OUT/KIND-PROTO.pcap),
 #   GAUNTLET (default /tmp/gauntlet-base/gauntlet), plus gateways.sh's GW_* knobs.
 # Results: OUT/res-KIND-PROTO/ (summary.json ...), OUT/KIND-PROTO.gateway.log (copy).
@@ -37,7 +37,7 @@ trap cleanup EXIT
 
 scenario="$(python3 "$here/make-scenario.py" --out "$out" --port "$GW_PORT" --oracle "$oracle_port" \
     --protocol "$proto" --rate "$rate" --duration "$duration" --ids "${IDS:-35}" --mix "${MIX:-all}" --exclude "${EXCLUDE:-}" \
-    --badsig-share "${BADSIG_SHARE:-6}" \
+    --badsig-share "${BADSIG_SHARE:-6}" --profile "${PROFILE:-$here/../../scenarios/targets/reference.yaml}" \
     --name "$name")" || exit 1
 if [ "${CAPTURE:-0}" = 1 ]; then
     # bounded: at most 3M packets, and stopped with the run

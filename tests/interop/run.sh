@@ -5,7 +5,8 @@
 #
 #   tests/interop/run.sh            # installs the packages when it can (root + apt-get)
 #
-# For each gateway: the zt-core pack plus 35 identities with their own client certificates
+# For each gateway: the unchanged zt-core pack through that gateway's shipped profile
+# (scenarios/targets/KIND.yaml: its routes and the features it claims) plus 35 identities with their own client certificates
 # (minted from certs/ca.pem), 1,100 req/s for 20 s; tests/interop/expect.py then asserts the
 # verdicts expected of that gateway (what it enforces and what it does not), no request
 # without an answer, and the rate reached. Environment: GAUNTLET (binary; default: a release
@@ -51,7 +52,9 @@ failed=0
 for c in $cases; do
     kind="${c%%:*}" proto="${c##*:}"
     name="$kind-$proto"
+    # The unchanged pack through the gateway's own shipped profile.
     OUT="$out" GAUNTLET="$gauntlet" MIX=suite IDS=35 NAME="$name" GW_KEEPALIVE="${GW_KEEPALIVE:-10s}" \
+        PROFILE="$repo/scenarios/targets/$kind.yaml" \
         "$here/run-load.sh" "$kind" "$proto" "$rate" "$duration" >"$out/$name.digest" 2>&1
     if [ ! -f "$out/res-$name/summary.json" ]; then
         echo "interop $kind $proto: no results (see $out/$name.digest and $out/$name.run.log)"
