@@ -266,14 +266,7 @@ fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
         }
     };
     if let Some(f) = &p.features {
-        for (i, name) in f.iter().enumerate() {
-            if !FEATURES.contains(&name.as_str()) {
-                let hint = units::suggest(name, FEATURES.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_else(|| format!(" (known: {})", FEATURES.join(", ")));
-                cx.at(o, &format!("features[{i}]"), format!("`{name}` is not a feature{hint}"));
-            }
-        }
+        known_features(cx, o, "features", f);
         out.features = Some(f.clone());
     }
     if let Some(rl) = &p.client_rate_limit {
@@ -458,6 +451,18 @@ fn resolve_identities(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Identity> {
         });
     }
     out
+}
+
+/// Every name in `names` (at `key[i]`) must be one of [`FEATURES`].
+fn known_features(cx: &mut Ctx<'_>, o: &Origin, key: &str, names: &[String]) {
+    for (i, name) in names.iter().enumerate() {
+        if !FEATURES.contains(&name.as_str()) {
+            let hint = units::suggest(name, FEATURES.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_else(|| format!(" (known: {})", FEATURES.join(", ")));
+            cx.at(o, &format!("{key}[{i}]"), format!("`{name}` is not a feature{hint}"));
+        }
+    }
 }
 
 /// Most members a pool may have.
@@ -981,14 +986,7 @@ fn resolve_checks(
                 }
             }
         }
-        for (i, name) in c.requires.iter().enumerate() {
-            if !FEATURES.contains(&name.as_str()) {
-                let hint = units::suggest(name, FEATURES.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_else(|| format!(" (known: {})", FEATURES.join(", ")));
-                cx.at(o, &format!("requires[{i}]"), format!("`{name}` is not a feature{hint}"));
-            }
-        }
+        known_features(cx, o, "requires", &c.requires);
         let out_of_scope = profile.features.as_ref().and_then(|claimed| {
             let missing: Vec<&str> = c.requires.iter().filter(|r| !claimed.contains(r)).map(String::as_str).collect();
             (!missing.is_empty()).then(|| {
