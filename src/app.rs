@@ -80,7 +80,10 @@ async fn probe_cmd(a: ProbeArgs) -> u8 {
         }
         Err(e) => {
             errln!("gauntlet: {e}");
-            if e.starts_with("no check") { USAGE } else { RUNTIME }
+            match e {
+                probe::Error::UnknownCheck(_) => USAGE,
+                probe::Error::Setup(_) => RUNTIME,
+            }
         }
     }
 }

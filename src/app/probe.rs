@@ -17,6 +17,17 @@ use crate::scenario::{ProtocolKind, Scenario};
 /// How long the oracle is given to see the request after the answer.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// Why a probe could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scenario has no such check (bad usage).
+    #[error("{0}")]
+    UnknownCheck(String),
+    /// Something the probe needs could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// What one probe found.
 #[derive(Debug)]
 pub struct Report {
@@ -78,18 +89,18 @@ pub async fn probe(
     check_id: &str,
     protocol: Option<ProtocolKind>,
     oracle_listener: Option<tokio::net::TcpListener>,
-) -> Result<Report, String> {
+) -> Result<Report, Error> {
     let Some(ci) = s.checks.iter().position(|c| c.id == check_id) else {
         let ids: Vec<&str> = s.checks.iter().map(|c| c.id.as_str()).collect();
         let hint = crate::scenario::units::suggest(check_id, ids.iter().copied())
             .map(|x| format!(" (did you mean `{x}`?)"))
             .unwrap_or_else(|| format!(" (checks: {})", ids.join(", ")));
-        return Err(format!("no check `{check_id}` in {}{hint}", s.name));
+        return Err(Error::UnknownCheck(format!("no check `{check_id}` in {}{hint}", s.name)));
     };
     let check = &s.checks[ci];
     let kind = protocol.unwrap_or(s.target.protocol);
     let ws = Arc::new(proto::ws::Stats::default());
-    let requests = super::prepare(s, &ws)?;
+    let requests = super::prepare(s, &ws).map_err(Error::Setup)?;
     let req = &requests[ci][0];
     let run_id = format!("{:08x}", rand::random::<u32>());
     let seq = proto::seq(0, 0, 0);
@@ -100,7 +111,7 @@ pub async fn probe(
         (None, Some(spec)) => Some(
             tokio::net::TcpListener::bind(spec.listen)
                 .await
-                .map_err(|e| format!("cannot listen for the oracle on {}: {e}", spec.listen))?,
+                .map_err(|e| Error::Setup(format!("cannot listen for the oracle on {}: {e}", spec.listen)))?,
         ),
         (None, None) => None,
     };
@@ -108,7 +119,7 @@ pub async fn probe(
     let oracle = match listener {
         Some(l) => Some(
             oracle::spawn(l, Arc::new(Oracle::capturing(Rules::from_scenario(s, &run_id, conditions))), None)
-                .map_err(|e| format!("cannot start the oracle: {e}"))?,
+                .map_err(|e| Error::Setup(format!("cannot start the oracle: {e}")))?,
         ),
         None => None,
     };
@@ -116,7 +127,7 @@ pub async fn probe(
         ProtocolKind::H3 => {
             let h3 = proto::h3::Http3::new(&s.target, &s.identities)
                 .await
-                .map_err(|e| format!("cannot prepare HTTP/3 to {}: {e}", s.target.url))?;
+                .map_err(|e| Error::Setup(format!("cannot prepare HTTP/3 to {}: {e}", s.target.url)))?;
             wire::exchange_h3(&h3, req, tag, s.target.timeout).await
         }
         _ => {
@@ -127,7 +138,7 @@ pub async fn probe(
             };
             let connector = Connector::new(&s.target, &s.identities, alpn)
                 .await
-                .map_err(|e| format!("cannot prepare connections to {}: {e}", s.target.url))?;
+                .map_err(|e| Error::Setup(format!("cannot prepare connections to {}: {e}", s.target.url)))?;
             wire::exchange(&connector, speak, req, tag, s.target.timeout).await
         }
     };

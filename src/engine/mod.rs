@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conformance::{Broke, Expect, Outcome, Verdict, classify_under};
 use crate::metrics::{Cell as MetricCell, Delta, Dims, Key, Progress, Recorder, Sample, TICK};
-use crate::plan::{Pace, PhasePlan, Plan};
+use crate::plan::{Pace, Plan};
 use crate::proto::{Prepared, Protocol, Tag};
 use crate::timeline::Timeline;
 
@@ -404,6 +404,8 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             continue;
         }
         let state = &cx.shared.phases[pi];
+        // A duration-bounded open-loop phase stops sending at its end (+ grace, + pauses).
+        let cut = if phase.cut_at_duration() { phase.nominal_end() } else { None };
         loop {
             if cx.shared.stop.is_cancelled() {
                 return;
@@ -411,7 +413,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             // No "next phase started" check here: an open-loop phase ends when its schedule
             // does (`slot` returns None), so a late worker still sends — late, and measured
             // from the intended time — what the schedule holds; a duration-bounded one stops
-            // at its cutoff (`past_cutoff`, and `cut_off` closes the claims). Closed-loop
+            // at its cutoff (`cut` here, and `cut_off` closes the claims). Closed-loop
             // phases end on their deadline or count below.
             while cx.shared.paused.load(Ordering::Acquire) {
                 tokio::time::sleep(PAUSE_POLL).await;
@@ -446,7 +448,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             // (so the oracle attributes what arrives to it too).
             let condition = cx.job.timeline.condition();
             let key = Key { phase: pi as u16, condition, check: check as u16 };
-            if past_cutoff(phase, start, state) {
+            if cut.is_some_and(|end| Instant::now() > start + end + state.shift() + SEND_GRACE) {
                 // The phase is over: a claimed request not sent by now is never sent.
                 cx.rec.borrow_mut().unsent(key, 1);
                 break;
@@ -485,12 +487,6 @@ fn on_retry(o: Outcome) -> Outcome {
         },
         other => other,
     }
-}
-
-/// Whether a duration-bounded open-loop phase is past the time it may still send.
-fn past_cutoff(phase: &PhasePlan, start: Instant, state: &PhaseState) -> bool {
-    phase.cut_at_duration()
-        && phase.nominal_end().is_some_and(|end| Instant::now() > start + end + state.shift() + SEND_GRACE)
 }
 
 /// Sends one request and records what became of it.

@@ -607,7 +607,20 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
         ));
     }
     if let Some(up) = ev.upstream {
-        if up.untagged > 0 {
+        // Requests arrived, answered with success, yet not one tagged arrival: the gateway
+        // drops or rewrites the tag, so nothing upstream can be attributed — a deny-class
+        // request that got through would be invisible. (Health checks and other callers only
+        // add untagged arrivals; they never make the tagged ones vanish.)
+        let tagged: u64 = up.cells.iter().map(|(_, c)| c.arrivals).sum();
+        let allowed: u64 =
+            s.checks.iter().zip(&checks).filter(|(c, _)| c.expect.is_allow()).map(|(_, j)| j.counts.passed).sum();
+        if up.untagged > 0 && tagged == 0 && allowed > 0 {
+            reasons.push(format!(
+                "the oracle saw {} request(s), none with a valid tag, although {} allowed request(s) were answered: the gateway does not forward x-gauntlet-tag, so no leak could be proven absent — forward the header or use the profile's `tag: query`",
+                thousands(up.untagged),
+                thousands(allowed)
+            ));
+        } else if up.untagged > 0 {
             notes.push(format!(
                 "{} request(s) reached the oracle without a valid tag (the gateway dropped or rewrote x-gauntlet-tag, or something else called the oracle)",
                 thousands(up.untagged)

@@ -400,10 +400,12 @@ pub fn judge(
             report(Problem::Forged, h, Some(v.as_bytes()));
         }
     }
-    let identity = rule.identity.as_ref().and_then(|(h, principals)| {
-        principals.get(member).or_else(|| principals.first()).map(|p| (h.clone(), p.clone()))
-    });
-    for (name, want) in rule.require.iter().chain(identity.iter()) {
+    // By reference: no allocation per arrival.
+    let identity = rule
+        .identity
+        .as_ref()
+        .and_then(|(h, principals)| principals.get(member).or_else(|| principals.first()).map(|p| (h, p)));
+    for (name, want) in rule.require.iter().map(|(n, w)| (n, w)).chain(identity) {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => report(Problem::Absent, name, None),

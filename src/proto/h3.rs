@@ -239,7 +239,9 @@ impl Http3 {
             let mut body = Vec::new();
             while let Some(mut chunk) = stream.recv_data().await.ok()? {
                 let take = chunk.remaining().min(keep.saturating_sub(body.len()));
-                body.extend_from_slice(&chunk.copy_to_bytes(take));
+                if take > 0 {
+                    body.extend_from_slice(&chunk.copy_to_bytes(take));
+                }
                 chunk.advance(chunk.remaining());
             }
             Some((resp.into_parts().0, body))

@@ -64,7 +64,7 @@ pub struct OracleInputs<'a> {
     pub headers: &'a [crate::conformance::HeaderFindings],
 }
 
-/// Where the time and duration of a run's spans come from, for the judge.
+/// How long each phase ran (`None`: it never started), from its start to its end or `run_end`.
 pub fn spans(progress: &Progress, phases: usize, run_end: Instant) -> Vec<Option<Duration>> {
     (0..phases)
         .map(|p| progress.started(p).map(|s| progress.ended(p).unwrap_or(run_end).saturating_duration_since(s)))

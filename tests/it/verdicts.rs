@@ -494,3 +494,34 @@ async fn reasons_name_every_condition_and_the_envelope_only_claims_real_breakdow
     assert!(s.load_envelope.load_dependent, "{:?}", s.load_envelope);
     assert_eq!(s.load_envelope.first_violation_phase.as_deref(), Some("busy"));
 }
+
+/// A gateway that drops the tag makes every upstream finding unattributable: a deny-class
+/// request it answers 403 but still forwards would be invisible. The run cannot pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_drops_the_tag_cannot_pass() {
+    let oracle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = gauntlet::testkit::spawn(gauntlet::testkit::Config {
+        forward_to: Some(oracle.local_addr().unwrap()),
+        forward_headers: vec![("x-gauntlet-tag".into(), None)],
+        rules: vec![("/admin".into(), 403)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let yaml = common::http_scenario(
+        "tagless",
+        gw.addr,
+        "max_in_flight: 2",
+        &format!(
+            "{ANON}checks:\n\
+             - {{ id: OK, identity: anon, request: {{ path: /api }}, expect: allow }}\n\
+             - {{ id: NO, identity: anon, request: {{ path: /admin }}, expect: {{ deny: [403] }} }}\n\
+             phases: [ {{ name: p, requests: 20, rate: 200/s }} ]\n"
+        ),
+    );
+    let (_d, out) = common::run_with(&yaml, oracle, None).await;
+    gw.stop().await;
+    let s = out.summary.unwrap();
+    assert_eq!(out.code, 1);
+    assert!(s.reasons.iter().any(|r| r.contains("does not forward x-gauntlet-tag")), "{:?}", s.reasons);
+}
