@@ -52,6 +52,8 @@ pub(crate) struct Merged {
     pub(crate) profile: Option<(RawProfile, Origin)>,
     pub(crate) oracle: Option<(RawOracle, Origin)>,
     pub(crate) identities: Vec<(String, RawIdentity, Origin)>,
+    /// Roles the packs name (`roles: {NAME: description}`), in file order.
+    pub(crate) roles: Vec<(String, String, Origin)>,
     pub(crate) checks: Vec<(RawCheck, Origin)>,
     pub(crate) phases: Vec<(RawPhase, Origin)>,
     pub(crate) thresholds: Vec<(String, Origin)>,
@@ -176,7 +178,19 @@ impl State {
             m.target = Some((t, origin("target")));
         }
         if let Some(p) = doc.profile {
+            if let Some((old, o)) = &m.profile {
+                let where_ = self.sources[o.file].path.display().to_string();
+                let name = old.name.as_deref().unwrap_or("unnamed");
+                m.overrides.push((origin("profile"), format!("this profile replaces profile `{name}` of {where_}")));
+            }
             m.profile = Some((p, origin("profile")));
+        }
+        for (name, about) in doc.roles {
+            let at = format!("roles.{name}");
+            match m.roles.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(slot) => *slot = (name, about, origin(&at)),
+                None => m.roles.push((name, about, origin(&at))),
+            }
         }
         if let Some(o) = doc.oracle {
             m.oracle = Some((o, origin("oracle")));

@@ -228,6 +228,9 @@ pub struct Identity {
     pub token: Option<Token>,
     /// Extra static headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Identities of one group share their client certificates (a role and its token
+    /// variants): a per-credential rate limit counts them together.
+    pub group: String,
 }
 
 impl Identity {

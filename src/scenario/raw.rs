@@ -32,6 +32,8 @@ pub(crate) struct RawDoc {
     pub(crate) oracle: Option<RawOracle>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) identities: BTreeMap<String, RawIdentity>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) roles: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) checks: Vec<RawCheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,6 +156,88 @@ pub(crate) struct RawProfile {
     pub(crate) client_rate_limit: Option<RawRateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) roles: BTreeMap<String, RawBinding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idp: Option<RawIdp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_ca: Option<RawCa>,
+}
+
+/// `profile.roles.NAME:` — the real credential a pack's role is sent as; every credential
+/// variant a check asks for is derived from it.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBinding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pool: Option<RawPool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signing: Option<RawSigning>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) claims: BTreeMap<String, Value>,
+}
+
+/// `profile.idp:` — the identity provider whose tokens the gateway accepts, described once.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) aud: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) subject_claim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) groups_claim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) leeway: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lifetime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) scheme: Option<String>,
+}
+
+/// `profile.roles.NAME.signing:` — a role whose tokens another key of the IdP signs.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSigning {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) public_key: Option<String>,
+}
+
+/// `profile.client_ca:` — the CA the gateway trusts for client certificates (its key mints the
+/// mis-issued variants: expired, not yet valid, without clientAuth).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCa {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
 }
 
 /// `profile.implementation:` — the implementation under test, as a conformance report names it.
@@ -281,6 +365,12 @@ pub(crate) struct RawCheck {
     pub(crate) requires: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) variant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) claims_of: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) request: Option<RawRequest>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -437,3 +437,118 @@ mod tests {
         assert!(!still_fits(&d.path().join("alice.pem"), Validity::Expired, now));
     }
 }
+
+/// A mis-issued sibling of a real client certificate, minted at run start for a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misissue {
+    /// Signed by the trusted CA, expired a day ago.
+    Expired,
+    /// Signed by the trusted CA, valid only from tomorrow.
+    NotYetValid,
+    /// Signed by the trusted CA, with serverAuth instead of the clientAuth EKU.
+    NoClientAuth,
+    /// Signed by a rogue CA that copies the trusted CA's name exactly (only its key differs).
+    RogueCa,
+}
+
+impl Misissue {
+    /// Whether minting needs the trusted CA's private key.
+    pub fn needs_ca_key(self) -> bool {
+        self != Misissue::RogueCa
+    }
+}
+
+/// The subject (name and alternative names) of `cert`, to copy into a minted sibling.
+fn subject_of(cert: &[u8]) -> Result<(DistinguishedName, Vec<rcgen::SanType>), String> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    use x509_parser::extensions::GeneralName;
+    let (_, x) = x509_parser::parse_x509_certificate(cert).map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let mut dn = DistinguishedName::new();
+    for attr in x.subject().iter_attributes() {
+        let oid: Vec<u64> = attr.attr_type().iter().ok_or("a subject attribute has an unreadable type")?.collect();
+        let value = attr.as_str().map_err(|_| "a subject attribute is not a string gauntlet can copy")?.to_string();
+        let value = match attr.attr_value().header.tag() {
+            Tag::PrintableString => rcgen::DnValue::PrintableString(
+                value.as_str().try_into().map_err(|_| "a PrintableString subject attribute does not copy")?,
+            ),
+            _ => rcgen::DnValue::Utf8String(value),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = x.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            let ia5 = |s: &str| rcgen::string::Ia5String::try_from(s).map_err(|e| e.to_string());
+            match name {
+                GeneralName::DNSName(s) => sans.push(rcgen::SanType::DnsName(ia5(s)?)),
+                GeneralName::URI(s) => sans.push(rcgen::SanType::URI(ia5(s)?)),
+                GeneralName::RFC822Name(s) => sans.push(rcgen::SanType::Rfc822Name(ia5(s)?)),
+                GeneralName::IPAddress(b) if b.len() == 4 => {
+                    sans.push(rcgen::SanType::IpAddress(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((dn, sans))
+}
+
+/// Mints a mis-issued sibling of `like` (same subject and alternative names, a new P-256 key),
+/// in memory: expired / not yet valid / without clientAuth signed by the trusted CA, or signed
+/// by a rogue CA carrying the trusted CA's exact name. `ca_key_pem` is needed except for
+/// [`Misissue::RogueCa`].
+pub fn mint_misissued(
+    like: &[u8],
+    ca_cert_pem: &str,
+    ca_key_pem: Option<&str>,
+    how: Misissue,
+) -> Result<(rustls_pki_types::CertificateDer<'static>, rustls_pki_types::PrivateKeyDer<'static>), String> {
+    let now = OffsetDateTime::now_utc();
+    let (dn, sans) = subject_of(like)?;
+    let issuer = match how {
+        Misissue::RogueCa => {
+            use rustls_pki_types::pem::PemObject;
+            let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca_cert_pem.as_bytes())
+                .map_err(|e| format!("the CA certificate does not parse: {e}"))?;
+            let (ca_dn, _) = subject_of(ca_der.as_ref()).map_err(|e| format!("the CA certificate: {e}"))?;
+            let mut params = ca_params(now);
+            params.distinguished_name = ca_dn;
+            Issuer::new(params, keypair("rogue CA").map_err(|e| e.to_string())?)
+        }
+        _ => {
+            let key = ca_key_pem.ok_or("minting it needs the trusted CA's private key")?;
+            let key = KeyPair::from_pem(key).map_err(|e| format!("the CA key does not parse: {e}"))?;
+            Issuer::from_ca_cert_pem(ca_cert_pem, key).map_err(|e| format!("the CA certificate does not parse: {e}"))?
+        }
+    };
+    let key = keypair("mis-issued client").map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans;
+    (params.not_before, params.not_after) = match how {
+        Misissue::Expired => (now - TDuration::days(30), now - TDuration::days(1)),
+        Misissue::NotYetValid => (now + TDuration::days(1), now + TDuration::days(30)),
+        _ => (now - TDuration::hours(1), now + TDuration::days(1)),
+    };
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![if how == Misissue::NoClientAuth {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    let cert = params.signed_by(&key, &issuer).map_err(|e| format!("cannot sign it: {e}"))?;
+    let der_key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| e.to_string())?;
+    Ok((cert.der().clone(), der_key))
+}
+
+/// The public key (SPKI PEM, LF line endings, as `certs init` writes it) of a PEM private key:
+/// the HMAC key of the RS256→HS256 confusion attack when the profile does not name the file.
+pub fn public_key_pem(private_pem: &str) -> Option<String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    let rsa = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_pem));
+    if let Ok(k) = rsa {
+        return k.to_public_key().to_public_key_pem(LineEnding::LF).ok();
+    }
+    KeyPair::from_pem(private_pem).ok().map(|k| k.public_key_pem())
+}

@@ -106,6 +106,25 @@ pub async fn reference_with(
     (gauntlet::gateway::spawn(&cfg, Some(listener), flaws).await.unwrap(), oracle)
 }
 
+/// The reference profile's role bindings, identity provider and client CA (the test PKI),
+/// indented to sit under `profile:`; `user`, `other-group` and `admin` are bound to `roles`
+/// (YAML for each binding) when given, else to alice, bob and carol.
+pub fn bindings(roles: Option<[String; 3]>) -> String {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs").display().to_string();
+    let [user, other, admin] = roles.unwrap_or_else(|| {
+        [
+            format!("{{ cert: \"{c}/alice.pem\", key: \"{c}/alice.key\", principal: alice, groups: [eng] }}"),
+            format!("{{ cert: \"{c}/bob.pem\", key: \"{c}/bob.key\", principal: bob, groups: [finance], signing: {{ alg: ES256, key: \"{c}/jwt-es256.key\", kid: es256-1 }} }}"),
+            format!("{{ cert: \"{c}/carol.pem\", key: \"{c}/carol.key\", principal: carol, groups: [admin] }}"),
+        ]
+    });
+    format!(
+        "  roles:\n    user: {user}\n    other-group: {other}\n    admin: {admin}\n\
+         \x20 idp: {{ alg: RS256, key: \"{c}/jwt-rs256.key\", kid: rs256-1, iss: \"https://idp.gauntlet.test\", aud: gauntlet-gateway }}\n\
+         \x20 client_ca: {{ cert: \"{c}/ca.pem\", key: \"{c}/ca.key\" }}\n"
+    )
+}
+
 /// A scenario that includes the reference profile and the zt-core pack (identities and
 /// checks), aims at `https://ADDR` with `target` extra fields (e.g. `protocol: h3`), then `body`.
 pub fn pack_scenario(name: &str, addr: impl std::fmt::Display, target: &str, body: &str) -> String {

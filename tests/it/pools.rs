@@ -11,22 +11,18 @@ use super::common;
 fn scenario(addr: std::net::SocketAddr, pooled: bool) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
     let certs = format!("{root}/certs");
-    let pool = |name: &str, ou: &str, alg: &str, key: &str, kid: &str| {
+    let pool = |name: &str, ou: &str, signing: &str| {
         format!(
-            "  {name}:\n    principal: \"{name}-{{n}}\"\n    pool: {{ mint: {{ count: 20, ca_cert: \"{certs}/ca.pem\", ca_key: \"{certs}/ca.key\", subject: \"CN={name}-{{n}},OU={ou}\" }} }}\n    \
-             token: {{ jwt: {{ alg: {alg}, key: \"{certs}/{key}\", kid: {kid}, claims: {{ sub: \"{name}-{{n}}\", groups: [{ou}], aud: gauntlet-gateway, iss: \"https://idp.gauntlet.test\", exp: +1h, iat: now }} }} }}\n"
+            "{{ principal: \"{name}-{{n}}\", groups: [{ou}], pool: {{ mint: {{ count: 20, ca_cert: \"{certs}/ca.pem\", ca_key: \"{certs}/ca.key\", subject: \"CN={name}-{{n}},OU={ou}\" }} }}{signing} }}"
         )
     };
-    let identities = if pooled {
-        format!(
-            "identities:\n{}{}{}",
-            pool("alice", "eng", "RS256", "jwt-rs256.key", "rs256-1"),
-            pool("bob", "finance", "ES256", "jwt-es256.key", "es256-1"),
-            pool("carol", "admin", "RS256", "jwt-rs256.key", "rs256-1")
-        )
-    } else {
-        String::new()
-    };
+    let roles = pooled.then(|| {
+        [
+            pool("alice", "eng", ""),
+            pool("bob", "finance", &format!(", signing: {{ alg: ES256, key: \"{certs}/jwt-es256.key\", kid: es256-1 }}")),
+            pool("carol", "admin", ""),
+        ]
+    });
     common::pack_scenario(
         "pools",
         addr,
@@ -34,8 +30,9 @@ fn scenario(addr: std::net::SocketAddr, pooled: bool) -> String {
         &format!(
             "profile:\n  name: reference-client-limited\n  routes: {{ public: /public, api: /api, limited: /api/limited, reports: /reports, admin: /admin, unmapped: /internal }}\n  \
              identity_header: x-forwarded-user\n  deny_status: [401, 403]\n  rate_limit: {{ requests: 5, per: 1s }}\n  client_rate_limit: {{ requests: 50, per: 1s }}\n\
-             {identities}\
-             phases: [ {{ name: load, requests: 3000, rate: 1000/s, mix: {{ \"tag:legit\": 85, \"tag:attack\": 13, \"tag:limit\": 2 }} }} ]\n"
+             {}\
+             phases: [ {{ name: load, requests: 3000, rate: 1000/s, mix: {{ \"tag:legit\": 85, \"tag:attack\": 13, \"tag:limit\": 2 }} }} ]\n",
+            common::bindings(roles)
         ),
     )
 }
@@ -57,7 +54,7 @@ async fn run(pooled: bool) -> (Vec<String>, gauntlet::report::Summary) {
 async fn one_certificate_per_role_meets_a_per_certificate_limit_and_a_pool_does_not() {
     // One certificate per role: validation warns, and the gateway's 429s look like false denies.
     let (warnings, s) = run(false).await;
-    assert!(warnings.iter().any(|w| w.contains("identity `alice`") && w.contains("client_rate_limit")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("role `user`") && w.contains("client_rate_limit")), "{warnings:?}");
     assert!(s.violations["false_deny"] > 0, "{:?}", s.violations);
     // A pool of 20 minted certificates per role: no warning, no false deny, no error.
     let (warnings, s) = run(true).await;

@@ -6,6 +6,10 @@ use gauntlet::judge::CheckResult;
 
 use super::common;
 
+fn no_jwt() -> String {
+    format!("{NO_JWT}{}", common::bindings(None))
+}
+
 const NO_JWT: &str = "profile:\n  name: no-jwt\n  routes: { public: /public, api: /api, limited: /api/limited, reports: /reports, admin: /admin, unmapped: /internal }\n  \
     identity_header: x-forwarded-user\n  deny_status: [401, 403]\n  rate_limit: { requests: 5, per: 1s }\n  \
     features: [mtls, rbac, method-rbac, path-normalisation, header-hygiene, rate-limit, default-deny]\n";
@@ -19,7 +23,8 @@ async fn checks_outside_the_declared_scope_are_skipped_not_failed() {
         gw.addr,
         "protocol: h1, max_in_flight: 8",
         &format!(
-            "{NO_JWT}phases:\n- {{ name: p, requests: 120, users: 4 }}\n- {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n"
+            "{}phases:\n- {{ name: p, requests: 120, users: 4 }}\n- {{ name: burst, requests: 40, users: 4, mix: [ZT-DOS-RATE-001] }}\n",
+            no_jwt()
         ),
     );
     let (d, out) = common::run_with(&yaml, oracle, None).await;

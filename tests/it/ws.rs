@@ -12,9 +12,9 @@ async fn ws_run(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
     ws_scenario(
         flaws,
         "checks:\n\
-         - { id: WS-ALLOW, identity: alice, request: { route: api, path: /stream, websocket: { messages: [hello, world], interval: 20ms, hold: 300ms } }, expect: allow }\n\
-         - { id: WS-ADMIN, identity: alice, request: { route: admin, path: /stream, websocket: { hold: 200ms } }, expect: { deny: [403] } }\n\
-         - { id: WS-TRAVERSAL, identity: alice, request: { path: \"{route:public}/..{route:admin}/stream\", websocket: { hold: 200ms } }, expect: { deny: [400, 403] } }\n\
+         - { id: WS-ALLOW, role: user, request: { route: api, path: /stream, websocket: { messages: [hello, world], interval: 20ms, hold: 300ms } }, expect: allow }\n\
+         - { id: WS-ADMIN, role: user, request: { route: admin, path: /stream, websocket: { hold: 200ms } }, expect: { deny: [403] } }\n\
+         - { id: WS-TRAVERSAL, role: user, request: { path: \"{route:public}/..{route:admin}/stream\", websocket: { hold: 200ms } }, expect: { deny: [400, 403] } }\n\
          phases:\n\
          - { name: sessions, requests: 30, users: 6, mix: [WS-ALLOW, WS-ADMIN, WS-TRAVERSAL] }\n",
     )
@@ -79,7 +79,7 @@ fn sigint_closes_long_websocket_sessions_cleanly() {
          target: {{ url: \"https://127.0.0.1:8443\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 64 }}\n\
          oracle: {{ listen: \"127.0.0.1:0\" }}\n\
          checks:\n\
-         - {{ id: WS-LONG, identity: alice, request: {{ route: api, path: /stream, websocket: {{ interval: 200ms, hold: 60s }} }}, expect: allow }}\n\
+         - {{ id: WS-LONG, role: user, request: {{ route: api, path: /stream, websocket: {{ interval: 200ms, hold: 60s }} }}, expect: allow }}\n\
          phases:\n\
          - {{ name: hold, requests: 20, users: 20, mix: [WS-LONG] }}\n",
         root = root.display(),

@@ -175,12 +175,22 @@ pub(super) fn resolve_checks(
         if out.iter().any(|x| x.id == id) {
             cx.at(o, "id", format!("check id `{id}` is used twice"));
         }
-        let identity = match &c.identity {
-            None => {
-                cx.at(o, "", "missing `identity:` (the name of an entry under `identities:`)");
+        let identity = match (&c.identity, &c.role) {
+            (None, None) => {
+                cx.at(
+                    o,
+                    "",
+                    "missing `identity:` (an entry under `identities:`) or `role:` (a role the profile binds)",
+                );
                 None
             }
-            Some(n) => match names.iter().position(|x| x == n) {
+            // Derived (or refused, with the problem already reported) by `roles::derive`.
+            (None, Some(r)) => {
+                let n = super::roles::derived_name(r, c.variant.as_deref(), c.claims_of.as_deref());
+                identities.iter().position(|x| x.name == n)
+            }
+            (Some(_), Some(_)) => None,
+            (Some(n), None) => match names.iter().position(|x| x == n) {
                 Some(i) => Some(i),
                 None => {
                     let hint = units::suggest(n, names.iter().copied())
@@ -232,10 +242,8 @@ pub(super) fn resolve_checks(
                     Err(_) => cx.at(o, &format!("upstream.absent[{i}]"), format!("`{k}` is not a valid header name")),
                 }
             }
-            let sent_by_identity = c
-                .identity
-                .as_ref()
-                .and_then(|n| identities.iter().find(|i| &i.name == n))
+            let sent_by_identity = identity
+                .and_then(|i| identities.get(i))
                 .map(|i| i.headers.as_slice())
                 .unwrap_or_default();
             for (i, k) in u.stripped.iter().enumerate() {

@@ -19,6 +19,7 @@ pub(super) fn resolve_identities(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Identity> 
             pool,
             token,
             headers,
+            group: name.clone(),
         });
     }
     out

@@ -22,6 +22,7 @@ mod identity;
 mod network;
 mod output;
 mod phases;
+mod roles;
 mod target;
 
 use checks::*;
@@ -123,7 +124,13 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     };
     let profile = resolve_profile(&mut cx, &m);
     let target = resolve_target(&mut cx, &m);
-    let identities = resolve_identities(&mut cx, &m);
+    let mut identities = resolve_identities(&mut cx, &m);
+    let derived = roles::derive(&mut cx, &m, &profile);
+    let mut warn_at: Vec<Origin> = m.identities.iter().map(|(_, _, o)| o.clone()).collect();
+    for (id, o) in derived {
+        identities.push(id);
+        warn_at.push(o);
+    }
     let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref(), &identities);
     let phases = resolve_phases(&mut cx, &m, &checks);
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
@@ -139,7 +146,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         }),
     };
     check_limit_drive(&mut cx, &m, &checks, &phases);
-    check_credential_rates(&mut cx, &m, &profile, &identities, &checks, &phases);
+    check_credential_rates(&mut cx, &warn_at, &profile, &identities, &checks, &phases);
     let dependencies = resolve_dependencies(&mut cx, &m);
     let events = resolve_events(&mut cx, &m, &dependencies, &phases);
     let backend = resolve_backend(&mut cx, &m, &phases, &events, target.as_ref());

@@ -21,7 +21,36 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         t.ca = t.ca.map(|c| abs(o, &c));
         doc.target = Some(t);
     }
-    doc.profile = m.profile.as_ref().map(|p| p.0.clone());
+    doc.profile = m.profile.as_ref().map(|(p, o)| {
+        let mut p = p.clone();
+        for b in p.roles.values_mut() {
+            b.cert = b.cert.as_ref().map(|c| abs(o, c));
+            b.key = b.key.as_ref().map(|c| abs(o, c));
+            if let Some(pool) = &mut b.pool {
+                for m in &mut pool.members {
+                    (m.cert, m.key) = (abs(o, &m.cert), abs(o, &m.key));
+                }
+                pool.glob = pool.glob.as_ref().map(|g| abs(o, g));
+                if let Some(m) = &mut pool.mint {
+                    (m.ca_cert, m.ca_key) = (abs(o, &m.ca_cert), abs(o, &m.ca_key));
+                }
+            }
+            if let Some(s) = &mut b.signing {
+                s.key = s.key.as_ref().map(|k| abs(o, k));
+                s.public_key = s.public_key.as_ref().map(|k| abs(o, k));
+            }
+        }
+        if let Some(i) = &mut p.idp {
+            i.key = i.key.as_ref().map(|k| abs(o, k));
+            i.public_key = i.public_key.as_ref().map(|k| abs(o, k));
+        }
+        if let Some(ca) = &mut p.client_ca {
+            ca.cert = ca.cert.as_ref().map(|k| abs(o, k));
+            ca.key = ca.key.as_ref().map(|k| abs(o, k));
+        }
+        p
+    });
+    doc.roles = m.roles.iter().map(|(n, d, _)| (n.clone(), d.clone())).collect();
     doc.oracle = m.oracle.as_ref().map(|o| o.0.clone());
     for (name, ident, o) in &m.identities {
         let mut i = ident.clone();

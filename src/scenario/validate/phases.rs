@@ -211,7 +211,7 @@ pub(super) fn peak_rate(p: &Phase) -> Option<f64> {
 /// the gateway would answer 429 and a correct gateway would look like it falsely denies.
 pub(super) fn check_credential_rates(
     cx: &mut Ctx<'_>,
-    m: &Merged,
+    warn_at: &[Origin],
     profile: &Profile,
     identities: &[Identity],
     checks: &[Check],
@@ -219,7 +219,12 @@ pub(super) fn check_credential_rates(
 ) {
     let Some((requests, per)) = profile.client_rate_limit else { return };
     let limit = f64::from(requests) / per.as_secs_f64();
-    for (ii, id) in identities.iter().enumerate() {
+    let mut groups: Vec<&str> = identities.iter().map(|i| i.group.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for group in groups {
+        // The group's first identity stands for it (a role's valid credential comes first).
+        let Some((first, id)) = identities.iter().enumerate().find(|(_, i)| i.group == group) else { continue };
         let worst = phases
             .iter()
             .filter_map(|p| {
@@ -229,7 +234,11 @@ pub(super) fn check_credential_rates(
                     .mix
                     .iter()
                     .filter(|(c, _)| {
-                        checks.get(*c).is_some_and(|c| c.identity == ii && !matches!(c.expect, Expect::Limit(_)))
+                        checks.get(*c).is_some_and(|c| {
+                            c.out_of_scope.is_none()
+                                && identities.get(c.identity).is_some_and(|i| i.group == group)
+                                && !matches!(c.expect, Expect::Limit(_))
+                        })
                     })
                     .map(|(_, w)| w)
                     .sum();
@@ -238,16 +247,20 @@ pub(super) fn check_credential_rates(
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let Some((rate, phase)) = worst else { continue };
         if rate > limit {
-            let Some((_, _, o)) = m.identities.iter().find(|(n, _, _)| *n == id.name) else { continue };
+            let Some(o) = warn_at.get(first) else { continue };
             let need = (rate * id.members() as f64 / limit).ceil() as u64;
+            let what = if id.name == group && warn_at.get(first).is_some_and(|o| o.path.contains("roles.")) {
+                format!("role `{group}`")
+            } else {
+                format!("identity `{group}`")
+            };
             cx.warn(
                 o,
                 "",
                 format!(
-                    "identity `{}` sends about {rate:.1}/s per credential in phase `{phase}`, above the profile's \
+                    "{what} sends about {rate:.1}/s per credential in phase `{phase}`, above the profile's \
                      client_rate_limit ({requests} per {per:?}): a correct gateway will answer 429 to legitimate \
-                     requests — bind a pool of at least {need} credentials (`pool: {{mint: {{count: {need}, …}}}}`)",
-                    id.name
+                     requests — bind a pool of at least {need} credentials (`pool: {{mint: {{count: {need}, …}}}}`)"
                 ),
             );
         }
