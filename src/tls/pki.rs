@@ -462,7 +462,8 @@ impl Misissue {
 fn subject_of(cert: &[u8]) -> Result<(DistinguishedName, Vec<rcgen::SanType>), String> {
     use x509_parser::der_parser::asn1_rs::Tag;
     use x509_parser::extensions::GeneralName;
-    let (_, x) = x509_parser::parse_x509_certificate(cert).map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let (_, x) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("the certificate does not parse: {e}"))?;
     let mut dn = DistinguishedName::new();
     for attr in x.subject().iter_attributes() {
         let oid: Vec<u64> = attr.attr_type().iter().ok_or("a subject attribute has an unreadable type")?.collect();
@@ -483,9 +484,9 @@ fn subject_of(cert: &[u8]) -> Result<(DistinguishedName, Vec<rcgen::SanType>), S
                 GeneralName::DNSName(s) => sans.push(rcgen::SanType::DnsName(ia5(s)?)),
                 GeneralName::URI(s) => sans.push(rcgen::SanType::URI(ia5(s)?)),
                 GeneralName::RFC822Name(s) => sans.push(rcgen::SanType::Rfc822Name(ia5(s)?)),
-                GeneralName::IPAddress(b) if b.len() == 4 => {
-                    sans.push(rcgen::SanType::IpAddress(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())))
-                }
+                GeneralName::IPAddress(b) if b.len() == 4 => sans.push(rcgen::SanType::IpAddress(
+                    std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()),
+                )),
                 _ => {}
             }
         }
@@ -546,7 +547,8 @@ pub fn mint_misissued(
 pub fn public_key_pem(private_pem: &str) -> Option<String> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
-    let rsa = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_pem));
+    let rsa =
+        rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_pem));
     if let Ok(k) = rsa {
         return k.to_public_key().to_public_key_pem(LineEnding::LF).ok();
     }

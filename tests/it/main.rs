@@ -13,6 +13,7 @@ mod oracle;
 mod pools;
 mod probe;
 mod results;
+mod roles;
 mod run;
 mod scenario;
 mod scope;

@@ -19,7 +19,11 @@ fn scenario(addr: std::net::SocketAddr, pooled: bool) -> String {
     let roles = pooled.then(|| {
         [
             pool("alice", "eng", ""),
-            pool("bob", "finance", &format!(", signing: {{ alg: ES256, key: \"{certs}/jwt-es256.key\", kid: es256-1 }}")),
+            pool(
+                "bob",
+                "finance",
+                &format!(", signing: {{ alg: ES256, key: \"{certs}/jwt-es256.key\", kid: es256-1 }}"),
+            ),
             pool("carol", "admin", ""),
         ]
     });

@@ -242,10 +242,8 @@ pub(super) fn resolve_checks(
                     Err(_) => cx.at(o, &format!("upstream.absent[{i}]"), format!("`{k}` is not a valid header name")),
                 }
             }
-            let sent_by_identity = identity
-                .and_then(|i| identities.get(i))
-                .map(|i| i.headers.as_slice())
-                .unwrap_or_default();
+            let sent_by_identity =
+                identity.and_then(|i| identities.get(i)).map(|i| i.headers.as_slice()).unwrap_or_default();
             for (i, k) in u.stripped.iter().enumerate() {
                 let at = format!("upstream.stripped[{i}]");
                 let Ok(n) = HeaderName::from_str(k) else {

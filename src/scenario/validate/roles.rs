@@ -268,13 +268,18 @@ fn resolve_idp(cx: &mut Ctx<'_>, po: &Origin, i: &RawIdp) -> Option<Idp> {
         return None;
     };
     if alg.eq_ignore_ascii_case("none") || !auth::ALGORITHMS.contains(&alg.as_str()) {
-        let hint =
-            units::suggest(&alg, auth::ALGORITHMS.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        let hint = units::suggest(&alg, auth::ALGORITHMS.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
         cx.at(po, &at("alg"), format!("`{alg}` is not an algorithm an identity provider signs with{hint}"));
         return None;
     }
     let Some(kpath) = &i.key else {
-        cx.at(po, "idp", "missing `key:` (the IdP's signing key, PEM, or the HMAC secret file): valid tokens are minted with it");
+        cx.at(
+            po,
+            "idp",
+            "missing `key:` (the IdP's signing key, PEM, or the HMAC secret file): valid tokens are minted with it",
+        );
         return None;
     };
     let key = cx.read(po, &at("key"), kpath)?.1;
@@ -360,7 +365,11 @@ fn resolve_base(cx: &mut Ctx<'_>, o: Origin, role: &str, raw: &RawBinding, idp: 
     };
     if let Some(s) = &raw.signing {
         if idp.is_none() {
-            cx.at(&o, "signing", "`signing` picks another key of the identity provider: describe it under `profile.idp`");
+            cx.at(
+                &o,
+                "signing",
+                "`signing` picks another key of the identity provider: describe it under `profile.idp`",
+            );
         }
         if let Some(a) = &s.alg {
             if a.eq_ignore_ascii_case("none") || !auth::ALGORITHMS.contains(&a.as_str()) {
@@ -372,7 +381,10 @@ fn resolve_base(cx: &mut Ctx<'_>, o: Origin, role: &str, raw: &RawBinding, idp: 
             key = cx.read(&o, "signing.key", k).map(|(_, b)| b);
             public_key = match &s.public_key {
                 Some(p) => cx.read(&o, "signing.public_key", p).map(|(_, b)| b),
-                None => key.as_deref().and_then(|k| pki::public_key_pem(&String::from_utf8_lossy(k))).map(String::into_bytes),
+                None => key
+                    .as_deref()
+                    .and_then(|k| pki::public_key_pem(&String::from_utf8_lossy(k)))
+                    .map(String::into_bytes),
             };
         }
         kid = s.kid.clone().or(kid);
@@ -455,7 +467,8 @@ fn variant_identity(
             }
         }
     };
-    let token = |source: TokenSource, idp: &Idp| Token { header: idp.header.clone(), scheme: idp.scheme.clone(), source };
+    let token =
+        |source: TokenSource, idp: &Idp| Token { header: idp.header.clone(), scheme: idp.scheme.clone(), source };
     // The valid token of `b`, if the profile has an IdP.
     let valid = |cx: &mut Ctx<'_>, b: &Base| -> Option<Option<Token>> {
         let Some(i) = idp else { return Some(None) };
@@ -486,7 +499,13 @@ fn variant_identity(
                 _ => Misissue::NoClientAuth,
             };
             let Some(like) = base.cert.as_ref().or(base.pool.first()).and_then(|c| c.chain.first()) else {
-                cx.at(o, "variant", format!("variant `{v}` copies the subject of role `{role}`'s certificate, and its binding has none"));
+                cx.at(
+                    o,
+                    "variant",
+                    format!(
+                        "variant `{v}` copies the subject of role `{role}`'s certificate, and its binding has none"
+                    ),
+                );
                 return None;
             };
             let ca = client_ca(cx, raw_profile, po, base, how)?;
