@@ -306,31 +306,27 @@ fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Stri
     tls::server_config(chain, key, None, false, &[b"h2", b"http/1.1"]).map_err(|e| e.to_string())
 }
 
+/// The flags as the scenario's `network:` keys, built by the one impairment builder, so the
+/// CLI and YAML accept and refuse the same values (`--slice 0` included).
 fn netem_impairment(a: &NetemArgs) -> Result<netem::Impairment, String> {
-    use crate::scenario::units::duration;
-    let d = |flag: &str, v: &Option<String>| -> Result<Duration, String> {
-        v.as_deref().map_or(Ok(Duration::ZERO), |s| duration(s).map_err(|e| format!("--{flag}: {e}")))
-    };
-    Ok(netem::Impairment {
-        latency: d("latency", &a.latency)?,
-        jitter: d("jitter", &a.jitter)?,
-        distribution: netem::Distribution::parse(&a.distribution)
-            .ok_or_else(|| format!("--distribution `{}`: use uniform, normal or pareto", a.distribution))?,
-        seed: a.seed,
-        bandwidth: a
-            .bandwidth
-            .as_deref()
-            .map(netem::parse_bandwidth)
-            .transpose()
-            .map_err(|e| format!("--bandwidth: {e}"))?,
-        slice: a.slice.map(|s| Ok::<_, String>((s.max(1), d("slice-delay", &a.slice_delay)?))).transpose()?,
+    let raw = crate::scenario::RawNetwork {
+        latency: a.latency.clone(),
+        jitter: a.jitter.clone(),
+        distribution: Some(a.distribution.clone()),
+        bandwidth: a.bandwidth.clone(),
+        seed: Some(a.seed),
+        slice: a.slice,
+        slice_delay: a.slice_delay.clone(),
+        reset_after: a.reset_after.clone(),
         reset_after_bytes: a.reset_after_bytes,
-        reset_after: a.reset_after.as_ref().map(|_| d("reset-after", &a.reset_after)).transpose()?,
+        blackhole: Some(a.blackhole),
+        refuse: Some(a.refuse),
         limit_bytes: a.limit_bytes,
-        slow_close: a.slow_close.as_ref().map(|_| d("slow-close", &a.slow_close)).transpose()?,
-        blackhole: a.blackhole,
-        refuse: a.refuse,
-        loss: None,
+        slow_close: a.slow_close.clone(),
+        ..Default::default()
+    };
+    crate::scenario::build_impairment(&raw).map_err(|problems| {
+        problems.iter().map(|(key, msg)| format!("--{}: {msg}", key.replace('_', "-"))).collect::<Vec<_>>().join("; ")
     })
 }
 

@@ -11,7 +11,7 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// A 1-based line and column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
     /// Line, from 1.
     pub line: usize,
@@ -119,7 +119,9 @@ impl Locator {
                 return Some(*pos);
             }
             let Some(cut) = p.rfind(['.', '[']) else {
-                return map.get("").copied();
+                // The document itself: its first key (a mapping's start mark lies past it).
+                let first = self.keys.iter().filter(|(k, _)| !k.contains(['.', '['])).map(|(_, p)| *p).min();
+                return first.or_else(|| map.get("").copied());
             };
             p = &p[..cut];
         }

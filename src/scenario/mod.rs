@@ -17,9 +17,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub(crate) use raw::RawNetwork;
 pub use threshold::{Metric, Op, Stat, Threshold};
-pub(crate) use validate::hex;
 pub use validate::{Overrides, is_secret_header};
+pub(crate) use validate::{build_impairment, hex};
 
 /// One located problem.
 #[derive(Debug, Clone)]

@@ -39,7 +39,7 @@ fn validate_exits_2_with_located_messages_and_0_on_shipped_scenarios() {
     let o = gauntlet().current_dir(root).args(["validate", "scenarios/invalid/parsecs.yaml"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("scenarios/invalid/parsecs.yaml:8:"), "{err}");
+    assert!(err.contains("scenarios/invalid/parsecs.yaml:9:"), "{err}");
     assert!(err.contains("10 parsecs"), "{err}");
     assert!(!err.contains("panicked"));
     let o = gauntlet().current_dir(root).args(["validate", "scenarios/demo.yaml"]).output().unwrap();

@@ -21,7 +21,9 @@ fn every_shipped_scenario_loads() {
     assert!(n >= 1);
 }
 
-/// Each file in scenarios/invalid/ starts with `# expect: TEXT`.
+/// Each file in scenarios/invalid/ starts with `# expect: TEXT` and `# at: LINE:COL` (or
+/// `# at: none` for a problem with no place, e.g. an empty file): the problem carrying TEXT
+/// must point there.
 #[test]
 fn every_invalid_fixture_fails_with_its_message_and_position() {
     super::common::repo_certs();
@@ -33,18 +35,19 @@ fn every_invalid_fixture_fails_with_its_message_and_position() {
             continue;
         }
         let text = std::fs::read_to_string(&p).unwrap();
-        let want = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line `# expect: ...`");
+        let mut lines = text.lines();
+        let want = lines.next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line `# expect: ...`");
+        let at = lines.next().and_then(|l| l.strip_prefix("# at: ")).expect("second line `# at: LINE:COL`");
         let err = match scenario::load(&p, &Overrides::default()) {
             Ok(_) => panic!("{} loaded but must fail", p.display()),
             Err(e) => e.to_string(),
         };
-        assert!(err.contains(want), "{}:\n  want: {want}\n  got:  {err}", p.display());
-        let first = err.lines().next().unwrap();
+        let Some(line) = err.lines().find(|l| l.contains(want)) else {
+            panic!("{}:\n  want: {want}\n  got:  {err}", p.display())
+        };
         let file = p.display().to_string();
-        assert!(first.starts_with(&file), "{first}");
-        let rest = &first[file.len()..];
-        let located = rest.split(':').nth(1).is_some_and(|l| l.parse::<usize>().is_ok());
-        assert!(located || want.contains("empty"), "no line number: {first}");
+        let place = if at == "none" { format!("{file}: ") } else { format!("{file}:{at}: ") };
+        assert!(line.starts_with(&place), "{}: the problem must point at {at}\n  got: {line}", p.display());
         n += 1;
     }
     assert!(n >= 15, "only {n} invalid fixtures");

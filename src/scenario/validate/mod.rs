@@ -27,6 +27,7 @@ mod target;
 
 use checks::*;
 use identity::*;
+pub(crate) use network::build_impairment;
 use network::*;
 use output::*;
 use phases::*;
@@ -60,6 +61,17 @@ impl Ctx<'_> {
     fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
         let p = self.problem_at(o, sub, msg);
         self.problems.push(p);
+    }
+
+    /// A problem with a key itself (an unknown name), placed at the key rather than its value.
+    fn at_key(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
+        let path = join(&o.path, sub);
+        let pos = self.sources[o.file].locator.key(&path);
+        self.problems.push(Problem {
+            file: self.sources[o.file].path.clone(),
+            pos,
+            msg: format!("{path}: {}", msg.into()),
+        });
     }
 
     fn warn(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {

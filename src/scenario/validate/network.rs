@@ -9,30 +9,38 @@ pub(super) fn network(cx: &mut Ctx<'_>, o: &Origin, phase: &str, n: &RawNetwork)
 
 /// The impairment a `network:` (phase) or `apply:` (event) block describes; `at` is its key.
 pub(super) fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork) -> Option<crate::netem::Impairment> {
-    let mut ok = true;
-    let mut dur = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| match v.as_deref().map(units::duration) {
+    match build_impairment(n) {
+        Ok(i) => Some(i),
+        Err(problems) => {
+            for (key, msg) in problems {
+                cx.at(o, &format!("{at}.{key}"), msg);
+            }
+            None
+        }
+    }
+}
+
+/// The one builder of a TCP link's impairment, for a scenario's `network:` and for the flags
+/// of `gauntlet netem` alike: every problem as (YAML key, message).
+pub(crate) fn build_impairment(n: &RawNetwork) -> Result<crate::netem::Impairment, Vec<(&'static str, String)>> {
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+    let mut dur = |key: &'static str, v: &Option<String>| match v.as_deref().map(units::duration) {
         None => None,
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => {
-            cx.at(o, &format!("{at}.{key}"), e);
-            ok = false;
+            problems.push((key, e));
             None
         }
     };
-    let latency = dur(cx, "latency", &n.latency).unwrap_or_default();
-    let jitter = dur(cx, "jitter", &n.jitter).unwrap_or_default();
-    let slice_delay = dur(cx, "slice_delay", &n.slice_delay).unwrap_or_default();
-    let reset_after = dur(cx, "reset_after", &n.reset_after);
-    let slow_close = dur(cx, "slow_close", &n.slow_close);
+    let latency = dur("latency", &n.latency).unwrap_or_default();
+    let jitter = dur("jitter", &n.jitter).unwrap_or_default();
+    let slice_delay = dur("slice_delay", &n.slice_delay).unwrap_or_default();
+    let reset_after = dur("reset_after", &n.reset_after);
+    let slow_close = dur("slow_close", &n.slow_close);
     let distribution = match n.distribution.as_deref() {
         None => crate::netem::Distribution::Uniform,
         Some(d) => crate::netem::Distribution::parse(d).unwrap_or_else(|| {
-            cx.at(
-                o,
-                &format!("{at}.distribution"),
-                format!("`{d}` is not a distribution: use uniform, normal or pareto"),
-            );
-            ok = false;
+            problems.push(("distribution", format!("`{d}` is not a distribution: use uniform, normal or pareto")));
             crate::netem::Distribution::Uniform
         }),
     };
@@ -40,38 +48,33 @@ pub(super) fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork)
         None => None,
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => {
-            cx.at(o, &format!("{at}.bandwidth"), e);
-            ok = false;
+            problems.push(("bandwidth", e));
             None
         }
     };
     if n.slice == Some(0) {
-        cx.at(o, &format!("{at}.slice"), "a slice is at least 1 byte");
-        ok = false;
+        problems.push(("slice", "a slice is at least 1 byte".into()));
     }
     if n.slice_delay.is_some() && n.slice.is_none() {
-        cx.at(o, &format!("{at}.slice_delay"), "`slice_delay:` needs `slice:` (the segment size in bytes)");
-        ok = false;
+        problems.push(("slice_delay", "`slice_delay` needs `slice` (the segment size in bytes)".into()));
     }
     let loss = match n.loss.as_deref().map(crate::netem::udp::Loss::parse) {
         None => None,
         Some(Ok(crate::netem::udp::Loss::Bernoulli(p))) => Some(p),
         Some(Ok(_)) => {
-            cx.at(
-                o,
-                &format!("{at}.loss"),
-                "bursty (`ge:`) loss applies to UDP links only; give a probability, e.g. `2%`",
-            );
-            ok = false;
+            problems
+                .push(("loss", "bursty (`ge:`) loss applies to UDP links only; give a probability, e.g. `2%`".into()));
             None
         }
         Some(Err(e)) => {
-            cx.at(o, &format!("{at}.loss"), e);
-            ok = false;
+            problems.push(("loss", e));
             None
         }
     };
-    let impairment = crate::netem::Impairment {
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(crate::netem::Impairment {
         loss,
         latency,
         jitter,
@@ -85,8 +88,7 @@ pub(super) fn impairment(cx: &mut Ctx<'_>, o: &Origin, at: &str, n: &RawNetwork)
         reset_after,
         blackhole: n.blackhole.unwrap_or(false),
         refuse: n.refuse.unwrap_or(false),
-    };
-    ok.then_some(impairment)
+    })
 }
 
 pub(super) fn resolve_dependencies(cx: &mut Ctx<'_>, m: &Merged) -> Vec<Dependency> {

@@ -134,7 +134,7 @@ pub(super) fn mix(cx: &mut Ctx<'_>, o: &Origin, v: Option<&Value>, checks: &[Che
             let hint = units::suggest(&key, checks.iter().map(|c| c.id.as_str()))
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
-            cx.at(o, &at, format!("`{key}` matches no check{hint}"));
+            cx.at_key(o, &at, format!("`{key}` matches no check{hint}"));
             continue;
         }
         // Checks outside the profile's declared scope are not sent: the entry's weight goes
