@@ -180,6 +180,12 @@ pub struct Profile {
     /// The gateway's declared limit per client credential over all traffic: (requests,
     /// window). `validate` warns when legitimate traffic of one credential would exceed it.
     pub client_rate_limit: Option<(u32, Duration)>,
+    /// Headers the gateway sets itself towards the upstream (`forwarding.injects`; the
+    /// identity header among them): a client's value must not arrive, the gateway's may.
+    pub injects: Vec<HeaderName>,
+    /// Client-sent headers the gateway removes (`forwarding.strips`): a check that sends one
+    /// proves it — the header must not arrive at all.
+    pub strips: Vec<HeaderName>,
 }
 
 /// The implementation under test (Gateway API conformance report fields).

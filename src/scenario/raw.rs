@@ -162,6 +162,18 @@ pub(crate) struct RawProfile {
     pub(crate) idp: Option<RawIdp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_ca: Option<RawCa>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) forwarding: Option<RawForwarding>,
+}
+
+/// `profile.forwarding:` — what the gateway does to headers on the way to the upstream.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForwarding {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) injects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) strips: Vec<String>,
 }
 
 /// `profile.roles.NAME:` — the real credential a pack's role is sent as; every credential

@@ -269,3 +269,39 @@ async fn an_oracle_address_in_use_exits_3_and_leaves_no_results_folder() {
     assert!(!out.exists(), "nothing half-written");
     drop(taken);
 }
+
+/// `gauntlet netem` flags and a scenario's `network:` go through one builder: what YAML
+/// refuses, the CLI refuses with the same reason (it once clamped `--slice 0` to 1).
+#[test]
+fn netem_flags_are_refused_like_the_yaml_keys() {
+    for (flags, want) in [
+        (&["--slice", "0"][..], "--slice: a slice is at least 1 byte"),
+        (&["--latency", "5 parsecs"][..], "--latency:"),
+        (&["--distribution", "zipf"][..], "--distribution: `zipf` is not a distribution"),
+    ] {
+        let mut child = gauntlet()
+            .args(["netem", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"])
+            .args(flags)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Refused at once; a link that started would run until killed (bounded here).
+        let mut status = None;
+        for _ in 0..200 {
+            if let Some(s) = child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let Some(status) = status else {
+            child.kill().unwrap();
+            panic!("{flags:?}: the link started instead of refusing the flags");
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+}

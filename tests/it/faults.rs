@@ -21,13 +21,15 @@ async fn blackholed_authz(flaws: &[Flaw]) -> (u8, Summary) {
     let yaml = common::pack_scenario(
         "faults",
         gw_listener.local_addr().unwrap(),
-        "protocol: h2, max_in_flight: 64",
+        // Room for every request held by the blackholed decision (200/s × the 1 s timeout), and a
+        // count bound: the verdict must not hinge on how fast a loaded machine catches up.
+        "protocol: h2, max_in_flight: 512",
         &format!(
             "dependencies:\n\
              \x20 authz: {{ listen: \"127.0.0.1:0\", serve: authz, policy: \"{root}/scenarios/gateway/reference.yaml\" }}\n\
              \x20 jwks: {{ listen: \"127.0.0.1:0\", serve: jwks, file: \"{root}/certs/jwks.json\" }}\n\
              phases:\n\
-             - {{ name: steady, duration: 5s, rate: 200/s, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
+             - {{ name: steady, requests: 1000, rate: 200/s, mix: [ZT-BASE-CTRL-001, ZT-AUTHZ-POL-002] }}\n\
              events:\n\
              - {{ name: authz-down, at: 1s, for: 2s, link: authz, apply: {{ blackhole: true }}, outage: {{ status: [503], grace: 1s }} }}\n",
             root = root.display(),

@@ -56,3 +56,36 @@ fn an_unknown_feature_is_an_error_with_a_suggestion() {
     let err = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("features[1]") && err.contains("did you mean `rate-limit`"), "{err}");
 }
+
+/// A profile that declares what its gateway strips has the claim tested: a check that sends a
+/// declared-stripped header fails when the header arrives, even without an `upstream:` rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_strip_is_verified_at_the_oracle() {
+    let run = |declared: bool| async move {
+        // This gateway forwards x-debug-user untouched.
+        let (gw, oracle) = common::reference(&[]).await;
+        let forwarding = if declared { "  forwarding: { strips: [x-debug-user] }\n" } else { "" };
+        let yaml = common::pack_scenario(
+            "strips",
+            gw.addr,
+            "protocol: h1, max_in_flight: 4",
+            &format!(
+                "{}{forwarding}checks:\n- {{ id: DEBUG-USER, role: user, request: {{ route: api, path: /x, headers: {{ x-debug-user: root }} }}, expect: allow }}\n\
+                 phases:\n- {{ name: p, requests: 20, users: 2, mix: [DEBUG-USER] }}\n",
+                no_jwt()
+            ),
+        );
+        let (_d, out) = common::run_with(&yaml, oracle, None).await;
+        gw.stop().await;
+        out
+    };
+    let out = run(false).await;
+    let s = out.summary.unwrap();
+    let c = s.checks.iter().find(|c| c.id == "DEBUG-USER").unwrap();
+    assert_eq!((c.result, out.code), (CheckResult::Pass, 0), "{:?}", s.reasons);
+    let out = run(true).await;
+    let s = out.summary.unwrap();
+    let c = s.checks.iter().find(|c| c.id == "DEBUG-USER").unwrap();
+    assert_eq!((c.result, out.code), (CheckResult::Fail, 1), "{:?}", s.reasons);
+    assert!(c.reason.contains("x-debug-user"), "{}", c.reason);
+}

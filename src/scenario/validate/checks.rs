@@ -263,6 +263,19 @@ pub(super) fn resolve_checks(
                 }
             }
         }
+        // A header the profile says the gateway strips, sent by a check of a gateway that
+        // claims header hygiene: the claim is tested — it must not arrive at all.
+        let hygiene = profile.features.as_ref().is_none_or(|f| f.iter().any(|x| x == "header-hygiene"));
+        if hygiene {
+            let sent_by_identity =
+                identity.and_then(|i| identities.get(i)).map(|i| i.headers.as_slice()).unwrap_or_default();
+            let sent = request.as_ref().map(|r| r.headers.as_slice()).unwrap_or_default();
+            for (h, _) in sent.iter().chain(sent_by_identity) {
+                if profile.strips.contains(h) && !upstream.absent.contains(h) {
+                    upstream.absent.push(h.clone());
+                }
+            }
+        }
         known_features(cx, o, "requires", &c.requires);
         let out_of_scope = profile.features.as_ref().and_then(|claimed| {
             let missing: Vec<&str> = c.requires.iter().filter(|r| !claimed.contains(r)).map(String::as_str).collect();
@@ -457,4 +470,35 @@ pub(super) fn expand_routes(p: &str, profile: &Profile) -> Result<String, String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            routes: vec![("admin".into(), "/admin".into()), ("public".into(), "/pub".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn route_templates_expand_against_the_profile() {
+        let p = profile();
+        assert_eq!(expand_routes("{route:public}/..{route:admin}/users", &p).unwrap(), "/pub/../admin/users");
+        assert_eq!(expand_routes("{route:admin|upper}/x", &p).unwrap(), "/ADMIN/x");
+        let enc = expand_routes("{route:admin|pct1}", &p).unwrap();
+        assert!(enc.starts_with("/%") && enc.len() == "/admin".len() + 2, "{enc}");
+        let err = expand_routes("{route:admn}", &p).unwrap_err();
+        assert!(err.contains("admn"), "{err}");
+    }
+
+    #[test]
+    fn refusals_add_the_universal_ones_to_the_profile_statuses_once() {
+        let p = Profile { deny_status: vec![302, 403], ..Default::default() };
+        let r = refusals(&p);
+        assert!(r.starts_with(&[302, 403]) && r.contains(&401) && r.contains(&429));
+        assert_eq!(r.iter().filter(|s| **s == 403).count(), 1);
+    }
 }

@@ -273,3 +273,19 @@ pub(super) fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token>
     };
     Some(Token { header, scheme, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_glob_has_one_wildcard_that_matches_any_run() {
+        assert!(wildcard("alice-*.pem", "alice-1.pem"));
+        assert!(wildcard("alice-*.pem", "alice-.pem"));
+        assert!(wildcard("*-*.pem", "a-b.pem"));
+        assert!(!wildcard("alice-*.pem", "alice-1.key"));
+        assert!(!wildcard("alice-*.pem", "bob-1.pem"));
+        assert!(!wildcard("ab*ba", "aba"), "prefix and suffix may not overlap");
+        assert!(wildcard("exact.pem", "exact.pem") && !wildcard("exact.pem", "exact.pem2"));
+    }
+}

@@ -329,3 +329,33 @@ pub(super) fn resolve_events(cx: &mut Ctx<'_>, m: &Merged, deps: &[Dependency], 
     }
     out.into_iter().map(|(e, _)| e).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: RawNetwork) -> Vec<&'static str> {
+        build_impairment(&n).err().unwrap_or_default().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn the_impairment_builder_refuses_what_cannot_be_applied() {
+        assert_eq!(keys(RawNetwork { slice: Some(0), ..Default::default() }), ["slice"]);
+        assert_eq!(keys(RawNetwork { slice_delay: Some("1ms".into()), ..Default::default() }), ["slice_delay"]);
+        assert_eq!(keys(RawNetwork { loss: Some("ge:0.1,0.5".into()), ..Default::default() }), ["loss"]);
+        assert_eq!(keys(RawNetwork { distribution: Some("zipf".into()), ..Default::default() }), ["distribution"]);
+        assert_eq!(
+            keys(RawNetwork { latency: Some("x".into()), bandwidth: Some("fast".into()), ..Default::default() }),
+            ["latency", "bandwidth"],
+            "every problem, not the first"
+        );
+        let ok = build_impairment(&RawNetwork {
+            latency: Some("40ms".into()),
+            slice: Some(1),
+            slice_delay: Some("2ms".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((ok.latency, ok.slice), (Duration::from_millis(40), Some((1, Duration::from_millis(2)))));
+    }
+}

@@ -629,3 +629,24 @@ fn client_ca(
     );
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_say_role_variant_and_whose_claims() {
+        assert_eq!(derived_name("user", None, None), "user");
+        assert_eq!(derived_name("user", Some("expired-token"), None), "user~expired-token");
+        assert_eq!(derived_name("user", Some("alg-none"), Some("admin")), "user~alg-none(admin)");
+        assert!(!valid_name("user~expired-token"), "a derived name never clashes with a named identity");
+    }
+
+    #[test]
+    fn every_token_variant_is_a_variant_and_every_variant_is_described() {
+        for v in TOKEN_VARIANTS {
+            assert!(VARIANTS.iter().any(|(n, _)| n == v), "{v}");
+        }
+        assert!(VARIANTS.iter().all(|(_, about)| !about.is_empty()));
+    }
+}

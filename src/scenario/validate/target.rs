@@ -50,6 +50,34 @@ pub(super) fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
     if let Some(rl) = &p.client_rate_limit {
         out.client_rate_limit = rate_limit(cx, o, "client_rate_limit", rl);
     }
+    if let Some(f) = &p.forwarding {
+        let names = |cx: &mut Ctx<'_>, key: &str, list: &[String]| -> Vec<HeaderName> {
+            let mut v = Vec::new();
+            for (i, h) in list.iter().enumerate() {
+                match HeaderName::from_str(h) {
+                    Ok(n) => v.push(n),
+                    Err(_) => cx.at(o, &format!("forwarding.{key}[{i}]"), format!("`{h}` is not a valid header name")),
+                }
+            }
+            v
+        };
+        out.injects = names(cx, "injects", &f.injects);
+        out.strips = names(cx, "strips", &f.strips);
+        for (i, h) in out.strips.iter().enumerate() {
+            if out.injects.contains(h) || out.identity_header.as_ref() == Some(h) {
+                cx.at(
+                    o,
+                    &format!("forwarding.strips[{i}]"),
+                    format!("`{h}` is also injected: a header the gateway sets itself is listed under `injects` only"),
+                );
+            }
+        }
+    }
+    if let Some(h) = out.identity_header.clone() {
+        if !out.injects.contains(&h) {
+            out.injects.push(h);
+        }
+    }
     if let Some(rl) = &p.rate_limit {
         out.rate_limit = rate_limit(cx, o, "rate_limit", rl);
     }
