@@ -1,7 +1,7 @@
 //! Reading scenario files: size limit, YAML parse with located errors, `include:` (relative
 //! to the including file, cycles refused) and the merge of all documents into one.
 //!
-//! Merge rules: maps (`identities`, `dependencies`) are unions; lists (`checks`, `phases`,
+//! Merge rules: maps (`identities`, `roles`, `dependencies`) are unions; lists (`checks`, `phases`,
 //! `thresholds`) are concatenated, included files first; sections (`target`, `profile`) are
 //! replaced whole by a later file. A file may override what a file it includes (directly or
 //! not) defines — an identity by name, a check by id — and every override is reported
@@ -187,8 +187,15 @@ impl State {
         }
         for (name, about) in doc.roles {
             let at = format!("roles.{name}");
-            match m.roles.iter_mut().find(|(n, _, _)| *n == name) {
-                Some(slot) => *slot = (name, about, origin(&at)),
+            match m.roles.iter().position(|(n, _, _)| *n == name) {
+                Some(slot) => {
+                    if m.roles[slot].1 != about {
+                        let where_ = self.sources[m.roles[slot].2.file].path.display().to_string();
+                        m.overrides
+                            .push((origin(&at), format!("role `{name}` redescribes the one declared in {where_}")));
+                    }
+                    m.roles[slot] = (name, about, origin(&at));
+                }
                 None => m.roles.push((name, about, origin(&at))),
             }
         }
