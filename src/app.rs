@@ -136,15 +136,18 @@ fn validate(a: ValidateArgs) -> u8 {
     let mut code = PASS;
     for f in &a.files {
         match load(f, &Overrides::default()) {
-            Ok(s) => out(&format!(
-                "ok: {} — {} checks, {} identities, {} phases, {} thresholds (sha256 {})\n",
-                f.display(),
-                s.checks.len(),
-                s.identities.len(),
-                s.phases.len(),
-                s.thresholds.len(),
-                &s.sha256[..12]
-            )),
+            Ok(s) => {
+                let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+                out(&format!(
+                    "ok: {} — {}, {}, {}, {} (sha256 {})\n",
+                    f.display(),
+                    n(s.checks.len(), "check", "checks"),
+                    n(s.identities.len(), "identity", "identities"),
+                    n(s.phases.len(), "phase", "phases"),
+                    n(s.thresholds.len(), "threshold", "thresholds"),
+                    &s.sha256[..12]
+                ))
+            }
             Err(_) => code = USAGE,
         }
     }

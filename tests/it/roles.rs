@@ -155,6 +155,8 @@ fn every_variant_is_derived_from_the_binding_and_the_idp_description() {
     assert_eq!(c["iss"], LAB_ISS);
     assert!((c["exp"].as_i64().unwrap() - (t + 600)).abs() <= 5, "{c}");
     assert_eq!(identity(&s, "user").members(), 20);
+    // header-hygiene claimed without a forwarding declaration: said, not silently accepted.
+    assert!(s.warnings.iter().any(|w| w.to_string().contains("declares no `forwarding")), "{:?}", s.warnings);
 
     let (_, c, _) = token(&s, "user~expired-token");
     assert!(c["exp"].as_i64().unwrap() < t - 300, "expired beyond the 5 min leeway: {c}");
@@ -232,10 +234,14 @@ fn problems(yaml_profile_extra: &str, edit: impl FnOnce(String) -> String, check
 fn a_missing_binding_names_the_check_the_role_and_the_fix() {
     let err = problems("", |t| t.replace("    admin: {", "    root: {"), "");
     assert!(
-        err.contains("zt-core.yaml:") && err.contains(".role: role `admin` is not bound by profile `lab-gateway`"),
+        err.contains("zt-core.yaml:")
+            && err.contains(".role: check ZT-BASE-CTRL-003: role `admin` is not bound by profile `lab-gateway`"),
         "{err}"
     );
     assert!(err.contains("add `profile.roles.admin"), "{err}");
+    // That control requires nothing: no "leave it out of the features" advice for it.
+    let ctrl = err.lines().find(|l| l.contains("ZT-BASE-CTRL-003")).unwrap();
+    assert!(!ctrl.contains("features"), "{ctrl}");
 }
 
 #[test]
@@ -286,6 +292,7 @@ fn mis_issued_certificates_need_the_client_ca_key_and_a_typo_gets_a_suggestion()
         "",
     );
     assert!(err.contains("profile.client_ca") && err.contains("needs the client CA's `key:`"), "{err}");
+    assert_eq!(err.matches("needs the client CA's").count(), 1, "one problem once, not per variant: {err}");
     let err = problems(
         "",
         |t| t,
@@ -312,4 +319,28 @@ fn a_scenario_profile_over_an_included_one_is_reported() {
     let s = common::load(&p);
     let notes: Vec<String> = s.notes.iter().map(|n| n.to_string()).collect();
     assert!(notes.iter().any(|n| n.contains("replaces profile `reference`")), "{notes:?}");
+}
+
+#[test]
+fn a_credential_first_needed_by_a_skipped_check_is_still_derived_for_a_later_one() {
+    // FIRST is outside the declared scope (no `websocket` claimed); SECOND, in scope, uses the
+    // same role, variant and claims (a combination the pack itself never uses): it must get the real credential, not the skipped check's blank.
+    let lab = lab();
+    let p = lab_profile(lab.path(), "");
+    let checks = "checks:\n\
+        - { id: FIRST, role: user, variant: token-of, claims_of: admin, requires: [websocket], request: { route: api, path: / }, expect: { deny: [401] } }\n\
+        - { id: SECOND, role: user, variant: token-of, claims_of: admin, request: { route: api, path: / }, expect: { deny: [401] } }\n";
+    let (_d, path) = common::scenario_file(&lab_scenario(
+        &p,
+        "127.0.0.1:9",
+        &format!("{checks}phases: [ {{ name: p, requests: 1, users: 1 }} ]\n"),
+    ));
+    let s = common::load(&path);
+    let second = s.checks.iter().find(|c| c.id == "SECOND").unwrap();
+    let id = &s.identities[second.identity];
+    assert_eq!(id.name, "user~token-of(admin)");
+    assert_eq!(id.members(), 20, "the user role's pool");
+    let (_, claims, _) = token(&s, "user~token-of(admin)");
+    assert_eq!(claims["sub"], "carol");
+    assert!(s.checks.iter().find(|c| c.id == "FIRST").unwrap().out_of_scope.is_some());
 }

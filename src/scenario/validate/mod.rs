@@ -60,7 +60,11 @@ impl Ctx<'_> {
 
     fn at(&mut self, o: &Origin, sub: &str, msg: impl Into<String>) {
         let p = self.problem_at(o, sub, msg);
-        self.problems.push(p);
+        // One problem once, however many checks lead to it (e.g. a profile field every
+        // mis-issued variant needs).
+        if !self.problems.iter().any(|q| q.file == p.file && q.pos == p.pos && q.msg == p.msg) {
+            self.problems.push(p);
+        }
     }
 
     /// A problem with a key itself (an unknown name), placed at the key rather than its value.

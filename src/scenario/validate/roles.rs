@@ -132,6 +132,7 @@ pub(super) fn derive(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile) -> Vec<(Id
     let idp = raw_profile.and_then(|p| p.idp.as_ref()).and_then(|i| resolve_idp(cx, &po, i));
     let mut bases: Vec<(String, Option<Base>)> = Vec::new();
     let mut out: Vec<(Identity, Origin)> = Vec::new();
+    let mut placeholders: Vec<usize> = Vec::new();
     for (c, o) in &m.checks {
         let Some(role) = &c.role else {
             for (k, set) in [("variant", c.variant.is_some()), ("claims_of", c.claims_of.is_some())] {
@@ -146,10 +147,17 @@ pub(super) fn derive(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile) -> Vec<(Id
             continue;
         }
         let name = derived_name(role, c.variant.as_deref(), c.claims_of.as_deref());
-        if out.iter().any(|(i, _)| i.name == name) {
-            continue;
-        }
         let scope = in_scope(c, profile);
+        // Derived once per name. A placeholder (for a check outside the scope, never sent) is
+        // replaced when an in-scope check needs the same credential: which check comes first
+        // must not decide what is sent.
+        let mut replace_at = None;
+        if let Some(i) = out.iter().position(|(i, _)| i.name == name) {
+            if !scope || !placeholders.contains(&i) {
+                continue;
+            }
+            replace_at = Some(i);
+        }
         let known = |cx: &mut Ctx<'_>, sub: &str, r: &str| -> bool {
             if r == ANONYMOUS || declared.contains(&r) {
                 return true;
@@ -207,17 +215,27 @@ pub(super) fn derive(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile) -> Vec<(Id
             let pname = &profile.name;
             let bound = raw_profile.is_some_and(|p| p.roles.contains_key(r));
             if !bound {
+                let or = if c.requires.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", or leave what the check requires ({}) out of the profile's `features`",
+                        c.requires.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                let id = c.id.as_deref().unwrap_or("?");
                 cx.at(
                     o,
                     sub,
                     format!(
-                        "role `{r}` is not bound by profile `{pname}`: add `profile.roles.{r}: {{cert, key, principal, groups}}` \
-                         (or a `pool:`), or leave the check's `requires:` out of the profile's `features`"
+                        "check {id}: role `{r}` is not bound by profile `{pname}`: add `profile.roles.{r}: {{cert, key, principal, groups}}` \
+                         (or a `pool:`){or}"
                     ),
                 );
             }
         };
         if !scope {
+            placeholders.push(out.len());
             out.push((empty, o.clone()));
             continue;
         }
@@ -255,7 +273,13 @@ pub(super) fn derive(cx: &mut Ctx<'_>, m: &Merged, profile: &Profile) -> Vec<(Id
         }
         if let Some(id) = variant_identity(cx, o, &name, role, base, other, variant, idp.as_ref(), raw_profile, &po) {
             let warn_at = if id.group == role.as_str() { base.origin.clone() } else { o.clone() };
-            out.push((id, warn_at));
+            match replace_at {
+                Some(i) => {
+                    out[i] = (id, warn_at);
+                    placeholders.retain(|p| *p != i);
+                }
+                None => out.push((id, warn_at)),
+            }
         }
     }
     out

@@ -73,6 +73,16 @@ pub(super) fn resolve_profile(cx: &mut Ctx<'_>, m: &Merged) -> Profile {
             }
         }
     }
+    let hygiene = out.features.as_ref().is_some_and(|f| f.iter().any(|x| x == "header-hygiene"));
+    if hygiene && p.forwarding.is_none() {
+        cx.warn(
+            o,
+            "features",
+            "`header-hygiene` is claimed but the profile declares no `forwarding: {injects, strips}`: only the \
+             checks' own `upstream:` rules test it — declare what the gateway strips so every check that sends \
+             such a header proves it",
+        );
+    }
     if let Some(h) = out.identity_header.clone() {
         if !out.injects.contains(&h) {
             out.injects.push(h);
