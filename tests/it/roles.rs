@@ -188,6 +188,12 @@ fn every_variant_is_derived_from_the_binding_and_the_idp_description() {
     assert_eq!(identity(&s, "user~token-of(other-group)").members(), 20);
     assert!(identity(&s, "user~no-token").token.is_none());
     assert!(identity(&s, "user~no-cert").cert(0).is_none() && identity(&s, "user~no-cert").token.is_some());
+    // Sent as one credential, outside the pool: `{n}` is member 1, never left as written.
+    for single in ["user~no-cert", "user~rogue-ca", "user~expired-cert"] {
+        assert_eq!(identity(&s, single).members(), 1, "{single}");
+        let (_, c, _) = token(&s, single);
+        assert_eq!(c["preferred_username"], "lab-user-1", "{single}");
+    }
 
     // Certificates: the binding's subject, mis-issued as asked.
     let ca_pem = std::fs::read(l.join("ca.pem")).unwrap();

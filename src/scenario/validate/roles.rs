@@ -494,18 +494,27 @@ fn variant_identity(
     let token =
         |source: TokenSource, idp: &Idp| Token { header: idp.header.clone(), scheme: idp.scheme.clone(), source };
     // The valid token of `b`, if the profile has an IdP.
-    let valid = |cx: &mut Ctx<'_>, b: &Base| -> Option<Option<Token>> {
+    // `single`: sent without the pool (one credential), so a `{n}` in the claims means member 1.
+    let valid = |cx: &mut Ctx<'_>, b: &Base, single: bool| -> Option<Option<Token>> {
         let Some(i) = idp else { return Some(None) };
-        Some(Some(token(jwt(cx, &b.alg, b.key.as_deref(), b.kid.clone(), claims(i, b, b), vec![], None)?, i)))
+        let mut c = claims(i, b, b);
+        if single {
+            for (_, v) in c.iter_mut() {
+                if let Claim::Json(serde_json::Value::String(s)) = v {
+                    *s = s.replace("{n}", "1");
+                }
+            }
+        }
+        Some(Some(token(jwt(cx, &b.alg, b.key.as_deref(), b.kid.clone(), c, vec![], None)?, i)))
     };
     let (mut cert, mut pool) = (base.cert.as_ref().map(clone_cert), base.pool.iter().map(clone_cert).collect());
     let mut group = role.to_string();
     let tok: Option<Token> = match variant {
-        None => valid(cx, base)?,
+        None => valid(cx, base, false)?,
         Some("no-token") => None,
         Some("no-cert") => {
             (cert, pool, group) = (None, Vec::new(), name.to_string());
-            valid(cx, base)?
+            valid(cx, base, true)?
         }
         Some("basic") => {
             use base64::Engine as _;
@@ -514,7 +523,7 @@ fn variant_identity(
             let header = idp.map(|i| i.header.clone()).unwrap_or(HeaderName::from_static("authorization"));
             Some(Token { header, scheme: "Basic".into(), source: TokenSource::Static(v) })
         }
-        Some("token-of") => valid(cx, other?)?,
+        Some("token-of") => valid(cx, other?, false)?,
         Some(v @ ("expired-cert" | "future-cert" | "rogue-ca" | "no-clientauth")) => {
             let how = match v {
                 "expired-cert" => Misissue::Expired,
@@ -542,7 +551,7 @@ fn variant_identity(
                     return None;
                 }
             }
-            valid(cx, base)?
+            valid(cx, base, true)?
         }
         Some(v) => {
             let i = idp?;
