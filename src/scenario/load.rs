@@ -4,7 +4,8 @@
 //! Merge rules: maps (`identities`, `roles`, `dependencies`) are unions; lists (`checks`, `phases`,
 //! `thresholds`) are concatenated, included files first; sections (`target`, `profile`) are
 //! replaced whole by a later file. A file may override what a file it includes (directly or
-//! not) defines — an identity by name, a check by id — and every override is reported
+//! not) defines — an identity by name, a check by id, a dependency by name, a whole section
+//! (`target`, `profile`, `oracle`, `network`) — and every override is reported
 //! (`Scenario::notes`); the same name from two files neither of which includes the other is
 //! an error.
 
@@ -174,7 +175,14 @@ impl State {
         if doc.seed.is_some() {
             m.seed = doc.seed;
         }
+        let replaced = |sources: &[Source], what: &str, o: &Origin| -> (Origin, String) {
+            let where_ = sources[o.file].path.display().to_string();
+            (origin(what), format!("this `{what}` replaces the one of {where_}"))
+        };
         if let Some(t) = doc.target {
+            if let Some((_, o)) = &m.target {
+                m.overrides.push(replaced(&self.sources, "target", o));
+            }
             m.target = Some((t, origin("target")));
         }
         if let Some(p) = doc.profile {
@@ -200,6 +208,9 @@ impl State {
             }
         }
         if let Some(o) = doc.oracle {
+            if let Some((_, prev)) = &m.oracle {
+                m.overrides.push(replaced(&self.sources, "oracle", prev));
+            }
             m.oracle = Some((o, origin("oracle")));
         }
         let mut dups = Vec::new();
@@ -246,11 +257,19 @@ impl State {
             let at = format!("dependencies.{name}");
             match m.dependencies.iter_mut().find(|(n, _, _)| *n == name) {
                 // A later file (the including one) overrides a dependency by name.
-                Some(slot) => *slot = (name, d, origin(&at)),
+                Some(slot) => {
+                    let where_ = self.sources[slot.2.file].path.display().to_string();
+                    m.overrides
+                        .push((origin(&at), format!("dependency `{name}` overrides the one defined in {where_}")));
+                    *slot = (name, d, origin(&at));
+                }
                 None => m.dependencies.push((name, d, origin(&at))),
             }
         }
         if let Some(n) = doc.network {
+            if let Some((_, o)) = &m.network {
+                m.overrides.push(replaced(&self.sources, "network", o));
+            }
             m.network = Some((n, origin("network")));
         }
         for (i, e) in doc.events.into_iter().enumerate() {

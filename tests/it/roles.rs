@@ -350,3 +350,36 @@ fn a_credential_first_needed_by_a_skipped_check_is_still_derived_for_a_later_one
     assert_eq!(claims["sub"], "carol");
     assert!(s.checks.iter().find(|c| c.id == "FIRST").unwrap().out_of_scope.is_some());
 }
+
+#[test]
+fn every_section_a_scenario_redefines_over_an_included_file_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("base.yaml"),
+        "target: { url: \"http://127.0.0.1:9\", protocol: h1 }\noracle: { listen: \"127.0.0.1:0\" }\n\
+         dependencies: { authz: { listen: \"127.0.0.1:0\", upstream: \"127.0.0.1:9\" } }\n\
+         identities: { anon: {} }\nchecks: [ { id: A, identity: anon, request: { path: / }, expect: allow } ]\n",
+    )
+    .unwrap();
+    let main = d.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        "gauntlet: 1\nname: o\ninclude: [base.yaml]\ntarget: { url: \"http://127.0.0.1:10\", protocol: h1 }\n\
+         oracle: { listen: \"127.0.0.1:0\" }\n\
+         dependencies: { authz: { listen: \"127.0.0.1:0\", upstream: \"127.0.0.1:11\" } }\n\
+         identities: { anon: { principal: nobody } }\nchecks: [ { id: A, identity: anon, request: { path: /x }, expect: allow } ]\n\
+         phases: [ { name: p, requests: 1, users: 1 } ]\n",
+    )
+    .unwrap();
+    let s = common::load(&main);
+    let notes: Vec<String> = s.notes.iter().map(|n| n.to_string()).collect();
+    for what in [
+        "`target` replaces",
+        "`oracle` replaces",
+        "dependency `authz` overrides",
+        "identity `anon` overrides",
+        "check `A` overrides",
+    ] {
+        assert!(notes.iter().any(|n| n.contains(what)), "{what}: {notes:?}");
+    }
+}
