@@ -277,8 +277,8 @@ pub(super) fn resolve_checks(
             }
         }
         known_features(cx, o, "requires", &c.requires);
-        let out_of_scope = profile.features.as_ref().and_then(|claimed| {
-            let missing: Vec<&str> = c.requires.iter().filter(|r| !claimed.contains(r)).map(String::as_str).collect();
+        let missing = unclaimed(&c.requires, profile);
+        let out_of_scope = profile.features.as_ref().and_then(|_| {
             (!missing.is_empty()).then(|| {
                 format!(
                     "outside the gateway's declared scope: profile `{}` does not claim {}",
@@ -304,6 +304,15 @@ pub(super) fn resolve_checks(
         }
     }
     out
+}
+
+/// What of `requires` the profile does not claim (nothing when it declares no `features`):
+/// a check needing any of it is outside the declared scope.
+pub(super) fn unclaimed<'a>(requires: &'a [String], profile: &Profile) -> Vec<&'a str> {
+    match &profile.features {
+        None => Vec::new(),
+        Some(claimed) => requires.iter().filter(|r| !claimed.contains(r)).map(String::as_str).collect(),
+    }
 }
 
 pub(super) fn request(

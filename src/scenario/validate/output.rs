@@ -27,13 +27,7 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
             b.cert = b.cert.as_ref().map(|c| abs(o, c));
             b.key = b.key.as_ref().map(|c| abs(o, c));
             if let Some(pool) = &mut b.pool {
-                for m in &mut pool.members {
-                    (m.cert, m.key) = (abs(o, &m.cert), abs(o, &m.key));
-                }
-                pool.glob = pool.glob.as_ref().map(|g| abs(o, g));
-                if let Some(m) = &mut pool.mint {
-                    (m.ca_cert, m.ca_key) = (abs(o, &m.ca_cert), abs(o, &m.ca_key));
-                }
+                abs_pool(pool, &|p| abs(o, p));
             }
             if let Some(s) = &mut b.signing {
                 s.key = s.key.as_ref().map(|k| abs(o, k));
@@ -57,13 +51,7 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         i.cert = i.cert.map(|c| abs(o, &c));
         i.key = i.key.map(|c| abs(o, &c));
         if let Some(p) = &mut i.pool {
-            for m in &mut p.members {
-                (m.cert, m.key) = (abs(o, &m.cert), abs(o, &m.key));
-            }
-            p.glob = p.glob.as_ref().map(|g| abs(o, g));
-            if let Some(m) = &mut p.mint {
-                (m.ca_cert, m.ca_key) = (abs(o, &m.ca_cert), abs(o, &m.ca_key));
-            }
+            abs_pool(p, &|x| abs(o, x));
         }
         if let Some(t) = &mut i.token {
             if t.static_value.is_some() {
@@ -112,4 +100,15 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
     doc.network = m.network.as_ref().map(|(n, _)| n.clone());
     let body = serde_yaml::to_string(&doc).unwrap_or_default();
     format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
+}
+
+/// Every path of a pool made absolute by `abs` (an identity's and a role binding's alike).
+fn abs_pool(p: &mut crate::scenario::raw::RawPool, abs: &dyn Fn(&str) -> String) {
+    for m in &mut p.members {
+        (m.cert, m.key) = (abs(&m.cert), abs(&m.key));
+    }
+    p.glob = p.glob.as_deref().map(abs);
+    if let Some(m) = &mut p.mint {
+        (m.ca_cert, m.ca_key) = (abs(&m.ca_cert), abs(&m.ca_key));
+    }
 }

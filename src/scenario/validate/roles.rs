@@ -103,7 +103,7 @@ fn clone_cert(c: &ClientCert) -> ClientCert {
 /// Which checks are in scope, by raw index: a check outside the profile's declared features
 /// needs no binding (it is never sent).
 fn in_scope(c: &RawCheck, profile: &Profile) -> bool {
-    profile.features.as_ref().is_none_or(|claimed| c.requires.iter().all(|r| claimed.contains(r)))
+    unclaimed(&c.requires, profile).is_empty()
 }
 
 /// Derives the identities of every role-based check. Returns them (to append to the explicit
@@ -605,7 +605,11 @@ fn variant_identity(
                     set(&mut c, "nbf", Claim::Relative(nbf));
                     set(&mut c, "exp", Claim::Relative(nbf + i.lifetime));
                 }
-                _ => unreachable!("VARIANTS and this match name the same variants"),
+                other => {
+                    // VARIANTS lists a name this match does not derive: refuse, never send blank.
+                    cx.at(o, "variant", format!("variant `{other}` cannot be derived by this gauntlet"));
+                    return None;
+                }
             }
             Some(token(jwt(cx, &alg, key.as_deref(), kid, c, tamper, corrupt)?, i))
         }
