@@ -6,6 +6,7 @@
 //! (the [`Guard`]) and panic (ratatui's hook). Rendering is a pure function of [`View`], so
 //! every panel is tested against a `TestBackend`.
 
+pub mod headless;
 mod render;
 
 use std::collections::VecDeque;

@@ -39,7 +39,7 @@ pub struct Condition {
 }
 
 /// The name of condition 0.
-pub const UNIMPAIRED: &str = "unimpaired";
+pub use crate::scenario::UNIMPAIRED;
 
 /// How a phase paces its requests.
 #[derive(Debug, Clone, Copy, PartialEq)]

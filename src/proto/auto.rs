@@ -39,11 +39,6 @@ impl Auto {
         Auto { connector, h3, alt: Arc::new(AtomicU16::new(0)) }
     }
 
-    /// QUIC refusal codes seen after following `Alt-Svc`.
-    pub fn quic_refusals(&self) -> std::collections::BTreeMap<u64, u64> {
-        self.h3.as_ref().map(h3::Http3::refusals).unwrap_or_default()
-    }
-
     /// Whether connections now go over HTTP/3.
     pub fn follows_h3(&self) -> bool {
         self.alt.load(Ordering::Relaxed) != 0
@@ -59,6 +54,12 @@ impl Auto {
 impl Protocol for Auto {
     type Conn = Conn;
     const NAME: &'static str = "auto";
+
+    /// QUIC refusals seen after following `Alt-Svc`, and whether it was followed.
+    fn extras(&self) -> crate::proto::Extras {
+        let quic_refusals = self.h3.as_ref().map(|h| h.extras().quic_refusals).unwrap_or_default();
+        crate::proto::Extras { quic_refusals, followed_h3: self.follows_h3() }
+    }
 
     async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
         let port = self.alt.load(Ordering::Relaxed);

@@ -161,6 +161,12 @@ impl Protocol for Http3 {
     type Conn = Conn;
     const NAME: &'static str = "h3";
 
+    /// Refused handshakes by described close code.
+    fn extras(&self) -> crate::proto::Extras {
+        let quic_refusals = self.refusals().into_iter().map(|(c, n)| (describe_code(c), n)).collect();
+        crate::proto::Extras { quic_refusals, followed_h3: false }
+    }
+
     async fn connect(&self, identity: usize) -> Result<Conn, Outcome> {
         self.connect_to(identity, self.via.unwrap_or(self.addr)).await
     }

@@ -69,6 +69,27 @@ pub struct Tag<'a> {
     pub seq: u64,
 }
 
+/// The ALPN protocols a run over `kind` offers.
+pub fn alpn(kind: crate::scenario::ProtocolKind) -> &'static [&'static [u8]] {
+    use crate::scenario::ProtocolKind;
+    match kind {
+        ProtocolKind::H1 => h1::ALPN,
+        ProtocolKind::H2 => h2::ALPN,
+        ProtocolKind::Auto => auto::ALPN,
+        ProtocolKind::H3 => crate::tls::quic::ALPN,
+    }
+}
+
+/// What only some protocols report about a run, read once it is over (the summary shows it
+/// without knowing which protocol ran).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Refused QUIC handshakes, by described close code.
+    pub quic_refusals: std::collections::BTreeMap<String, u64>,
+    /// Whether an `auto` run followed an `Alt-Svc` announcement to HTTP/3.
+    pub followed_h3: bool,
+}
+
 /// One protocol. The engine is generic over it; `app` picks the implementation.
 pub trait Protocol: Send + Sync + 'static {
     /// Per-connection state.
@@ -93,6 +114,10 @@ pub trait Protocol: Send + Sync + 'static {
     /// peer closed it meanwhile (a gateway's keep-alive timeout), so it is not reused.
     fn revalidate(conn: &mut Self::Conn) -> bool {
         Self::is_open(conn)
+    }
+    /// What this protocol alone reports about the run so far (default: nothing).
+    fn extras(&self) -> Extras {
+        Extras::default()
     }
 }
 

@@ -468,6 +468,10 @@ pub enum Backend {
 /// The link every client request crosses (events name it `link: client`).
 pub const CLIENT_LINK: &str = "client";
 
+/// The name of the network condition in force when nothing impairs any link (a phase or an
+/// event may not take it).
+pub const UNIMPAIRED: &str = "unimpaired";
+
 /// `dependencies.NAME:` resolved: a link listening where the gateway calls a dependency.
 #[derive(Debug, Clone)]
 pub struct Dependency {

@@ -280,5 +280,5 @@ pub fn http_scenario(name: &str, addr: std::net::SocketAddr, target: &str, body:
 pub async fn run_yaml(yaml: &str) -> (tempfile::TempDir, u8, gauntlet::report::Summary) {
     let (d, p) = scenario_file(yaml);
     let out = run(load(&p), &d.path().join("out")).await;
-    (d, out.code, out.summary.expect("a summary"))
+    (d, out.exit.code(), out.summary.expect("a summary"))
 }

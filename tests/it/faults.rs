@@ -52,7 +52,7 @@ async fn blackholed_authz(flaws: &[Flaw]) -> (u8, Summary) {
     let gw = gateway::spawn(&cfg, Some(gw_listener), flaws).await.unwrap();
     let (_d, out) = common::run_with(&yaml, oracle, Some(deps)).await;
     gw.stop().await;
-    (out.code, out.summary.unwrap())
+    (out.exit.code(), out.summary.unwrap())
 }
 
 fn condition<'a>(s: &'a Summary, name: &str) -> &'a gauntlet::report::ConditionSummary {

@@ -50,7 +50,7 @@ pub async fn pack_over(
         l.stop().await;
     }
     gw.stop().await;
-    (d, out.code, out.summary.unwrap(), out.parity)
+    (d, out.exit.code(), out.summary.unwrap(), out.parity)
 }
 
 pub fn failing(s: &Summary) -> BTreeSet<String> {
@@ -167,5 +167,5 @@ async fn a_gateway_that_answers_403_but_still_forwards_is_a_leak() {
     let c = &s.checks[0];
     assert_eq!(c.statuses.get("403"), Some(&30), "the client saw only denials");
     assert_eq!(c.violations["leak"], 30, "yet every one reached the upstream");
-    assert_eq!(out.code, 1);
+    assert_eq!(out.exit.code(), 1);
 }

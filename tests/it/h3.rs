@@ -127,7 +127,7 @@ async fn wan_run(protocol: &str, network: &str) -> gauntlet::report::Summary {
     let (_d, out) = super::common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
     let s = out.summary.unwrap();
-    assert_eq!(out.code, 0, "{:?}", s.reasons);
+    assert_eq!(out.exit.code(), 0, "{:?}", s.reasons);
     let wan = s.conditions.iter().find(|c| c.name == "lossy-wan").unwrap();
     let clear = s.conditions.iter().find(|c| c.name == "unimpaired").unwrap();
     assert_eq!((clear.requests.completed, wan.requests.completed), (60, 60));
@@ -150,7 +150,7 @@ async fn a_parity_run_that_cannot_start_writes_nothing() {
     );
     let (d, p) = super::common::scenario_file(&yaml);
     let out = super::common::run(super::common::load(&p), &d.path().join("out")).await;
-    assert_eq!(out.code, 3);
+    assert_eq!(out.exit.code(), 3);
     assert!(out.parity.is_none());
     assert!(!d.path().join("out").exists(), "nothing written");
 }

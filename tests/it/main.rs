@@ -8,6 +8,7 @@ mod dashboard;
 mod faults;
 mod gateway;
 mod h3;
+mod layering;
 mod netem;
 mod oracle;
 mod pools;

@@ -203,7 +203,7 @@ async fn a_phase_network_condition_labels_everything_sent_under_it() {
     let out = super::common::run(super::common::load(&p), &d.path().join("out")).await;
     target.stop().await;
     let s = out.summary.unwrap();
-    assert_eq!(out.code, 0, "{:?}", s.reasons);
+    assert_eq!(out.exit.code(), 0, "{:?}", s.reasons);
     let names: Vec<&str> = s.conditions.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["unimpaired", "wan-30ms"]);
     let (clear, wan) = (&s.conditions[0], &s.conditions[1]);
@@ -465,7 +465,7 @@ mod kernel {
         let out = super::super::common::run(super::super::common::load(&p), &d.path().join("out")).await;
         target.stop().await;
         let s = out.summary.unwrap();
-        assert_eq!(out.code, 0, "{:?}", s.reasons);
+        assert_eq!(out.exit.code(), 0, "{:?}", s.reasons);
         let lossy = s.conditions.iter().find(|c| c.name == "loss-5pct").unwrap();
         assert_eq!(lossy.requests.completed, 100, "{lossy:?}");
     }

@@ -28,7 +28,7 @@ async fn results_folder_is_complete_and_parseable() {
     let out_dir = d.path().join("out");
     let out = common::run(common::load(&p), &out_dir).await;
     target.stop().await;
-    assert_eq!(out.code, 0, "{:?}", out.summary.as_ref().map(|s| &s.reasons));
+    assert_eq!(out.exit.code(), 0, "{:?}", out.summary.as_ref().map(|s| &s.reasons));
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();

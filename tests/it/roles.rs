@@ -72,7 +72,7 @@ async fn run_lab(flaws: &[Flaw]) -> (u8, gauntlet::report::Summary) {
     );
     let (_d, out) = common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
-    (out.code, out.summary.unwrap())
+    (out.exit.code(), out.summary.unwrap())
 }
 
 fn result(s: &gauntlet::report::Summary, id: &str) -> CheckResult {

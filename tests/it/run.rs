@@ -48,7 +48,7 @@ async fn classify_over(protocol: &str) {
     let (d, p) = common::scenario_file(&mixed_scenario(&format!("https://{}", target.addr), protocol));
     let out = common::run(common::load(&p), &d.path().join("out")).await;
     target.stop().await;
-    assert_eq!(out.code, 1, "violations must fail the run");
+    assert_eq!(out.exit.code(), 1, "violations must fail the run");
     let s = out.summary.unwrap();
     assert_eq!(s.requests.sent, 360);
     assert_eq!(s.requests.errors, 0, "{:?}", s.errors);
@@ -108,7 +108,7 @@ async fn against_target(require_client_cert: bool, protocol: &str, body: &str) -
     let (d, p) = common::scenario_file(&yaml);
     let out = common::run(common::load(&p), &d.path().join("out")).await;
     target.stop().await;
-    (out.code, out.summary.unwrap())
+    (out.exit.code(), out.summary.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

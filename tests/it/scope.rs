@@ -37,7 +37,7 @@ async fn checks_outside_the_declared_scope_are_skipped_not_failed() {
     assert_eq!(bound.result, CheckResult::Skipped, "needs mtls and jwt");
     // Everything claimed was tested and held.
     assert!(s.checks.iter().filter(|c| c.result == CheckResult::Pass).all(|c| c.sent > 0));
-    assert_eq!(out.code, 0, "{:?}", s.reasons);
+    assert_eq!(out.exit.code(), 0, "{:?}", s.reasons);
     let report = std::fs::read_to_string(d.path().join("out/conformance.yaml")).unwrap();
     assert!(report.contains("skippedChecks") && report.contains("ZT-AUTHN-JWT-001"), "{report}");
     let lines = std::fs::read_to_string(d.path().join("out/results.jsonl")).unwrap();
@@ -82,10 +82,10 @@ async fn a_declared_strip_is_verified_at_the_oracle() {
     let out = run(false).await;
     let s = out.summary.unwrap();
     let c = s.checks.iter().find(|c| c.id == "DEBUG-USER").unwrap();
-    assert_eq!((c.result, out.code), (CheckResult::Pass, 0), "{:?}", s.reasons);
+    assert_eq!((c.result, out.exit.code()), (CheckResult::Pass, 0), "{:?}", s.reasons);
     let out = run(true).await;
     let s = out.summary.unwrap();
     let c = s.checks.iter().find(|c| c.id == "DEBUG-USER").unwrap();
-    assert_eq!((c.result, out.code), (CheckResult::Fail, 1), "{:?}", s.reasons);
+    assert_eq!((c.result, out.exit.code()), (CheckResult::Fail, 1), "{:?}", s.reasons);
     assert!(c.reason.contains("x-debug-user"), "{}", c.reason);
 }

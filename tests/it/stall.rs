@@ -49,7 +49,7 @@ async fn slow_count(load: &str) -> (u64, u64) {
     let (d, p) = common::scenario_file(&yaml);
     let out = common::run(common::load(&p), &d.path().join("out")).await;
     target.stop().await;
-    assert_eq!(out.code, 0);
+    assert_eq!(out.exit.code(), 0);
     let h = latency_from_hlog(&d.path().join("out"));
     assert_eq!(h.len(), 240);
     (h.count_between(100_000, h.max().max(100_000)), h.max())

@@ -262,7 +262,7 @@ async fn header_findings_name_the_header_and_a_gateways_own_value_is_no_spoof() 
         );
         let (_d, out) = common::run_with(&yaml, oracle, None).await;
         gw.stop().await;
-        (out.code, out.summary.unwrap())
+        (out.exit.code(), out.summary.unwrap())
     };
     // Correct hygiene: the gateway replaces both with its own (correct) values.
     let (code, s) =
@@ -522,6 +522,6 @@ async fn a_gateway_that_drops_the_tag_cannot_pass() {
     let (_d, out) = common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
     let s = out.summary.unwrap();
-    assert_eq!(out.code, 1);
+    assert_eq!(out.exit.code(), 1);
     assert!(s.reasons.iter().any(|r| r.contains("does not forward x-gauntlet-tag")), "{:?}", s.reasons);
 }

@@ -28,7 +28,7 @@ async fn ws_scenario(flaws: &[Flaw], body: &str) -> (u8, gauntlet::report::Summa
     let yaml = common::pack_scenario("ws", gw.addr, "protocol: h1, max_in_flight: 16", body);
     let (_d, out) = common::run_with(&yaml, oracle, None).await;
     gw.stop().await;
-    (out.code, out.summary.unwrap())
+    (out.exit.code(), out.summary.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

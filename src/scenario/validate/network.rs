@@ -233,7 +233,7 @@ pub(super) fn resolve_events(cx: &mut Ctx<'_>, m: &Merged, deps: &[Dependency], 
         if let Some(n) = &name {
             if out.iter().any(|(x, _)| x.name == *n)
                 || phases.iter().any(|p| p.network.as_ref().is_some_and(|c| c.name == *n))
-                || n == crate::plan::UNIMPAIRED
+                || n == crate::scenario::UNIMPAIRED
             {
                 cx.at(o, "name", format!("`{n}` already names another condition: every condition needs its own name"));
             }

@@ -1,0 +1,493 @@
+//! One run, top-down: [`Rig::setup`] stands everything up, [`drive`] runs the engine over
+//! the one protocol chosen by the one `match` on [`ProtocolKind`], [`finish`] tears down,
+//! judges and writes the results folder. `execute` adds what surrounds a run: its
+//! dependencies, and one run per protocol of `target.parity`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, HeaderValue};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::rig::{Dependencies, Rig};
+use super::{Exit, RUN_STOP_NOTE, command_line, out, stop_on_signal};
+use crate::cli::OutputArgs;
+use crate::conformance::Expect;
+use crate::dashboard;
+use crate::engine::{self, Finish, Job};
+use crate::metrics::{Collector, Progress};
+use crate::proto::{self, Endpoint, Extras, Prepared, Protocol, Tagging};
+use crate::report::{self, Hlog, ResultsDir, Summary};
+use crate::scenario::{ProtocolKind, Scenario, TagMode, TokenSource};
+
+/// How [`execute`] runs.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// Results folder (default: `results/<stamp>-<name>/`).
+    pub out: Option<std::path::PathBuf>,
+    /// No dashboard.
+    pub headless: bool,
+    /// Leave the dashboard when the run ends.
+    pub no_wait: bool,
+    /// Print nothing (tests).
+    pub quiet: bool,
+    /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
+    pub stop: Option<CancellationToken>,
+    /// A pause switch shared with the caller (the dashboard has its own otherwise).
+    pub pause: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// A listener for the oracle already bound by the caller (the demo binds it before it
+    /// configures the gateway); otherwise the scenario's `oracle.listen` is bound.
+    pub oracle_listener: Option<tokio::net::TcpListener>,
+    /// Dependency links already started by the caller (the demo starts them before its
+    /// gateway, which fetches keys at start); otherwise started from the scenario.
+    pub dependencies: Option<Dependencies>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// How gauntlet exits.
+    pub exit: Exit,
+    /// Results folder, when one was written.
+    pub dir: Option<std::path::PathBuf>,
+    /// The summary, when the run happened (a parity run: the last protocol's).
+    pub summary: Option<Summary>,
+    /// A parity run's comparison.
+    pub parity: Option<report::parity::ParitySummary>,
+}
+
+impl RunOutcome {
+    fn early(exit: Exit) -> Self {
+        RunOutcome { exit, dir: None, summary: None, parity: None }
+    }
+}
+
+pub(super) fn opts(o: &OutputArgs) -> ExecOptions {
+    ExecOptions { out: o.out.clone(), headless: o.headless, no_wait: o.no_wait, ..Default::default() }
+}
+
+/// Runs a validated scenario end to end and writes its results folder — once, or once per
+/// protocol of `target.parity` with a parity report on top.
+pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
+    let s = Arc::new(s);
+    let deps = match opt.dependencies.take() {
+        Some(d) => d,
+        None => match Dependencies::start(&s, false).await {
+            Ok(d) => d,
+            Err(e) => {
+                say(&opt, format!("gauntlet: {e}"));
+                return RunOutcome::early(Exit::Runtime);
+            }
+        },
+    };
+    let listener = opt.oracle_listener.take();
+    let out = if s.target.parity.is_empty() {
+        run_once(s.clone(), s.target.protocol, &opt, &deps, listener, opt.out.as_deref()).await
+    } else {
+        parity(s.clone(), &opt, &deps, listener).await
+    };
+    deps.stop().await;
+    out
+}
+
+/// Runs the scenario once per protocol of `target.parity`, each into its own subfolder, then
+/// compares the verdicts (`summary.json` of schema `gauntlet.parity/v1` on top).
+async fn parity(
+    s: Arc<Scenario>,
+    opt: &ExecOptions,
+    deps: &Dependencies,
+    listener: Option<tokio::net::TcpListener>,
+) -> RunOutcome {
+    // The folder appears with the first run that starts: a parity run that cannot start
+    // writes nothing.
+    let parent = ResultsDir::path_for(opt.out.as_deref(), &s.name);
+    // Each run needs the oracle on the same address (the gateway's upstream): the first gets
+    // the caller's listener, the next ones bind its address again.
+    let oracle_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut listener = listener;
+    let mut runs = Vec::new();
+    let mut not_run = None;
+    for &p in &s.target.parity {
+        let l = match (listener.take(), oracle_addr) {
+            (Some(l), _) => Some(l),
+            (None, Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    say(opt, format!("gauntlet: cannot listen for the oracle on {a} again: {e}"));
+                    return RunOutcome::early(Exit::Runtime);
+                }
+            },
+            (None, None) => None,
+        };
+        say(opt, format!("parity: running over {}", p.as_str()));
+        let out = run_once(s.clone(), p, opt, deps, l, Some(&parent.join(p.as_str()))).await;
+        match out.summary {
+            Some(summary) => runs.push((p.as_str().to_string(), p.as_str().to_string(), summary)),
+            None => {
+                // Later protocols are not run; what ran is still compared and written below.
+                not_run = Some((p, out.exit));
+                break;
+            }
+        }
+        if runs.last().is_some_and(|r| r.2.interrupted) {
+            break;
+        }
+    }
+    if runs.is_empty() {
+        return RunOutcome::early(not_run.map_or(Exit::Runtime, |(_, exit)| exit));
+    }
+    let mut report = report::parity::ParitySummary::new(&runs);
+    if let Some((p, _)) = not_run {
+        report.reasons.push(format!("the {} run could not start; later protocols were not run", p.as_str()));
+        report.verdict = crate::judge::RunVerdict::Fail;
+    }
+    let dir = match ResultsDir::create(Some(&parent), &s.name) {
+        Ok(d) => d,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Runtime);
+        }
+    };
+    if let Err(e) = dir.write("summary.json", report.to_json().as_bytes()) {
+        say(opt, format!("gauntlet: {e}"));
+        return RunOutcome::early(Exit::Runtime);
+    }
+    if !opt.quiet {
+        out(&report.text());
+        out(&format!("results: {}\n", dir.path.display()));
+    }
+    let exit = match (not_run, report.verdict) {
+        (Some((_, exit)), _) => exit,
+        (None, crate::judge::RunVerdict::Pass) => Exit::Pass,
+        _ => Exit::Fail,
+    };
+    RunOutcome { exit, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
+}
+
+/// One run over `protocol` into `into` (default: a new folder under `results/`).
+async fn run_once(
+    s: Arc<Scenario>,
+    protocol: ProtocolKind,
+    opt: &ExecOptions,
+    deps: &Dependencies,
+    listener: Option<tokio::net::TcpListener>,
+    into: Option<&std::path::Path>,
+) -> RunOutcome {
+    // What to send is built first: a credential that cannot be minted is a usage error,
+    // whether or not the target is up.
+    let ws = Arc::new(proto::ws::Stats::default());
+    let requests = match prepare(&s, &ws) {
+        Ok(r) => r,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Usage);
+        }
+    };
+    let mut rig = match Rig::setup(s.clone(), protocol, opt, deps, listener, into).await {
+        Ok(r) => r,
+        Err(exit) => return RunOutcome::early(exit),
+    };
+    let Some(connector) = rig.connector.take() else { return RunOutcome::early(Exit::Runtime) };
+    let source = Source { requests, ws };
+    // The one dispatch on the protocol.
+    let driven = match protocol {
+        ProtocolKind::H1 => drive(&mut rig, proto::h1::Http1::new(connector), source, opt).await,
+        ProtocolKind::H2 => drive(&mut rig, proto::h2::Http2::new(connector), source, opt).await,
+        ProtocolKind::Auto => {
+            // HTTP/3 is followed when a response announces it (Alt-Svc), for https targets —
+            // not when the client link is impaired: QUIC would go around the TCP link.
+            let h3 = match (s.target.tls, rig.client_link()) {
+                (true, None) => proto::h3::Http3::new(&s.target, &s.identities).await.ok(),
+                _ => None,
+            };
+            drive(&mut rig, proto::auto::Auto::new(connector, h3), source, opt).await
+        }
+        ProtocolKind::H3 => match proto::h3::Http3::new(&s.target, &s.identities).await {
+            Ok(mut h3) => {
+                if let Some(l) = rig.client_link() {
+                    h3.via(l);
+                }
+                drive(&mut rig, h3, source, opt).await
+            }
+            Err(e) => {
+                say(opt, format!("gauntlet: cannot prepare HTTP/3 connections to {}: {e}", s.target.url));
+                rig.stop_link().await;
+                let _ = rig.stop_oracle().await;
+                return RunOutcome::early(Exit::Runtime);
+            }
+        },
+    };
+    finish(rig, driven, opt).await
+}
+
+/// What a run sends: one prepared request per check and credential, and the WebSocket
+/// counters its sessions share.
+struct Source {
+    requests: Vec<Vec<Prepared>>,
+    ws: Arc<proto::ws::Stats>,
+}
+
+/// What driving produced, for [`finish`].
+struct Driven {
+    protocol: &'static str,
+    extras: Extras,
+    progress: Arc<Progress>,
+    collector: Option<(Collector, Hlog)>,
+    run_end: Instant,
+    interrupted: bool,
+    ws: Arc<proto::ws::Stats>,
+}
+
+/// Runs the engine over `proto`, with the collector, the timeline, the signals and the
+/// dashboard (or progress line) around it, until the plan is done or the run is stopped.
+async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecOptions) -> Driven {
+    let s = rig.s.clone();
+    let plan = rig.plan.clone();
+    let timeline = rig.timeline.clone();
+    let dims = rig.dims;
+    let threads = match s.target.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let pause = opt.pause.clone().unwrap_or_default();
+    let expects: Arc<Vec<Expect>> = Arc::new(s.checks.iter().map(|c| c.expect.clone()).collect());
+    let job = Job {
+        timeline: timeline.clone(),
+        pause: pause.clone(),
+        plan: plan.clone(),
+        requests: Arc::new(source.requests),
+        expects: expects.clone(),
+        check_ids: Arc::new(s.checks.iter().map(|c| c.id.clone()).collect()),
+        run_id: rig.run_id.clone(),
+        identities: s.slots().last().copied().unwrap_or(0),
+        threads,
+        max_in_flight: s.target.max_in_flight as usize,
+        connections: s.target.connections as usize,
+        multiplexed: rig.protocol != ProtocolKind::H1,
+        timeout: s.target.timeout,
+        dims,
+    };
+    let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut collector = Collector::new(dims, plan.clone(), progress.clone()).with_timeline(timeline.clone());
+    if let Some(o) = &rig.upstream {
+        collector = collector.with_upstream(o.clone(), expects.clone());
+    }
+    let first = Arc::new(collector.snapshot(false));
+    let (snap_tx, snap_rx) = watch::channel(first);
+    let mut hlog = rig.hlog.take();
+    let collecting = tokio::spawn(async move {
+        let mut h = hlog.take()?;
+        let c = collector.run(rx, snap_tx, &mut h).await;
+        Some((c, h))
+    });
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(stop.clone(), opt.stop.clone(), RUN_STOP_NOTE));
+    // Open WebSocket sessions close cleanly (close frame) as soon as the run is stopped.
+    let ws_stop = source.ws.stop.clone();
+    let stopping = stop.clone();
+    let ws_watch = tokio::spawn(async move {
+        stopping.cancelled().await;
+        ws_stop.cancel();
+    });
+    let timeline_done = CancellationToken::new();
+    let driving = tokio::spawn(timeline.clone().run(progress.clone(), pause.clone(), timeline_done.clone()));
+    let tui = !opt.headless && !opt.quiet && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let printer = if tui {
+        let info = dashboard::Info {
+            scenario: s.name.clone(),
+            target: s.target.url.clone(),
+            protocol: rig.protocol.as_str().to_string(),
+            checks: s.checks.iter().map(|c| (c.id.clone(), c.expect.kind(), c.expect.is_deny_class())).collect(),
+            denials: s.checks.iter().map(|c| c.expect.expected_refusals()).collect(),
+            thresholds: s.thresholds.iter().map(dashboard::Threshold::from_scenario).collect(),
+            outage_statuses: s
+                .events
+                .iter()
+                .filter_map(|e| e.outage.as_ref())
+                .flat_map(|o| o.statuses.clone())
+                .collect(),
+        };
+        let (stop, no_wait) = (stop.clone(), opt.no_wait);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = dashboard::run(snap_rx, info, stop, pause, no_wait) {
+                errln!("gauntlet: the dashboard failed ({e}); the run goes on");
+            }
+        })
+    } else {
+        let tty = std::io::stderr().is_terminal();
+        tokio::spawn(dashboard::headless::progress_line(snap_rx, tty, opt.quiet))
+    };
+    let proto = Arc::new(proto);
+    let Finish { interrupted } = engine::run(proto.clone(), job, progress.clone(), tx, stop.clone()).await;
+    let run_end = Instant::now();
+    // Stopped by the user (Ctrl-C, SIGTERM, `q`) even if every scheduled request then
+    // finished (WebSocket sessions close at once on a stop).
+    let interrupted = interrupted || stop.is_cancelled();
+    timeline_done.cancel();
+    ws_watch.abort();
+    let _ = driving.await;
+    rig.stop_link().await;
+    signals.abort();
+    let collector = collecting.await.ok().flatten();
+    let _ = printer.await;
+    Driven { protocol: P::NAME, extras: proto.extras(), progress, collector, run_end, interrupted, ws: source.ws }
+}
+
+/// Reads the oracle, judges, and writes the results folder (`summary.json` last).
+async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
+    let oracle_report = rig.stop_oracle().await;
+    let Some((collector, hlog)) = d.collector else {
+        say(opt, "gauntlet: the metrics collector failed; no results written");
+        return RunOutcome::early(Exit::Runtime);
+    };
+    let (s, plan, dims, progress, run_end) = (&rig.s, &rig.plan, rig.dims, &d.progress, d.run_end);
+    let upstream_cells: Vec<((usize, usize, usize), crate::conformance::UpstreamCounts)> = oracle_report
+        .as_ref()
+        .map(|r| r.by_condition.iter().map(|c| ((c.phase, c.condition, c.check), c.counts)).collect())
+        .unwrap_or_default();
+    let spans = report::spans(progress, plan.phases.len(), run_end);
+    let judgement = crate::judge::judge(&crate::judge::Evidence {
+        scenario: s,
+        plan,
+        dims,
+        cells: &collector.cells,
+        causes: &collector.causes,
+        upstream: oracle_report.as_ref().map(|r| crate::judge::Upstream {
+            cells: &upstream_cells,
+            headers: &r.headers,
+            untagged: r.untagged,
+        }),
+        windows: &collector.windows,
+        saturation: &collector.saturation,
+        spans: &spans,
+        run_span: run_end.saturating_duration_since(progress.run_start),
+        interrupted: d.interrupted,
+        max_in_flight: s.target.max_in_flight,
+    });
+    let summary = Summary::new(
+        &report::Inputs {
+            scenario: s,
+            plan,
+            dims,
+            lag: &collector.lag,
+            causes: &collector.causes,
+            progress,
+            run_end,
+            started_at: rig.started_at,
+            run_id: &rig.run_id,
+            protocol: d.protocol,
+            interrupted: d.interrupted,
+            oracle: oracle_report.as_ref().map(|r| report::OracleInputs {
+                received: r.received,
+                untagged: r.untagged,
+                foreign: r.foreign,
+                headers: &r.headers,
+            }),
+            timeline: &rig.timeline,
+            quic_refusals: d.extras.quic_refusals.clone(),
+            websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*d.ws),
+            followed_h3: d.extras.followed_h3,
+            command: command_line(),
+        },
+        &judgement,
+    );
+    let dir = &rig.dir;
+    let written = dir
+        .write("scenario.yaml", s.resolved_yaml.as_bytes())
+        .and_then(|_| {
+            dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes())
+        })
+        .and_then(|_| hlog.finish())
+        .and_then(|_| {
+            let (report, lines) = report::conformance_report(s, &summary);
+            dir.write("results.jsonl", lines.as_bytes())?;
+            dir.write("conformance.yaml", report.as_bytes())
+        })
+        .and_then(|_| dir.write("summary.json", summary.to_json().as_bytes()));
+    if let Err(e) = written {
+        say(opt, format!("gauntlet: {e}"));
+        return RunOutcome::early(Exit::Runtime);
+    }
+    if !opt.quiet {
+        out(&summary.text());
+        out(&format!("results: {}\n", dir.path.display()));
+    }
+    let exit = if summary.verdict == crate::judge::RunVerdict::Pass { Exit::Pass } else { Exit::Fail };
+    RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: Some(summary), parity: None }
+}
+
+pub(super) fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Vec<Prepared>>, String> {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    // tokens[identity][member]
+    let mut tokens: Vec<Vec<Option<(http::HeaderName, HeaderValue)>>> = Vec::new();
+    for id in &s.identities {
+        let mut per = Vec::with_capacity(id.members());
+        for m in 0..id.members() {
+            let Some(t) = &id.token else {
+                per.push(None);
+                continue;
+            };
+            let raw = match &t.source {
+                TokenSource::Static(v) => v.clone(),
+                TokenSource::Jwt(spec) => {
+                    spec.mint_as(now, id.number(m)).map_err(|e| format!("identity `{}`: {e}", id.name))?
+                }
+            };
+            let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
+            let hv = HeaderValue::from_str(&value)
+                .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
+            per.push(Some((t.header.clone(), hv)));
+        }
+        tokens.push(per);
+    }
+    let tagging = match s.profile.tag.unwrap_or(TagMode::Header) {
+        TagMode::Header => Tagging::Header,
+        TagMode::Query => Tagging::Query,
+        TagMode::Off => Tagging::Off,
+    };
+    let endpoint = Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging };
+    let slots = s.slots();
+    let mut out = Vec::with_capacity(s.checks.len());
+    for (ci, c) in s.checks.iter().enumerate() {
+        let id = &s.identities[c.identity];
+        let mut per = Vec::with_capacity(s.members_of(ci));
+        for (m, token) in tokens[c.identity].iter().take(s.members_of(ci)).enumerate() {
+            let mut h = HeaderMap::new();
+            for (k, v) in &id.headers {
+                h.append(k.clone(), v.clone());
+            }
+            if let Some((k, v)) = token {
+                h.append(k.clone(), v.clone());
+            }
+            for (k, v) in &c.request.headers {
+                h.append(k.clone(), v.clone());
+            }
+            let p = Prepared::new(
+                slots[c.identity] + m,
+                c.request.method.clone(),
+                &c.request.path,
+                h,
+                c.request.body.clone(),
+                &endpoint,
+            )
+            .map_err(|e| format!("check {}: cannot build its request: {e}", c.id))?
+            .with_varying(c.request.varying.clone());
+            per.push(match &c.request.websocket {
+                Some(spec) => p.with_websocket(spec.clone(), ws.clone()),
+                None => p,
+            });
+        }
+        out.push(per);
+    }
+    Ok(out)
+}
+
+/// Prints `msg` on stderr unless the run is quiet.
+pub(super) fn say(opt: &ExecOptions, msg: impl std::fmt::Display) {
+    if !opt.quiet {
+        errln!("{msg}");
+    }
+}
