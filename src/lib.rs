@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod cli;
 pub mod conformance;
 pub mod dashboard;

@@ -1,0 +1,166 @@
+//! Captured traffic → HTTP exchanges, streamed: pcap/pcapng frames ([`file`]) → TCP
+//! segments ([`decode`]) → reassembled byte streams ([`tcp`]) → requests paired with their
+//! recorded responses ([`http1`]). Memory holds open connections and what waits in them,
+//! never the capture: a gigabyte file streams through a 64 KiB read buffer.
+//!
+//! Every frame, segment and byte that does not become part of an exchange is counted in
+//! [`Stats`] with its reason; a file that is not a capture, or is cut or corrupt, is an
+//! [`Error`] naming the byte offset. *Invariant:* no network, no clock, no scenario.
+
+pub mod craft;
+pub mod decode;
+pub mod file;
+pub mod http1;
+pub mod tcp;
+
+use std::path::{Path, PathBuf};
+
+pub use http1::{Exchange, Request, Response};
+
+/// A capture that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {msg}", path.display(), offset.map(|o| format!(" (byte {o})")).unwrap_or_default())]
+pub struct Error {
+    /// The file.
+    pub path: PathBuf,
+    /// Where in it, when known.
+    pub offset: Option<u64>,
+    /// What is wrong, and what to do.
+    pub msg: String,
+}
+
+impl Error {
+    fn at(path: &Path, offset: u64, msg: impl Into<String>) -> Self {
+        Error { path: path.to_path_buf(), offset: Some(offset), msg: msg.into() }
+    }
+
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        Error { path: path.to_path_buf(), offset: None, msg: format!("cannot read it: {e}") }
+    }
+}
+
+/// Frame-level counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrameStats {
+    /// Frames read.
+    pub frames: u64,
+    /// Bytes captured.
+    pub bytes: u64,
+    /// Frames cut by the snap length (their missing bytes show up as TCP gaps).
+    pub truncated: u64,
+    /// Frames that are not TCP over IP.
+    pub not_tcp: u64,
+    /// IP fragments (not reassembled).
+    pub fragments: u64,
+    /// Frames that do not decode.
+    pub malformed: u64,
+    /// Frames of link types not read, by link type.
+    pub unknown_linktypes: std::collections::BTreeMap<i32, u64>,
+    /// Records out of time order (earlier than the one before; replay sorts them).
+    pub out_of_time_order: u64,
+    /// pcapng decryption secrets blocks (TLS key logs) seen.
+    pub decryption_secrets: u64,
+}
+
+/// Everything counted while reading a capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Frames.
+    pub frames: FrameStats,
+    /// TCP.
+    pub tcp: tcp::TcpStats,
+    /// HTTP.
+    pub http: http1::HttpStats,
+}
+
+/// A capture being read as exchanges.
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    frames: file::Frames,
+    tcp: tcp::Reassembler,
+    http: http1::Http1,
+    buf: Vec<u8>,
+    frame_stats: FrameStats,
+    last_ts: u64,
+    ended: bool,
+}
+
+impl Reader {
+    /// Opens a pcap or pcapng file.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        Ok(Self::new(file::Frames::open(path)?, path))
+    }
+
+    /// Reads a capture from memory (`name` names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<Self, Error> {
+        Ok(Self::new(file::Frames::from_reader(std::io::Cursor::new(bytes), name)?, name))
+    }
+
+    fn new(frames: file::Frames, path: &Path) -> Self {
+        Reader {
+            path: path.to_path_buf(),
+            frames,
+            tcp: tcp::Reassembler::new(),
+            http: http1::Http1::new(),
+            buf: Vec::with_capacity(2048),
+            frame_stats: FrameStats::default(),
+            last_ts: 0,
+            ended: false,
+        }
+    }
+
+    /// The container format.
+    pub fn format(&self) -> file::Format {
+        self.frames.format()
+    }
+
+    /// The next exchange, in the order they complete; `None` once the capture is done.
+    pub fn next_exchange(&mut self) -> Result<Option<Exchange>, Error> {
+        loop {
+            if let Some(x) = self.http.out.pop_front() {
+                return Ok(Some(x));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match self.frames.next(&mut self.buf, &self.path)? {
+                Some(f) => self.frame(f),
+                None => {
+                    self.ended = true;
+                    self.tcp.finish(&mut self.http);
+                }
+            }
+        }
+    }
+
+    fn frame(&mut self, f: file::Frame) {
+        let st = &mut self.frame_stats;
+        st.frames += 1;
+        st.bytes += self.buf.len() as u64;
+        if f.ts_ns < self.last_ts {
+            st.out_of_time_order += 1;
+        }
+        self.last_ts = self.last_ts.max(f.ts_ns);
+        if (f.orig_len as usize) > self.buf.len() {
+            st.truncated += 1;
+        }
+        match decode::segment(f.linktype, &self.buf) {
+            Ok(seg) => self.tcp.segment(&seg, f.ts_ns, &mut self.http),
+            Err(decode::Skip::NotTcp) => st.not_tcp += 1,
+            Err(decode::Skip::Fragment) => st.fragments += 1,
+            Err(decode::Skip::Malformed(_)) => st.malformed += 1,
+            Err(decode::Skip::Linktype(l)) => *st.unknown_linktypes.entry(l).or_default() += 1,
+        }
+    }
+
+    /// Counts so far (complete once [`Reader::next_exchange`] returned `None`).
+    pub fn stats(&self) -> Stats {
+        let mut frames = self.frame_stats.clone();
+        frames.decryption_secrets = self.frames.secrets;
+        Stats { frames, tcp: self.tcp.stats, http: self.http.stats }
+    }
+}
+
+#[cfg(test)]
+mod tests;
