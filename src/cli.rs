@@ -34,6 +34,28 @@ pub enum Command {
     /// Send one request of one check and show it whole: as sent, the answer, what reached the
     /// oracle, and the verdict with its reason.
     Probe(ProbeArgs),
+    /// Captured traffic: profile a capture (a replay itself is a scenario phase with `replay:`).
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+}
+
+/// `gauntlet replay`.
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// Read a pcap or pcapng capture and show what a replay would send: requests, recorded
+    /// span and rate profile, hosts, routes, recorded answers, and everything that is not an
+    /// exchange (holes, retransmits, TLS, h2c) with its count. Sends nothing.
+    Inspect(InspectArgs),
+}
+
+/// `gauntlet replay inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The capture (pcap or pcapng).
+    pub capture: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gauntlet probe`.

@@ -20,6 +20,7 @@ pub mod netem;
 pub mod oracle;
 pub mod plan;
 pub mod proto;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod serve;

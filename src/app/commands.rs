@@ -373,3 +373,21 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
         }
     }
 }
+
+/// `gauntlet replay inspect`: a capture's profile; a capture that cannot be read is bad input.
+pub(super) fn replay_inspect(a: &crate::cli::InspectArgs) -> Exit {
+    match crate::replay::inspect(&a.capture) {
+        Ok(p) => {
+            if a.json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&p).unwrap_or_default()));
+            } else {
+                out(&p.text(&a.capture));
+            }
+            Exit::Pass
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            Exit::Usage
+        }
+    }
+}

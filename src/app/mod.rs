@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CertsCommand, Cli, Command};
+use crate::cli::{CertsCommand, Cli, Command, ReplayCommand};
 use crate::scenario::{self, Overrides, Scenario};
 
 /// stderr output that never panics (a closed pipe must not stop a run or its results).
@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Oracle(a) => commands::oracle(a).await,
         Command::Netem(a) => commands::netem(*a).await,
         Command::Probe(a) => commands::probe(a).await,
+        Command::Replay(ReplayCommand::Inspect(a)) => commands::replay_inspect(&a),
     };
     exit.code()
 }

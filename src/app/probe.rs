@@ -100,7 +100,7 @@ pub async fn probe(
     let check = &s.checks[ci];
     let kind = protocol.unwrap_or(s.target.protocol);
     let ws = Arc::new(proto::ws::Stats::default());
-    let requests = super::run::prepare(s, &ws).map_err(Error::Setup)?;
+    let requests = super::run::credentials(s).and_then(|c| super::run::prepare(s, &c, &ws)).map_err(Error::Setup)?;
     let req = &requests[ci][0];
     let run_id = format!("{:08x}", rand::random::<u32>());
     let seq = proto::seq(0, 0, 0);

@@ -178,7 +178,8 @@ async fn run_once(
     // What to send is built first: a credential that cannot be minted is a usage error,
     // whether or not the target is up.
     let ws = Arc::new(proto::ws::Stats::default());
-    let requests = match prepare(&s, &ws) {
+    let prepared = credentials(&s).and_then(|c| Ok((prepare(&s, &c, &ws)?, c)));
+    let (requests, credentials) = match prepared {
         Ok(r) => r,
         Err(e) => {
             say(opt, format!("gauntlet: {e}"));
@@ -190,7 +191,14 @@ async fn run_once(
         Err(exit) => return RunOutcome::early(exit),
     };
     let Some(connector) = rig.connector.take() else { return RunOutcome::early(Exit::Runtime) };
-    let source = Source { requests, ws };
+    // Replay phases stream their capture; the producers start now, ahead of the engine.
+    let credentials = Arc::new(credentials);
+    let replays: Vec<Option<Arc<crate::replay::ReplayFeed>>> = (0..s.phases.len())
+        .map(|i| {
+            s.phases[i].replay.as_ref().map(|_| crate::replay::start(s.clone(), i, credentials.clone(), endpoint(&s)))
+        })
+        .collect();
+    let source = Source { requests, ws, replays };
     // The one dispatch on the protocol.
     let driven = match protocol {
         ProtocolKind::H1 => drive(&mut rig, proto::h1::Http1::new(connector), source, opt).await,
@@ -227,6 +235,8 @@ async fn run_once(
 struct Source {
     requests: Vec<Vec<Prepared>>,
     ws: Arc<proto::ws::Stats>,
+    /// Per phase: a replay phase's feed.
+    replays: Vec<Option<Arc<crate::replay::ReplayFeed>>>,
 }
 
 /// What driving produced, for [`finish`].
@@ -238,6 +248,7 @@ struct Driven {
     run_end: Instant,
     interrupted: bool,
     ws: Arc<proto::ws::Stats>,
+    replays: Vec<Option<Arc<crate::replay::ReplayFeed>>>,
 }
 
 /// Runs the engine over `proto`, with the collector, the timeline, the signals and the
@@ -268,6 +279,9 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
         multiplexed: rig.protocol != ProtocolKind::H1,
         timeout: s.target.timeout,
         dims,
+        feeds: Arc::new(
+            source.replays.iter().map(|f| f.clone().map(|f| f as Arc<dyn engine::Feed>)).collect(),
+        ),
     };
     let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
     let (tx, rx) = mpsc::unbounded_channel();
@@ -333,7 +347,7 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
     signals.abort();
     let collector = collecting.await.ok().flatten();
     let _ = printer.await;
-    Driven { protocol: P::NAME, extras: proto.extras(), progress, collector, run_end, interrupted, ws: source.ws }
+    Driven { protocol: P::NAME, extras: proto.extras(), progress, collector, run_end, interrupted, ws: source.ws, replays: source.replays }
 }
 
 /// Reads the oracle, judges, and writes the results folder (`summary.json` last).
@@ -349,6 +363,21 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         .map(|r| r.by_condition.iter().map(|c| ((c.phase, c.condition, c.check), c.counts)).collect())
         .unwrap_or_default();
     let spans = report::spans(progress, plan.phases.len(), run_end);
+    let replays: Vec<(String, crate::replay::Summary)> = d
+        .replays
+        .iter()
+        .zip(&plan.phases)
+        .filter_map(|(f, p)| f.as_ref().map(|f| (p.name.clone(), f.counters.snapshot())))
+        .collect();
+    let replay_evidence: Vec<crate::judge::ReplayEvidence> = replays
+        .iter()
+        .map(|(phase, r)| crate::judge::ReplayEvidence {
+            phase: phase.clone(),
+            replayed: r.replayed,
+            unreplayable: r.unreplayable.iter().map(|(u, n)| (u.describe().to_string(), *n)).collect(),
+            error: r.error.clone(),
+        })
+        .collect();
     let judgement = crate::judge::judge(&crate::judge::Evidence {
         scenario: s,
         plan,
@@ -366,6 +395,7 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         run_span: run_end.saturating_duration_since(progress.run_start),
         interrupted: d.interrupted,
         max_in_flight: s.target.max_in_flight,
+        replays: &replay_evidence,
     });
     let summary = Summary::new(
         &report::Inputs {
@@ -390,6 +420,7 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
             quic_refusals: d.extras.quic_refusals.clone(),
             websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*d.ws),
             followed_h3: d.extras.followed_h3,
+            replays: &replays,
             command: command_line(),
         },
         &judgement,
@@ -419,47 +450,59 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: Some(summary), parity: None }
 }
 
-pub(super) fn prepare(s: &Scenario, ws: &Arc<proto::ws::Stats>) -> Result<Vec<Vec<Prepared>>, String> {
+/// Every credential's headers, `[identity][member]`: the identity's static headers and its
+/// token, minted now (`{n}` per pool member).
+pub(super) fn credentials(s: &Scenario) -> Result<crate::replay::Credentials, String> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    // tokens[identity][member]
-    let mut tokens: Vec<Vec<Option<(http::HeaderName, HeaderValue)>>> = Vec::new();
+    let mut out = Vec::with_capacity(s.identities.len());
     for id in &s.identities {
         let mut per = Vec::with_capacity(id.members());
         for m in 0..id.members() {
-            let Some(t) = &id.token else {
-                per.push(None);
-                continue;
-            };
-            let raw = match &t.source {
-                TokenSource::Static(v) => v.clone(),
-                TokenSource::Jwt(spec) => {
-                    spec.mint_as(now, id.number(m)).map_err(|e| format!("identity `{}`: {e}", id.name))?
-                }
-            };
-            let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
-            let hv = HeaderValue::from_str(&value)
-                .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
-            per.push(Some((t.header.clone(), hv)));
+            let mut h: Vec<(http::HeaderName, HeaderValue)> = id.headers.clone();
+            if let Some(t) = &id.token {
+                let raw = match &t.source {
+                    TokenSource::Static(v) => v.clone(),
+                    TokenSource::Jwt(spec) => {
+                        spec.mint_as(now, id.number(m)).map_err(|e| format!("identity `{}`: {e}", id.name))?
+                    }
+                };
+                let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
+                let hv = HeaderValue::from_str(&value)
+                    .map_err(|_| format!("identity `{}`: the token cannot be sent as a header", id.name))?;
+                h.push((t.header.clone(), hv));
+            }
+            per.push(h);
         }
-        tokens.push(per);
+        out.push(per);
     }
+    Ok(out)
+}
+
+/// Where prepared requests go and how they are tagged.
+pub(super) fn endpoint(s: &Scenario) -> Endpoint {
     let tagging = match s.profile.tag.unwrap_or(TagMode::Header) {
         TagMode::Header => Tagging::Header,
         TagMode::Query => Tagging::Query,
         TagMode::Off => Tagging::Off,
     };
-    let endpoint = Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging };
+    Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging }
+}
+
+/// One prepared request per check and credential (`[check][member]`: a check round-robins
+/// over its identity's pool); WebSocket checks count into `ws`.
+pub(super) fn prepare(
+    s: &Scenario,
+    credentials: &crate::replay::Credentials,
+    ws: &Arc<proto::ws::Stats>,
+) -> Result<Vec<Vec<Prepared>>, String> {
+    let endpoint = endpoint(s);
     let slots = s.slots();
     let mut out = Vec::with_capacity(s.checks.len());
     for (ci, c) in s.checks.iter().enumerate() {
-        let id = &s.identities[c.identity];
         let mut per = Vec::with_capacity(s.members_of(ci));
-        for (m, token) in tokens[c.identity].iter().take(s.members_of(ci)).enumerate() {
+        for (m, creds) in credentials[c.identity].iter().take(s.members_of(ci)).enumerate() {
             let mut h = HeaderMap::new();
-            for (k, v) in &id.headers {
-                h.append(k.clone(), v.clone());
-            }
-            if let Some((k, v)) = token {
+            for (k, v) in creds {
                 h.append(k.clone(), v.clone());
             }
             for (k, v) in &c.request.headers {

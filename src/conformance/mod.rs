@@ -60,6 +60,41 @@ impl Statuses {
 /// target profile's own deny statuses: the gateway said no.
 pub const REFUSALS: [u16; 3] = [401, 403, 429];
 
+/// How a replayed request's answer compares with the recorded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayClass {
+    /// The same status.
+    Match,
+    /// Another status of the same kind (both let through, or both refused).
+    Drift,
+    /// Let through in the recording and refused now (401/403), or the other way round: a
+    /// policy change, or a violation.
+    VerdictFlip,
+}
+
+impl ReplayClass {
+    /// Names, by [`ReplayClass::index`].
+    pub const NAMES: [&'static str; 3] = ["match", "drift", "verdict_flip"];
+
+    /// Compares a `recorded` status with a `replayed` one.
+    pub fn of(recorded: u16, replayed: u16) -> Self {
+        let refused = |s: u16| s == 401 || s == 403;
+        let through = |s: u16| (200..400).contains(&s);
+        if recorded == replayed {
+            ReplayClass::Match
+        } else if (refused(recorded) && through(replayed)) || (through(recorded) && refused(replayed)) {
+            ReplayClass::VerdictFlip
+        } else {
+            ReplayClass::Drift
+        }
+    }
+
+    /// Position in counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A `limit` expectation: the gateway allows `requests` per `per` to one identity and
 /// refuses the rest with 429.
 #[derive(Debug, Clone, PartialEq)]

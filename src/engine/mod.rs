@@ -43,6 +43,42 @@ pub const SEND_GRACE: Duration = Duration::from_millis(250);
 /// schedule.
 const CLOSED: u64 = u64::MAX / 2;
 
+/// A phase's requests taken one at a time from outside the plan (a replayed capture), in
+/// send order, each with its intended offset from the phase start.
+pub trait Feed: Send + Sync + std::fmt::Debug {
+    /// The next request.
+    fn next(&self) -> Next;
+}
+
+/// What a [`Feed`] hands out.
+#[derive(Debug)]
+pub enum Next {
+    /// Send this.
+    Send(Box<Fed>),
+    /// Nothing ready yet (the source is behind): ask again shortly.
+    Wait,
+    /// The feed is over.
+    Done,
+}
+
+/// One fed request.
+#[derive(Debug)]
+pub struct Fed {
+    /// Its index in the phase (in its tag's sequence field).
+    pub index: u64,
+    /// Intended send time, from the phase start.
+    pub offset: Duration,
+    /// The check counting it.
+    pub check: usize,
+    /// The request.
+    pub request: Prepared,
+    /// The recorded answer's status, when there is one.
+    pub recorded: Option<u16>,
+}
+
+/// How long a worker waits before asking a feed that had nothing ready again.
+const FEED_POLL: Duration = Duration::from_millis(1);
+
 /// Everything the engine needs besides the protocol.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -75,6 +111,8 @@ pub struct Job {
     /// The network timeline: told when each phase starts, read for the condition in force
     /// at each send, told of allow-class successes (recovery time).
     pub timeline: Arc<Timeline>,
+    /// Per phase: the feed of a replay phase (`None` for synthetic phases).
+    pub feeds: Arc<Vec<Option<Arc<dyn Feed>>>>,
 }
 
 /// How the run ended.
@@ -91,6 +129,8 @@ struct PhaseState {
     all_done: Notify,
     /// Time this phase spent paused (ns): its schedule and deadline move by this much.
     shift_ns: AtomicU64,
+    /// A replay phase's feed said it is over.
+    feed_done: AtomicBool,
 }
 
 impl PhaseState {
@@ -151,6 +191,7 @@ pub async fn run<P: Protocol>(
                 completed: AtomicU64::new(0),
                 all_done: Notify::new(),
                 shift_ns: AtomicU64::new(0),
+                feed_done: AtomicBool::new(false),
             })
             .collect(),
         started: Notify::new(),
@@ -238,6 +279,19 @@ async fn coordinate(
         let deadline = phase.nominal_end().map(|d| start + d);
         let all_done = async {
             match (phase.pace, phase.requests) {
+                // A replay phase is over once its feed is and every request it fed completed.
+                (Pace::Replay, _) => loop {
+                    let st = &shared.phases[i];
+                    let notified = st.all_done.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if st.feed_done.load(Ordering::Acquire)
+                        && st.completed.load(Ordering::Acquire) >= st.next.load(Ordering::Acquire)
+                    {
+                        return;
+                    }
+                    notified.await;
+                },
                 (Pace::Closed { .. }, Some(n)) => loop {
                     let notified = shared.phases[i].all_done.notified();
                     tokio::pin!(notified);
@@ -404,6 +458,12 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             continue;
         }
         let state = &cx.shared.phases[pi];
+        if let Some(feed) = cx.job.feeds.get(pi).and_then(Option::as_ref) {
+            if !replayed(&cx, pi, start, feed.as_ref(), &mut tag, deadline.as_mut()).await {
+                return;
+            }
+            continue;
+        }
         // A duration-bounded open-loop phase stops sending at its end (+ grace, + pauses).
         let cut = if phase.cut_at_duration() { phase.nominal_end() } else { None };
         loop {
@@ -463,7 +523,8 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             if pool > 1 {
                 let _ = write!(tag, ".{member}");
             }
-            one(&cx, key, check, member, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
+            let req = &cx.job.requests[check][member];
+            one(&cx, key, req, None, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 if phase.requests.is_some_and(|r| n >= r) {
@@ -471,6 +532,81 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                 }
             }
         }
+    }
+}
+
+/// Sends a replay phase's fed requests, each at its intended time (from the recorded pace:
+/// latency counts from it, so a slow gateway cannot slow the replay down unseen), until
+/// the feed is over or the phase's `duration:` bound passes. False when the run stopped.
+async fn replayed<P: Protocol>(
+    cx: &WorkerCtx<P>,
+    pi: usize,
+    start: Instant,
+    feed: &dyn Feed,
+    tag: &mut String,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> bool {
+    let phase = &cx.job.plan.phases[pi];
+    let state = &cx.shared.phases[pi];
+    let finish_one = || {
+        let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
+        if state.feed_done.load(Ordering::Acquire) && n >= state.next.load(Ordering::Acquire) {
+            state.all_done.notify_waiters();
+        }
+    };
+    loop {
+        if cx.shared.stop.is_cancelled() {
+            return false;
+        }
+        while cx.shared.paused.load(Ordering::Acquire) {
+            tokio::time::sleep(PAUSE_POLL).await;
+        }
+        // Claimed before taken, so `completed >= next` never holds while a request is out.
+        state.next.fetch_add(1, Ordering::AcqRel);
+        let fed = match feed.next() {
+            Next::Send(f) => f,
+            Next::Wait => {
+                state.next.fetch_sub(1, Ordering::AcqRel);
+                tokio::time::sleep(FEED_POLL).await;
+                continue;
+            }
+            Next::Done => {
+                state.next.fetch_sub(1, Ordering::AcqRel);
+                state.feed_done.store(true, Ordering::Release);
+                if state.completed.load(Ordering::Acquire) >= state.next.load(Ordering::Acquire) {
+                    state.all_done.notify_waiters();
+                }
+                return true;
+            }
+        };
+        let intended = loop {
+            let at = start + fed.offset + state.shift();
+            let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
+            let now = Instant::now();
+            if cx.shared.paused.load(Ordering::Acquire) || wake > now + PAUSE_POLL {
+                tokio::time::sleep(PAUSE_POLL).await;
+            } else if wake > now {
+                tokio::time::sleep_until(wake.into()).await;
+            } else {
+                break at;
+            }
+            if cx.shared.stop.is_cancelled() {
+                return false;
+            }
+        };
+        let condition = cx.job.timeline.condition();
+        let key = Key { phase: pi as u16, condition, check: fed.check as u16 };
+        if phase.duration.is_some_and(|d| fed.offset >= d) {
+            // Past the phase's time bound: not sent, counted.
+            cx.rec.borrow_mut().unsent(key, 1);
+            finish_one();
+            continue;
+        }
+        tag.clear();
+        let seq = crate::proto::seq(pi, condition, fed.index);
+        let _ = write!(tag, "{}.{}.{seq}", cx.job.run_id, cx.job.check_ids[fed.check]);
+        one(cx, key, &fed.request, fed.recorded, intended, Tag { text: tag, seq }, deadline.as_mut()).await;
+        finish_one();
     }
 }
 
@@ -494,14 +630,13 @@ fn on_retry(o: Outcome) -> Outcome {
 async fn one<P: Protocol>(
     cx: &WorkerCtx<P>,
     key: Key,
-    check: usize,
-    member: usize,
+    req: &Prepared,
+    recorded: Option<u16>,
     intended: Instant,
     tag: Tag<'_>,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) {
-    let req = &cx.job.requests[check][member];
-    let expect = &cx.job.expects[check];
+    let expect = &cx.job.expects[usize::from(key.check)];
     let sent = Instant::now();
     let mut retried = false;
     let attempt = async {
@@ -575,6 +710,7 @@ async fn one<P: Protocol>(
         window,
         cause: outcome.cause(),
         stale_retry: retried,
+        recorded,
     };
     cx.rec.borrow_mut().record(&sample);
 }

@@ -70,6 +70,21 @@ pub struct Evidence<'a> {
     pub interrupted: bool,
     /// Most requests in flight (the in-flight cap), for reasons.
     pub max_in_flight: u32,
+    /// What each replay phase could and could not send.
+    pub replays: &'a [ReplayEvidence],
+}
+
+/// A replay phase's account of its capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayEvidence {
+    /// The phase.
+    pub phase: String,
+    /// Requests handed to the engine.
+    pub replayed: u64,
+    /// Requests not replayable, by reason (in words).
+    pub unreplayable: Vec<(String, u64)>,
+    /// Why the capture was not read to its end.
+    pub error: Option<String>,
 }
 
 /// A check's result.
@@ -381,6 +396,8 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
             !c.upstream.is_empty() || (c.expect.is_allow() && s.profile.identity_header.is_some());
         let (result, reason) = if let (0, Some(why)) = (counts.sent, &c.out_of_scope) {
             (CheckResult::Skipped, why.clone())
+        } else if counts.sent == 0 && c.replay {
+            (CheckResult::Skipped, "no replayed request fell in this class".to_string())
         } else if counts.sent == 0 {
             let why = if ev.interrupted {
                 "not sent: the run stopped before it".to_string()
@@ -564,6 +581,27 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
                 thousands(scheduled),
                 thousands(pj.unsent),
                 cause.describe(ev.max_in_flight)
+            ));
+        }
+    }
+    for r in ev.replays {
+        let skipped: u64 = r.unreplayable.iter().map(|(_, n)| n).sum();
+        let why = r.unreplayable.iter().map(|(w, n)| format!("{} {w}", thousands(*n))).collect::<Vec<_>>().join("; ");
+        if let Some(e) = &r.error {
+            reasons.push(format!(
+                "replay phase `{}` could not read its capture to the end ({e}): the verdict would cover only part of it",
+                r.phase
+            ));
+        } else if r.replayed == 0 && !ev.interrupted {
+            let why = if why.is_empty() { "the capture holds no HTTP request".to_string() } else { why.clone() };
+            reasons.push(format!("replay phase `{}` replayed nothing: {why}", r.phase));
+        }
+        if skipped > 0 && r.replayed > 0 {
+            notes.push(format!(
+                "replay phase `{}`: {} request(s) replayed, {} not replayable: {why}",
+                r.phase,
+                thousands(r.replayed),
+                thousands(skipped)
             ));
         }
     }

@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 
 pub use collector::{Collector, IntervalSink, Progress, Snapshot, TICK, Upstream};
 
-use crate::conformance::{ErrorKind, Verdict, Violation};
+use crate::conformance::{ErrorKind, ReplayClass, Verdict, Violation};
 
 /// Largest latency recorded (values above are clamped): one hour in µs.
 pub const MAX_US: u64 = 3_600_000_000;
@@ -129,6 +129,9 @@ pub struct Counts {
     pub last_error_us: u64,
     /// Latest answer (or TLS refusal), µs since the run start ([`NEVER`]: none).
     pub last_answer_us: u64,
+    /// Replayed requests with a recorded answer, by [`ReplayClass::index`]: the same status,
+    /// a different one of the same class, or a verdict flipped (2xx/3xx ⇄ 401/403).
+    pub replay: [u64; 3],
 }
 
 impl Default for Counts {
@@ -150,6 +153,7 @@ impl Default for Counts {
             tls_closed: 0,
             unsent: 0,
             stale_retries: 0,
+            replay: [0; 3],
             first_error_us: [NEVER; ERRORS],
             last_error_us: NEVER,
             last_answer_us: NEVER,
@@ -183,6 +187,9 @@ impl Counts {
             *a += b;
         }
         for (a, b) in self.found.iter_mut().zip(o.found) {
+            *a += b;
+        }
+        for (a, b) in self.replay.iter_mut().zip(o.replay) {
             *a += b;
         }
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
@@ -369,6 +376,8 @@ pub struct Sample<'a> {
     pub cause: Option<&'a str>,
     /// Sent a second time on a fresh connection after a stale kept-alive one.
     pub stale_retry: bool,
+    /// A replayed request's recorded status.
+    pub recorded: Option<u16>,
 }
 
 /// Saturation of one phase as seen by one generator thread: ticks observed, and ticks at
@@ -440,6 +449,9 @@ impl Recorder {
         c.sent += 1;
         if let Some(st) = s.status {
             c.status(st, 1);
+            if let Some(rec) = s.recorded {
+                c.replay[ReplayClass::of(rec, st).index()] += 1;
+            }
         }
         c.tls_rejected += u64::from(s.tls_rejected);
         c.tls_closed += u64::from(s.tls_closed);
@@ -542,6 +554,7 @@ mod tests {
             window: None,
             cause: None,
             stale_retry: false,
+            recorded: None,
         }
     }
 

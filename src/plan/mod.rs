@@ -51,6 +51,9 @@ pub enum Pace {
         /// Users.
         users: u32,
     },
+    /// A replayed capture: the engine takes each request and its intended offset from the
+    /// phase's feed, not from an arrival process.
+    Replay,
 }
 
 /// An arrival process.
@@ -156,6 +159,8 @@ impl PhasePlan {
         }
         match self.pace {
             Pace::Closed { .. } => Some(None),
+            // Replayed requests come from the phase's feed.
+            Pace::Replay => None,
             Pace::Open(a) => {
                 let off = a.offset(i);
                 if self.duration.is_some_and(|d| off >= d) || off == Duration::MAX { None } else { Some(Some(off)) }
@@ -174,7 +179,7 @@ impl PhasePlan {
                     (d, c) => d.or(c),
                 }
             }
-            Pace::Closed { .. } => self.duration,
+            Pace::Closed { .. } | Pace::Replay => self.duration,
         }
     }
 
@@ -182,7 +187,7 @@ impl PhasePlan {
     pub fn offered_rate(&self, t: Duration) -> Option<f64> {
         match self.pace {
             Pace::Open(a) => Some(a.rate_at(t)),
-            Pace::Closed { .. } => None,
+            Pace::Closed { .. } | Pace::Replay => None,
         }
     }
 
@@ -196,7 +201,7 @@ impl PhasePlan {
                     (t, r) => t.or(r),
                 }
             }
-            Pace::Closed { .. } => self.requests,
+            Pace::Closed { .. } | Pace::Replay => self.requests,
         }
     }
 
@@ -253,7 +258,7 @@ impl PhasePlan {
     pub fn users(&self) -> Option<u32> {
         match self.pace {
             Pace::Closed { users } => Some(users),
-            Pace::Open(_) => None,
+            Pace::Open(_) | Pace::Replay => None,
         }
     }
 }
@@ -350,6 +355,7 @@ fn phase(p: &Phase) -> PhasePlan {
             Pace::Open(Arrival::Ramp { from, to, over: p.duration.unwrap_or(Duration::from_secs(1)) })
         }
         Load::Closed { users } => Pace::Closed { users },
+        Load::Replay => Pace::Replay,
     };
     PhasePlan {
         name: p.name.clone(),

@@ -18,7 +18,7 @@ pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
     CheckSummary, ConditionSummary, ErrorCause, EventSummary, Inputs, Latency, OracleInfo, OracleInputs, Outcomes,
-    PhaseSummary, Requests, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
+    PhaseSummary, ReplaySummary, Requests, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
 };
 
 /// Report errors.

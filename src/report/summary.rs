@@ -47,6 +47,8 @@ pub struct Inputs<'a> {
     pub quic_refusals: BTreeMap<String, u64>,
     /// WebSocket session counters, when the scenario has WebSocket checks.
     pub websocket: Option<&'a crate::proto::ws::Stats>,
+    /// Replay phases: (phase, what its capture gave).
+    pub replays: &'a [(String, crate::replay::Summary)],
     /// `auto`: HTTP/3 was followed after an `Alt-Svc` announcement.
     pub followed_h3: bool,
 }
@@ -486,6 +488,22 @@ pub struct Summary {
     /// WebSocket sessions, when the scenario has WebSocket checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebSocketSummary>,
+    /// Replay phases: what each capture gave and how replayed answers compare with recorded ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replay: Vec<ReplaySummary>,
+}
+
+/// One replay phase in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaySummary {
+    /// The phase.
+    pub phase: String,
+    /// Replayed answers against recorded ones: `match`, `drift`, `verdict_flip` (of those with
+    /// both a recorded and a replayed status).
+    pub compared: BTreeMap<&'static str, u64>,
+    /// What the capture gave (requests replayed, filtered, unreplayable by reason, reading counts).
+    #[serde(flatten)]
+    pub source: crate::replay::Summary,
 }
 
 /// Oracle totals.
@@ -708,6 +726,19 @@ impl Summary {
             reproduce: Reproduce { command: inp.command.clone(), scenario_sha256: s.sha256.clone() },
             oracle: inp.oracle.map(|o| OracleInfo { received: o.received, untagged: o.untagged, foreign: o.foreign }),
             quic_refusals: inp.quic_refusals.clone(),
+            replay: inp
+                .replays
+                .iter()
+                .map(|(phase, r)| {
+                    let pi = inp.plan.phases.iter().position(|p| &p.name == phase);
+                    let c = j.merged(inp.dims, |k| Some(usize::from(k.phase)) == pi).counts;
+                    ReplaySummary {
+                        phase: phase.clone(),
+                        compared: crate::conformance::ReplayClass::NAMES.iter().copied().zip(c.replay).collect(),
+                        source: r.clone(),
+                    }
+                })
+                .collect(),
             websocket: inp.websocket.map(|w| {
                 use std::sync::atomic::Ordering::Relaxed;
                 WebSocketSummary {
@@ -795,6 +826,28 @@ impl Summary {
                 p.latency_ms.p99,
                 p.violations.get("total").copied().unwrap_or(0)
             ));
+        }
+        for r in &self.replay {
+            let cmp: Vec<String> = r.compared.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let skipped: u64 = r.source.unreplayable.values().sum();
+            o.push_str(&format!(
+                "  replay {:<11} {} replayed, {} filtered, {} outside the window, {} unreplayable; against the recording: {}\n",
+                r.phase,
+                r.source.replayed,
+                r.source.filtered,
+                r.source.outside_window,
+                skipped,
+                cmp.join(", ")
+            ));
+            for (u, n) in &r.source.unreplayable {
+                o.push_str(&format!("    {n} unreplayable: {}\n", u.describe()));
+            }
+            if let Some(c) = &r.source.capture {
+                o.push_str(&crate::replay::stats_text(c).replace("\n  ", "\n    ").replacen("  ", "    ", 1));
+            }
+            if let Some(e) = &r.source.error {
+                o.push_str(&format!("    capture error: {e}\n"));
+            }
         }
         if self.conditions.len() > 1 || !self.events.is_empty() {
             for c in &self.conditions {

@@ -318,6 +318,8 @@ pub struct Check {
     pub expect: Expect,
     /// What the upstream must (not) see.
     pub upstream: UpstreamExpect,
+    /// Generated for a replay phase: it counts one class of replayed requests (never in a mix).
+    pub replay: bool,
 }
 
 /// A request template.
@@ -443,6 +445,104 @@ pub struct Phase {
     pub mix: Vec<(usize, f64)>,
     /// The client link's condition during the phase (`None`: unimpaired).
     pub network: Option<Network>,
+    /// What the phase replays (its load is [`Load::Replay`]).
+    pub replay: Option<std::sync::Arc<Replay>>,
+}
+
+/// A phase that replays a capture: which requests, how paced, sent as whom, expected what.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The pcap or pcapng file.
+    pub capture: PathBuf,
+    /// Playback speed (2.0: twice the recorded pace).
+    pub speed: f64,
+    /// Longest idle gap kept (before the speed applies).
+    pub max_gap: Option<Duration>,
+    /// Highest send rate (requests per second).
+    pub rate_cap: Option<f64>,
+    /// Times the capture is played.
+    pub loops: u32,
+    /// Offsets from the capture's first request: requests outside are not replayed.
+    pub window: (Duration, Option<Duration>),
+    /// Which captured requests are replayed (the rest are counted `filtered`).
+    pub only: ReplayMatch,
+    /// What is changed before sending.
+    pub rewrite: Rewrite,
+    /// Captured request → scenario identity, first match wins.
+    pub identities: Vec<Mapping>,
+    /// The identity unmapped requests are sent as; `None`: they are counted `unreplayable`.
+    pub unmapped: Option<usize>,
+    /// Expected verdicts, first match wins; no match: the recorded answer decides.
+    pub policy: Vec<Rule>,
+    /// Identities requests can be sent as (the mappings' and `unmapped`'s, distinct).
+    pub senders: Vec<usize>,
+    /// `checks[class][sender]`: the check index counting that class of request from that
+    /// sender; classes are the rules in order, then [`Replay::RECORDED_ALLOW`] and
+    /// [`Replay::RECORDED_DENY`] past them.
+    pub checks: Vec<Vec<usize>>,
+}
+
+impl Replay {
+    /// Class offset (after the rules) of requests whose recorded answer let them through.
+    pub const RECORDED_ALLOW: usize = 0;
+    /// Class offset (after the rules) of requests whose recorded answer was 401 or 403.
+    pub const RECORDED_DENY: usize = 1;
+}
+
+/// A request filter: every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayMatch {
+    /// The host (`Host` header or absolute target).
+    pub host: Option<regex::Regex>,
+    /// The path and query.
+    pub path: Option<regex::Regex>,
+    /// Methods (empty: any).
+    pub methods: Vec<Method>,
+    /// Header values.
+    pub headers: Vec<(HeaderName, regex::Regex)>,
+}
+
+/// Changes to a replayed request.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    /// `None`: the target's authority; `Some(None)`: keep the captured host; `Some(Some(h))`: `h`.
+    pub host: Option<Option<http::uri::Authority>>,
+    /// Path substitutions, applied in order.
+    pub path: Vec<(regex::Regex, String)>,
+    /// Headers set (replacing a captured one of the same name).
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed.
+    pub remove_headers: Vec<HeaderName>,
+}
+
+/// One identity mapping: every given part must match the captured request.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    /// Index into `Scenario::identities`.
+    pub identity: usize,
+    /// Claims of the captured bearer JWT.
+    pub claims: Vec<(String, regex::Regex)>,
+    /// Captured header values.
+    pub headers: Vec<(HeaderName, regex::Regex)>,
+    /// Client address range.
+    pub source: Option<(std::net::IpAddr, u8)>,
+    /// Matches requests that carried no credential.
+    pub anonymous: bool,
+}
+
+/// An expected verdict for matching replayed requests.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name (in the check ids).
+    pub name: String,
+    /// Path regex.
+    pub path: Option<regex::Regex>,
+    /// Methods (empty: any).
+    pub methods: Vec<Method>,
+    /// Identities it applies to (empty: any).
+    pub identities: Vec<usize>,
+    /// The verdict.
+    pub expect: Expect,
 }
 
 /// A named network condition on the client link.
@@ -548,4 +648,6 @@ pub enum Load {
         /// Number of users.
         users: u32,
     },
+    /// A capture's requests at their recorded pace ([`Phase::replay`]).
+    Replay,
 }

@@ -453,6 +453,113 @@ pub(crate) struct RawPhase {
     pub(crate) mix: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<RawNetwork>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) replay: Option<RawReplay>,
+}
+
+/// `phases[].replay:` — the phase sends a capture's requests instead of the checks' mix.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplay {
+    pub(crate) capture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) speed: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_gap: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_cap: Option<String>,
+    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
+    pub(crate) loops: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) window: Option<RawWindow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) only: Option<RawMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rewrite: Option<RawRewrite>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) identities: Vec<RawMapping>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unmapped: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) policy: Vec<RawRule>,
+}
+
+/// `replay.window:` — offsets from the capture's first request.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) to: Option<String>,
+}
+
+/// Which captured requests: every given field must match (regexes, a method list).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) method: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) header: std::collections::BTreeMap<String, String>,
+}
+
+/// `replay.rewrite:`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRewrite {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) path: Vec<RawSubst>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) set_headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) remove_headers: Vec<String>,
+}
+
+/// A regex substitution (`$1` for capture groups).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubst {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+}
+
+/// `replay.identities[]`: which scenario identity a captured request is sent as.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMapping {
+    pub(crate) identity: Option<String>,
+    /// Claims of the captured bearer JWT (its payload, read without verifying it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) claim: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) header: std::collections::BTreeMap<String, String>,
+    /// Client address (`10.0.0.0/8`, `192.0.2.7`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<String>,
+    /// Requests that carried no credential at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) anonymous: Option<bool>,
+}
+
+/// `replay.policy[]`: the expected verdict of matching replayed requests.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) method: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) identity: Option<Vec<String>>,
+    pub(crate) expect: Option<String>,
 }
 
 /// `phases[].network:` — the client link's condition during the phase.

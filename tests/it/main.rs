@@ -13,6 +13,7 @@ mod netem;
 mod oracle;
 mod pools;
 mod probe;
+mod replay;
 mod results;
 mod roles;
 mod run;

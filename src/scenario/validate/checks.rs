@@ -160,8 +160,14 @@ pub(super) fn resolve_checks(
     identities: &[Identity],
 ) -> Vec<Check> {
     let mut out: Vec<Check> = Vec::new();
-    if m.checks.is_empty() {
-        cx.at(&Origin { file: 0, path: String::new() }, "checks", "no `checks:`: a scenario needs at least one check");
+    // A scenario whose phases all replay captures needs no checks of its own.
+    let replays_only = !m.phases.is_empty() && m.phases.iter().all(|(p, _)| p.replay.is_some());
+    if m.checks.is_empty() && !replays_only {
+        cx.at(
+            &Origin { file: 0, path: String::new() },
+            "checks",
+            "no `checks:`: a scenario needs at least one check (or phases that all `replay:` a capture)",
+        );
     }
     let names: Vec<&str> = m.identities.iter().map(|(n, _, _)| n.as_str()).collect();
     for (c, o) in &m.checks {
@@ -300,6 +306,7 @@ pub(super) fn resolve_checks(
                 request,
                 expect,
                 upstream,
+                replay: false,
             });
         }
     }

@@ -22,6 +22,7 @@ mod identity;
 mod network;
 mod output;
 mod phases;
+mod replay;
 mod roles;
 mod target;
 
@@ -147,8 +148,9 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         identities.push(id);
         warn_at.push(o);
     }
-    let checks = resolve_checks(&mut cx, &m, &profile, target.as_ref(), &identities);
-    let phases = resolve_phases(&mut cx, &m, &checks);
+    let mut checks = resolve_checks(&mut cx, &m, &profile, target.as_ref(), &identities);
+    let mut phases = resolve_phases(&mut cx, &m, &checks);
+    replay::resolve_replays(&mut cx, &m, &profile, &identities, &mut checks, &mut phases);
     let thresholds = resolve_thresholds(&mut cx, &m, &phases, &checks);
     let error_budget = match &m.error_budget {
         None => 0.01,

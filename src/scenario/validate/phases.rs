@@ -30,13 +30,25 @@ pub(super) fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> 
                 None
             }
         });
-        if p.duration.is_none() && p.requests.is_none() {
+        if p.duration.is_none() && p.requests.is_none() && p.replay.is_none() {
             cx.at(o, "", "a phase needs `duration:` and/or `requests:` to end");
         }
         if p.requests == Some(0) {
             cx.at(o, "requests", "must be at least 1");
         }
         let load = match (&p.rate, p.users) {
+            _ if p.replay.is_some() => {
+                for (key, set) in [("rate", p.rate.is_some()), ("users", p.users.is_some()), ("mix", p.mix.is_some())] {
+                    if set {
+                        cx.at(
+                            o,
+                            key,
+                            format!("a replay phase sends the capture's requests at their recorded pace: drop `{key}:` (pace it with `replay.speed`, `max_gap`, `rate_cap`)"),
+                        );
+                    }
+                }
+                Some(Load::Replay)
+            }
             (Some(_), Some(_)) => {
                 cx.at(o, "users", "give `rate:` (open loop) or `users:` (closed loop), not both");
                 None
@@ -81,13 +93,13 @@ pub(super) fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> 
                 None
             }
         };
-        let mix = mix(cx, o, p.mix.as_ref(), checks);
-        if mix.is_empty() && !checks.is_empty() && checks.iter().any(|c| c.out_of_scope.is_some()) {
+        let mix = if p.replay.is_some() { Vec::new() } else { mix(cx, o, p.mix.as_ref(), checks) };
+        if mix.is_empty() && p.replay.is_none() && !checks.is_empty() && checks.iter().any(|c| c.out_of_scope.is_some()) {
             cx.at(o, "mix", "every check this phase would send is outside the profile's declared `features`");
         }
         let network = p.network.as_ref().and_then(|n| network(cx, o, &name, n));
         if let Some(load) = load {
-            out.push(Phase { name, duration, requests: p.requests, load, mix, network });
+            out.push(Phase { name, duration, requests: p.requests, load, mix, network, replay: None });
         }
     }
     out
@@ -202,7 +214,7 @@ pub(super) fn peak_rate(p: &Phase) -> Option<f64> {
     match p.load {
         Load::Constant(r) => Some(r),
         Load::Ramp { from, to } => Some(from.max(to)),
-        Load::Closed { .. } => None,
+        Load::Closed { .. } | Load::Replay => None,
     }
 }
 

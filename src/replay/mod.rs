@@ -1,0 +1,519 @@
+//! Replay: a capture as a phase's traffic source. A producer thread streams the capture
+//! ([`crate::capture`]), puts its exchanges back in time order within a bounded window,
+//! decides each one ([`select`]), paces it ([`Pacer`]: recorded gaps, `max_gap`, `speed`,
+//! `rate_cap`, `loop`) and hands it to the engine through a bounded queue — the engine's
+//! [`Feed`]. Memory is bounded by the reorder window and the queue, not by the capture.
+//! Everything not replayed is counted ([`Counters`]), never dropped silently.
+
+pub mod select;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::capture::{self, Exchange};
+use crate::engine::{Fed, Feed, Next};
+use crate::proto::Endpoint;
+use crate::scenario::{Replay, Scenario};
+
+pub use select::{Decision, Unreplayable, decide};
+
+/// Capture time within which out-of-order exchanges are put back in order.
+const REORDER_NS: u64 = 10_000_000_000;
+/// Exchanges held for reordering at most (beyond, the oldest goes out as it is).
+const REORDER_MAX: usize = 65_536;
+/// Requests prepared ahead of the engine.
+const AHEAD: usize = 1024;
+
+/// Intended offsets from recorded times.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    speed: f64,
+    max_gap: Option<Duration>,
+    min_spacing: Duration,
+    prev_ts: Option<u64>,
+    offset: Duration,
+    first: bool,
+}
+
+impl Pacer {
+    /// Pacing of `r`.
+    pub fn new(r: &Replay) -> Self {
+        Pacer {
+            speed: r.speed,
+            max_gap: r.max_gap,
+            min_spacing: r.rate_cap.map_or(Duration::ZERO, |c| Duration::from_secs_f64(1.0 / c)),
+            prev_ts: None,
+            offset: Duration::ZERO,
+            first: true,
+        }
+    }
+
+    /// The offset of a request recorded at `ts_ns` (non-decreasing calls).
+    pub fn next(&mut self, ts_ns: u64) -> Duration {
+        let gap = match self.prev_ts {
+            None => Duration::ZERO,
+            Some(p) => Duration::from_nanos(ts_ns.saturating_sub(p)),
+        };
+        let gap = self.max_gap.map_or(gap, |m| gap.min(m));
+        let mut step = Duration::from_secs_f64(gap.as_secs_f64() / self.speed);
+        if !self.first {
+            step = step.max(self.min_spacing);
+        }
+        self.first = false;
+        self.prev_ts = Some(ts_ns);
+        self.offset += step;
+        self.offset
+    }
+
+    /// The next loop starts after the last request (one spacing later).
+    pub fn restart(&mut self) {
+        self.prev_ts = None;
+        self.offset += self.min_spacing.max(Duration::from_millis(1));
+        self.first = true;
+    }
+}
+
+/// What a replay counted.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests handed to the engine.
+    pub replayed: AtomicU64,
+    /// Requests `only:` did not select.
+    pub filtered: AtomicU64,
+    /// Requests outside `window:`.
+    pub outside_window: AtomicU64,
+    /// Not replayed, by [`Unreplayable::index`].
+    pub unreplayable: [AtomicU64; 6],
+    /// The capture's own counts (of the first pass).
+    pub capture: Mutex<Option<capture::Stats>>,
+    /// The capture could not be read to its end.
+    pub error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    /// A plain copy.
+    pub fn snapshot(&self) -> Summary {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Summary {
+            replayed: n(&self.replayed),
+            filtered: n(&self.filtered),
+            outside_window: n(&self.outside_window),
+            unreplayable: Unreplayable::ALL
+                .iter()
+                .map(|u| (*u, n(&self.unreplayable[u.index()])))
+                .filter(|(_, c)| *c > 0)
+                .collect(),
+            capture: self.capture.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// What a replay counted, as plain data.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    /// Requests sent (handed to the engine).
+    pub replayed: u64,
+    /// Not selected by `only:`.
+    pub filtered: u64,
+    /// Outside `window:`.
+    pub outside_window: u64,
+    /// Not replayable, by reason.
+    pub unreplayable: BTreeMap<Unreplayable, u64>,
+    /// Reading the capture.
+    pub capture: Option<capture::Stats>,
+    /// Why the capture was not read to its end.
+    pub error: Option<String>,
+}
+
+/// The engine's side of a replay: a bounded queue filled by the producer thread.
+pub struct ReplayFeed {
+    rx: Mutex<Receiver<Fed>>,
+    done: AtomicBool,
+    stop: Arc<AtomicBool>,
+    /// What the producer counted.
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for ReplayFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayFeed").field("done", &self.done).finish()
+    }
+}
+
+impl Feed for ReplayFeed {
+    fn next(&self) -> Next {
+        if self.done.load(Ordering::Acquire) {
+            return Next::Done;
+        }
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        match rx.try_recv() {
+            Ok(f) => Next::Send(Box::new(f)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Next::Wait,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.done.store(true, Ordering::Release);
+                Next::Done
+            }
+        }
+    }
+}
+
+impl Drop for ReplayFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Credentials per identity member (`[identity][member]`): static headers and the minted
+/// token, as a run sends them.
+pub type Credentials = Vec<Vec<Vec<(HeaderName, HeaderValue)>>>;
+
+/// Starts the producer of phase `phase` of `s` (a replay phase).
+pub fn start(s: Arc<Scenario>, phase: usize, credentials: Arc<Credentials>, endpoint: Endpoint) -> Arc<ReplayFeed> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let feed = Arc::new(ReplayFeed { rx: Mutex::new(rx), done: AtomicBool::new(false), stop: stop.clone(), counters });
+    let c = feed.counters.clone();
+    let spawned = std::thread::Builder::new().name(format!("gauntlet-replay-{phase}")).spawn(move || {
+        let Some(r) = s.phases.get(phase).and_then(|p| p.replay.clone()) else { return };
+        if let Err(e) = produce(&s, &r, &credentials, &endpoint, &tx, &c, &stop) {
+            *c.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+    });
+    if let Err(e) = spawned {
+        *feed.counters.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("cannot start the replay: {e}"));
+    }
+    feed
+}
+
+/// An exchange waiting to be put in order: by time, then by reading order.
+struct Waiting(u64, u64, Box<Exchange>);
+
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
+/// Exchanges of a capture in time order (within [`REORDER_NS`] of capture time).
+struct Ordered {
+    reader: capture::Reader,
+    heap: BinaryHeap<Reverse<Waiting>>,
+    seq: u64,
+    newest: u64,
+    ended: bool,
+}
+
+impl Ordered {
+    fn open(path: &Path) -> Result<Self, capture::Error> {
+        Ok(Ordered { reader: capture::Reader::open(path)?, heap: BinaryHeap::new(), seq: 0, newest: 0, ended: false })
+    }
+
+    fn next(&mut self) -> Result<Option<Exchange>, capture::Error> {
+        loop {
+            if let Some(Reverse(Waiting(ts, _, _))) = self.heap.peek() {
+                if self.ended || self.newest.saturating_sub(*ts) > REORDER_NS || self.heap.len() >= REORDER_MAX {
+                    return Ok(self.heap.pop().map(|Reverse(Waiting(_, _, x))| *x));
+                }
+            } else if self.ended {
+                return Ok(None);
+            }
+            match self.reader.next_exchange()? {
+                Some(x) => {
+                    self.newest = self.newest.max(x.ts_ns);
+                    self.seq += 1;
+                    self.heap.push(Reverse(Waiting(x.ts_ns, self.seq, Box::new(x))));
+                }
+                None => self.ended = true,
+            }
+        }
+    }
+}
+
+fn produce(
+    s: &Scenario,
+    r: &Replay,
+    credentials: &Credentials,
+    endpoint: &Endpoint,
+    tx: &SyncSender<Fed>,
+    c: &Counters,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let slots = s.slots();
+    let mut pacer = Pacer::new(r);
+    let mut index = 0u64;
+    let mut first_ts: Option<u64> = None;
+    for pass in 0..r.loops {
+        let mut ordered = Ordered::open(&r.capture).map_err(|e| e.to_string())?;
+        if pass > 0 {
+            pacer.restart();
+        }
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let Some(x) = ordered.next().map_err(|e| format!("{e} ({index} requests replayed before it)"))? else {
+                break;
+            };
+            let first = *first_ts.get_or_insert(x.ts_ns);
+            let rel = Duration::from_nanos(x.ts_ns.saturating_sub(first));
+            if rel < r.window.0 || r.window.1.is_some_and(|to| rel >= to) {
+                c.outside_window.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let d = match decide(s, r, &x) {
+                Decision::Filtered => {
+                    c.filtered.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Decision::Skip(u) => {
+                    c.unreplayable[u.index()].fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Decision::Send(d) => d,
+            };
+            let identity = d.identity;
+            let members = credentials.get(identity).map_or(1, |m| m.len().max(1));
+            let member = (index % members as u64) as usize;
+            let creds = credentials.get(identity).and_then(|m| m.get(member)).map_or(&[][..], Vec::as_slice);
+            let slot = slots.get(identity).copied().unwrap_or(0) + member;
+            let Some((check, request, recorded)) = select::prepare(*d, slot, creds, endpoint) else {
+                c.unreplayable[Unreplayable::NotSendable.index()].fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let offset = pacer.next(x.ts_ns);
+            let mut fed = Fed { index, offset, check, request, recorded };
+            index += 1;
+            // Bounded: wait for the engine, looking at the stop flag.
+            loop {
+                match tx.try_send(fed) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(f)) => {
+                        if stop.load(Ordering::Acquire) {
+                            return Ok(());
+                        }
+                        fed = f;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Ok(()),
+                }
+            }
+            c.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if pass == 0 {
+            *c.capture.lock().unwrap_or_else(|p| p.into_inner()) = Some(ordered.reader.stats());
+        }
+    }
+    Ok(())
+}
+
+/// A capture's profile without sending anything (`gauntlet replay inspect`, `--dry-run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Profile {
+    /// Requests found.
+    pub requests: u64,
+    /// Recorded span from the first to the last request.
+    pub span_s: f64,
+    /// Requests per recorded second (index: seconds from the first request).
+    pub per_second: Vec<u64>,
+    /// Hosts, most frequent first (at most 20).
+    pub hosts: Vec<(String, u64)>,
+    /// `METHOD path` (query cut), most frequent first (at most 20).
+    pub routes: Vec<(String, u64)>,
+    /// Recorded statuses (0: no answer captured).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Distinct routes seen.
+    pub distinct_routes: u64,
+    /// Reading the capture.
+    pub capture: capture::Stats,
+}
+
+/// Routes kept while profiling (beyond, new ones are only counted).
+const MAX_ROUTES: usize = 100_000;
+
+/// Profiles the capture at `path`.
+pub fn inspect(path: &Path) -> Result<Profile, capture::Error> {
+    let mut ordered = Ordered::open(path)?;
+    let mut p = Profile::default();
+    let mut hosts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut routes: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut first, mut last) = (None, 0u64);
+    let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
+    while let Some(x) = ordered.next()? {
+        p.requests += 1;
+        let f = *first.get_or_insert(x.ts_ns);
+        last = last.max(x.ts_ns);
+        *per_second.entry(x.ts_ns.saturating_sub(f) / 1_000_000_000).or_default() += 1;
+        let host = x.request.host().unwrap_or_else(|| "(none)".into());
+        if hosts.len() < MAX_ROUTES || hosts.contains_key(&host) {
+            *hosts.entry(host).or_default() += 1;
+        }
+        let path = x.request.path();
+        let route = format!("{} {}", x.request.method, path.split('?').next().unwrap_or(path));
+        if routes.len() < MAX_ROUTES || routes.contains_key(&route) {
+            *routes.entry(route).or_default() += 1;
+        }
+        *p.statuses.entry(x.response.as_ref().map_or(0, |r| r.status)).or_default() += 1;
+    }
+    p.span_s = first.map_or(0.0, |f| (last - f) as f64 / 1e9);
+    let secs = per_second.keys().next_back().map_or(0, |l| l + 1);
+    p.per_second = (0..secs).map(|s| per_second.get(&s).copied().unwrap_or(0)).collect();
+    p.distinct_routes = routes.len() as u64;
+    let top = |m: BTreeMap<String, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(20);
+        v
+    };
+    p.hosts = top(hosts);
+    p.routes = top(routes);
+    p.capture = ordered.reader.stats();
+    Ok(p)
+}
+
+impl Profile {
+    /// For humans.
+    pub fn text(&self, path: &Path) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let _ = writeln!(o, "capture: {}", path.display());
+        let peak = self.per_second.iter().copied().max().unwrap_or(0);
+        let mean = if self.span_s > 0.0 { self.requests as f64 / self.span_s } else { self.requests as f64 };
+        let _ = writeln!(
+            o,
+            "  {} requests over {:.1}s (mean {mean:.1}/s, peak {peak}/s in one recorded second)",
+            self.requests, self.span_s
+        );
+        if !self.per_second.is_empty() {
+            let buckets = 10.min(self.per_second.len());
+            let per = self.per_second.len().div_ceil(buckets);
+            let line: Vec<String> = self.per_second.chunks(per).map(|c| c.iter().sum::<u64>().to_string()).collect();
+            let _ = writeln!(o, "  rate profile ({per}s buckets): {}", line.join(" "));
+        }
+        let _ = writeln!(o, "  hosts: {}", join_counts(&self.hosts));
+        let _ = writeln!(o, "  routes ({} distinct): {}", self.distinct_routes, join_counts(&self.routes));
+        let st: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| if *s == 0 { format!("no answer {n}") } else { format!("{s} {n}") })
+            .collect();
+        let _ = writeln!(o, "  recorded answers: {}", st.join(", "));
+        o.push_str(&stats_text(&self.capture));
+        o
+    }
+}
+
+fn join_counts(v: &[(String, u64)]) -> String {
+    v.iter().take(8).map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The capture's counts in words: everything that did not become an exchange, with why.
+pub fn stats_text(s: &capture::Stats) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let (f, t, h) = (&s.frames, &s.tcp, &s.http);
+    let _ = writeln!(
+        o,
+        "  read: {} frames ({} bytes), {} TCP connections ({} caught mid-stream), {} requests ({} answered)",
+        f.frames, f.bytes, t.flows, t.mid_stream, h.requests, h.answered
+    );
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |n: u64, what: &str| {
+        if n > 0 {
+            notes.push(format!("{n} {what}"));
+        }
+    };
+    note(f.not_tcp, "frames not TCP");
+    note(f.fragments, "IP fragments (not reassembled)");
+    note(f.malformed, "frames that do not decode");
+    note(f.truncated, "frames cut by the snap length");
+    note(f.out_of_time_order, "records out of time order (sorted)");
+    note(t.out_of_order, "segments out of order (reordered)");
+    note(t.retransmitted, "retransmitted segments (dropped as repeats)");
+    note(t.overlapping, "overlapping segments (trimmed)");
+    note(t.gaps, "holes in streams");
+    note(t.missing_bytes, "bytes missing from the capture");
+    note(t.flows_over_limit, "connections over the tracking limit (not read)");
+    note(h.incomplete, "messages cut by a hole or the end of the capture");
+    note(h.unanswered, "requests without a captured answer");
+    note(h.unpaired_after_gap, "requests left unpaired after a hole in the answers");
+    note(h.orphan_responses, "answers without a request");
+    note(h.skipped_bytes, "bytes skipped resynchronising");
+    note(h.bodies_truncated, "request bodies over 1 MiB");
+    note(h.websocket, "WebSocket sessions");
+    note(h.h2c_flows, "HTTP/2 cleartext connections (h2c is not extracted yet)");
+    note(h.other_flows, "connections that are not HTTP");
+    for (l, n) in &f.unknown_linktypes {
+        notes.push(format!("{n} frames of link type {l} (not read)"));
+    }
+    if h.tls_flows > 0 {
+        let how = if f.decryption_secrets > 0 {
+            "the capture embeds TLS secrets: decrypt it with `editcap --inject-secrets`/`tshark` first"
+        } else {
+            "record with SSLKEYLOGFILE and decrypt with tshark first"
+        };
+        notes.push(format!("{} TLS connections (encrypted, not read: {how})", h.tls_flows));
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(o, "  not replayed as read: {}", notes.join("; "));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(speed: f64, max_gap: Option<Duration>, rate_cap: Option<f64>) -> Replay {
+        Replay {
+            capture: "x".into(),
+            speed,
+            max_gap,
+            rate_cap,
+            loops: 1,
+            window: (Duration::ZERO, None),
+            only: Default::default(),
+            rewrite: Default::default(),
+            identities: Vec::new(),
+            unmapped: None,
+            policy: Vec::new(),
+            senders: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pacing_keeps_recorded_gaps_scaled_capped_and_spaced() {
+        let ms = |m: u64| m * 1_000_000;
+        let mut p = Pacer::new(&replay(1.0, None, None));
+        let got: Vec<u128> = [0, 10, 10, 510].iter().map(|t| p.next(ms(*t)).as_millis()).collect();
+        assert_eq!(got, [0, 10, 10, 510]);
+        let mut p = Pacer::new(&replay(2.0, Some(Duration::from_millis(100)), None));
+        let got: Vec<u128> = [0, 10, 510].iter().map(|t| p.next(ms(*t)).as_millis()).collect();
+        assert_eq!(got, [0, 5, 55], "max_gap caps the idle gap before speed halves it");
+        let mut p = Pacer::new(&replay(1.0, None, Some(100.0)));
+        let got: Vec<u128> = [0, 0, 0, 100].iter().map(|t| p.next(ms(*t)).as_millis()).collect();
+        assert_eq!(got, [0, 10, 20, 120], "rate_cap spaces simultaneous requests");
+        p.restart();
+        assert_eq!(p.next(ms(5000)).as_millis(), 130, "a loop starts one spacing after the last request");
+    }
+}

@@ -1,0 +1,263 @@
+//! Capture replay: recorded production traffic, identity-mapped, sent through a gateway at
+//! its recorded pace, each request judged against the scenario's policy or its recorded
+//! answer — and what cannot be replayed counted with why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use gauntlet::capture::craft::{Conn, Writer};
+use gauntlet::capture::decode::link;
+use gauntlet::gateway::Flaw;
+use gauntlet::judge::CheckResult;
+
+use super::common;
+
+/// A bearer token as a capture shows it: the claims are readable, the signature is not ours.
+fn captured_bearer(sub: &str) -> String {
+    let h = B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let p = B64.encode(format!(r#"{{"sub":"{sub}","iss":"https://idp.prod.example"}}"#));
+    format!("Bearer {h}.{p}.c2lnbmF0dXJlLWZyb20tcHJvZHVjdGlvbg")
+}
+
+fn req(method: &str, path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: shop.prod.example\r\nUser-Agent: mobile/7.1\r\n");
+    if let Some(a) = auth {
+        r.push_str(&format!("Authorization: {a}\r\nCookie: session=prod-secret\r\n"));
+    }
+    if !body.is_empty() {
+        r.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r.into_bytes()
+}
+
+fn resp(status: u16) -> Vec<u8> {
+    format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\n\r\nok").into_bytes()
+}
+
+/// Production traffic to `shop.prod.example`: (who, method, path, body, recorded status).
+const TRAFFIC: &[(&str, &str, &str, &str, u16)] = &[
+    ("alice", "GET", "/api/orders?page=1", "", 200),
+    ("alice", "GET", "/admin/users", "", 403),
+    ("alice", "POST", "/api/orders", r#"{"sku":"A-1"}"#, 201),
+    ("carol", "GET", "/admin/users", "", 200),
+    ("carol", "GET", "/reports/q3", "", 403),
+    ("", "GET", "/api/orders", "", 401),
+    ("alice", "GET", "/api/slow", "", 503),
+    ("mallory", "GET", "/api/orders", "", 200),
+];
+
+/// The capture of [`TRAFFIC`]: one keep-alive connection per client, 40 ms apart.
+fn capture(dir: &Path) -> PathBuf {
+    let mut w = Writer::pcap(link::ETHERNET);
+    let server: SocketAddr = "10.1.0.1:80".parse().unwrap();
+    let mut conns: Vec<(&str, Conn)> = Vec::new();
+    let mut t = 1_700_000_000_000_000u64;
+    for (n, (who, method, path, body, status)) in TRAFFIC.iter().enumerate() {
+        if !conns.iter().any(|(w, _)| w == who) {
+            let client: SocketAddr = format!("10.1.2.{}:{}", conns.len() + 10, 50000 + n).parse().unwrap();
+            let mut c = Conn::new(client, server, 1000 * n as u32, 7000 * n as u32);
+            c.handshake(&mut w, t);
+            conns.push((who, c));
+        }
+        let c = &mut conns.iter_mut().find(|(w, _)| w == who).unwrap().1;
+        let auth = (!who.is_empty()).then(|| captured_bearer(who));
+        c.send(&mut w, t, true, &req(method, path, auth.as_deref(), body));
+        c.send(&mut w, t + 2_000, false, &resp(*status));
+        t += 40_000;
+    }
+    for (_, c) in &mut conns {
+        c.close(&mut w, t);
+    }
+    let p = dir.join("prod.pcap");
+    std::fs::write(&p, w.into_bytes()).unwrap();
+    p
+}
+
+fn scenario(addr: SocketAddr, capture: &Path, extra_identity: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+    let jwt = |sub: &str, groups: &str| {
+        format!(
+            "token: {{ jwt: {{ alg: RS256, key: \"{root}/certs/jwt-rs256.key\", kid: rs256-1, claims: {{ sub: {sub}, groups: [{groups}], aud: gauntlet-gateway, iss: \"https://idp.gauntlet.test\", exp: +10m, iat: now }} }} }}"
+        )
+    };
+    format!(
+        "gauntlet: 1\nname: replay-e2e\ninclude: [\"{root}/scenarios/targets/reference.yaml\"]\n\
+         target: {{ url: \"https://{addr}\", ca: \"{root}/certs/ca.pem\", server_name: localhost, protocol: h1, max_in_flight: 8 }}\n\
+         identities:\n\
+         \x20 alice: {{ principal: alice, cert: \"{root}/certs/alice.pem\", key: \"{root}/certs/alice.key\", {} }}\n\
+         \x20 carol: {{ principal: carol, cert: \"{root}/certs/carol.pem\", key: \"{root}/certs/carol.key\", {} }}\n\
+         {extra_identity}\
+         phases:\n\
+         \x20 - name: prod\n\
+         \x20   network: {{ name: wan, latency: 2ms }}\n\
+         \x20   replay:\n\
+         \x20     capture: \"{}\"\n\
+         \x20     speed: 4x\n\
+         \x20     identities:\n\
+         \x20       - {{ identity: alice, claim: {{ sub: \"^alice$\" }} }}\n\
+         \x20       - {{ identity: carol, claim: {{ sub: \"^carol$\" }} }}\n\
+         \x20       - {{ identity: anon, anonymous: true }}\n\
+         \x20     policy:\n\
+         \x20       - {{ name: admin-api, path: \"^/admin\", identity: [alice], expect: deny }}\n",
+        jwt("alice", "eng"),
+        jwt("carol", "admin"),
+        capture.display()
+    )
+}
+
+/// `anon`: alice's certificate without a token — the gateway must refuse it (401).
+fn anon() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+    format!("  anon: {{ principal: alice, cert: \"{root}/certs/alice.pem\", key: \"{root}/certs/alice.key\" }}\n")
+}
+
+async fn replay(flaws: &[Flaw]) -> (tempfile::TempDir, u8, gauntlet::report::Summary) {
+    let (gw, oracle) = common::reference(flaws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let (d, out) = common::run_with(&scenario(gw.addr, &cap, &anon()), oracle, None).await;
+    gw.stop().await;
+    (d, out.exit.code(), out.summary.expect("a summary"))
+}
+
+fn check<'a>(s: &'a gauntlet::report::Summary, id: &str) -> &'a gauntlet::report::CheckSummary {
+    s.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conforming_gateway_passes_the_replayed_capture_and_what_cannot_be_replayed_is_counted() {
+    let (_d, code, s) = replay(&[]).await;
+    assert_eq!(code, 0, "{:?}\n{:#?}", s.reasons, s.checks.iter().map(|c| (&c.id, &c.result, &c.reason)).collect::<Vec<_>>());
+    let r = &s.replay[0];
+    assert_eq!(r.source.replayed, 6);
+    let un: Vec<(String, u64)> = r.source.unreplayable.iter().map(|(u, n)| (format!("{u:?}"), *n)).collect();
+    assert_eq!(un, [("NoIdentity".to_string(), 1), ("NoVerdictInAnswer".to_string(), 1)], "mallory and the 503");
+    // Per class and identity.
+    let sent = |id: &str| (check(&s, id).sent, check(&s, id).result);
+    assert_eq!(sent("RP-prod-admin-api-alice"), (1, CheckResult::Pass), "alice's /admin is denied by policy");
+    assert_eq!(sent("RP-prod-recorded-allow-alice"), (2, CheckResult::Pass));
+    assert_eq!(sent("RP-prod-recorded-allow-carol"), (1, CheckResult::Pass));
+    assert_eq!(sent("RP-prod-recorded-deny-carol"), (1, CheckResult::Pass), "carol's /reports was and is refused");
+    assert_eq!(sent("RP-prod-recorded-deny-anon"), (1, CheckResult::Pass));
+    assert_eq!(check(&s, "RP-prod-admin-api-carol").result, CheckResult::Skipped);
+    // Against the recording: the oracle answers 200 where production said 201 (drift), the
+    // rest is as recorded.
+    assert_eq!(r.compared["match"], 5, "{:?}", r.compared);
+    assert_eq!(r.compared["drift"], 1);
+    assert_eq!(r.compared["verdict_flip"], 0);
+    // Identities arrived as themselves, never with the captured credentials.
+    let up = check(&s, "RP-prod-recorded-allow-alice").upstream.as_ref().expect("the oracle ran");
+    assert_eq!(up.counts.arrivals, 2);
+    assert!(s.conditions.iter().any(|c| c.name == "wan" && c.requests.sent == 6), "the phase's network condition applies");
+    let cap = r.source.capture.as_ref().unwrap();
+    assert_eq!((cap.http.requests, cap.http.answered, cap.tcp.gaps), (8, 8, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_lets_a_missing_token_through_fails_on_the_recorded_refusal() {
+    let (_d, code, s) = replay(&[Flaw::IgnoreMissingToken]).await;
+    assert_eq!(code, 1);
+    let c = check(&s, "RP-prod-recorded-deny-anon");
+    assert_eq!(c.result, CheckResult::Fail, "{}", c.reason);
+    assert!(c.violations.get("leak").copied().unwrap_or(0) >= 1, "{:?}", c.violations);
+    assert_eq!(s.replay[0].compared["verdict_flip"], 1, "recorded 401, replayed 2xx");
+    assert_eq!(check(&s, "RP-prod-admin-api-alice").result, CheckResult::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_credentials_never_reach_the_gateway() {
+    // A plain-HTTP raw server stands where the gateway would: it sees exactly what is sent.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let (addr, stop) = common::raw_server(move |_, _, head| {
+        log.lock().unwrap().push(head.to_string());
+        common::reply(200)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let yaml = common::http_scenario(
+        "replay-creds",
+        addr,
+        "",
+        &format!(
+            "identities:\n  svc: {{ headers: {{ x-api-client: replay-svc }} }}\nphases:\n  - name: p\n    replay:\n      capture: \"{}\"\n      speed: 20x\n      unmapped: svc\n      rewrite: {{ set_headers: {{ x-replay: \"1\" }}, remove_headers: [user-agent] }}\n      policy: [{{ name: everything, expect: allow }}]\n",
+            cap.display()
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), TRAFFIC.len(), "every request, mapped to svc");
+    for h in &heads {
+        let l = h.to_ascii_lowercase();
+        assert!(!l.contains("authorization") && !l.contains("prod-secret"), "a captured credential went out: {h}");
+        assert!(l.contains("x-api-client: replay-svc") && l.contains("x-replay: 1"), "{h}");
+        assert!(!l.contains("user-agent") && !l.contains("shop.prod.example"), "{h}");
+    }
+    assert!(heads.iter().any(|h| h.starts_with("POST /api/orders ") && h.to_ascii_lowercase().contains("content-length: 13")));
+}
+
+#[test]
+fn a_broken_capture_and_bad_replay_settings_are_refused_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"this is not a capture at all").unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: r\ntarget: {{ url: \"http://127.0.0.1:1\", protocol: h1 }}\nidentities:\n  svc: {{}}\n\
+         phases:\n  - name: p\n    rate: 10/s\n    replay:\n      capture: \"{}\"\n      speed: fast\n      identities: [{{ identity: svcc }}]\n      policy: [{{ name: x, path: \"(\", expect: maybe }}]\n",
+        bad.display()
+    );
+    let (_d, p) = common::scenario_file(&yaml);
+    let problems = match gauntlet::scenario::load(&p, &Default::default()) {
+        Err(gauntlet::scenario::Error::Invalid { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let has = |s: &str| text.iter().any(|t| t.contains(s));
+    assert!(has("phases[0].replay.capture") && has("(byte 0)") && has("not a pcap or pcapng"), "{text:#?}");
+    assert!(has("phases[0].rate") && has("drop `rate:`"), "{text:#?}");
+    assert!(has("phases[0].replay.speed"), "{text:#?}");
+    assert!(has("did you mean `svc`?"), "{text:#?}");
+    assert!(has("phases[0].replay.policy[0].path") && has("regular expression"), "{text:#?}");
+    assert!(has("phases[0].replay.policy[0].expect"), "{text:#?}");
+    // Every problem has a line and column in the scenario.
+    assert!(problems.iter().all(|p| p.pos.is_some()), "{text:#?}");
+}
+
+#[test]
+fn replay_inspect_profiles_a_capture_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["replay", "inspect"])
+        .arg(&cap)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("8 requests over 0.3s"), "{out}");
+    assert!(out.contains("shop.prod.example ×8"), "{out}");
+    assert!(out.contains("GET /api/orders ×3"), "{out}");
+    assert!(out.contains("403 2"), "{out}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["replay", "inspect", "--json"])
+        .arg(&cap)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["requests"], 8);
+    assert_eq!(v["capture"]["http"]["answered"], 8);
+    let bad = dir.path().join("cut.pcap");
+    let bytes = std::fs::read(&cap).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(["replay", "inspect"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cut.pcap (byte ") && err.contains("truncated"), "{err}");
+}
