@@ -279,9 +279,7 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
         multiplexed: rig.protocol != ProtocolKind::H1,
         timeout: s.target.timeout,
         dims,
-        feeds: Arc::new(
-            source.replays.iter().map(|f| f.clone().map(|f| f as Arc<dyn engine::Feed>)).collect(),
-        ),
+        feeds: Arc::new(source.replays.iter().map(|f| f.clone().map(|f| f as Arc<dyn engine::Feed>)).collect()),
     };
     let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
     let (tx, rx) = mpsc::unbounded_channel();
@@ -347,7 +345,16 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
     signals.abort();
     let collector = collecting.await.ok().flatten();
     let _ = printer.await;
-    Driven { protocol: P::NAME, extras: proto.extras(), progress, collector, run_end, interrupted, ws: source.ws, replays: source.replays }
+    Driven {
+        protocol: P::NAME,
+        extras: proto.extras(),
+        progress,
+        collector,
+        run_end,
+        interrupted,
+        ws: source.ws,
+        replays: source.replays,
+    }
 }
 
 /// Reads the oracle, judges, and writes the results folder (`summary.json` last).

@@ -221,7 +221,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
             }
         }
     };
-    let Some(check) = r.checks.get(class).and_then(|row| row.get(sender)).copied() else {
+    let Some(check) = r.checks.get(class).and_then(|row| row.get(sender)).copied().flatten() else {
         return Decision::Skip(Unreplayable::NoIdentity);
     };
     let Ok(method) = Method::from_str(&x.request.method) else { return Decision::Skip(Unreplayable::NotSendable) };

@@ -401,6 +401,9 @@ pub struct CheckSummary {
     /// Rate-limit windows (`limit` checks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitJudgement>,
+    /// Generated for a replay phase (counts one class of replayed requests).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
     /// `pass`, `fail`, `inconclusive` or `skipped`.
     pub result: CheckResult,
     /// Why, for anything but a pass.
@@ -607,6 +610,7 @@ impl Summary {
             .map(|(i, (ck, cj))| {
                 let c = j.merged(dims, |k| usize::from(k.check) == i);
                 CheckSummary {
+                    replay: ck.replay,
                     id: ck.id.clone(),
                     title: ck.title.clone(),
                     severity: ck.severity,
@@ -908,7 +912,15 @@ impl Summary {
             count(CheckResult::Inconclusive),
             count(CheckResult::Skipped)
         ));
-        for c in self.checks.iter().filter(|c| c.result != CheckResult::Pass) {
+        // Replay classes no replayed request fell into are not listed one by one.
+        let quiet = |c: &&CheckSummary| c.replay && c.result == CheckResult::Skipped;
+        let unlisted = self.checks.iter().filter(quiet).count();
+        if unlisted > 0 {
+            o.push_str(&format!(
+                "    ({unlisted} replay classes without traffic are not listed; summary.json has them)\n"
+            ));
+        }
+        for c in self.checks.iter().filter(|c| c.result != CheckResult::Pass && !quiet(c)) {
             o.push_str(&format!("    {:<13} {:<28} {}\n", c.result.name().to_uppercase(), c.id, c.title));
             if !c.reason.is_empty() {
                 o.push_str(&format!("                  {}\n", c.reason));

@@ -477,9 +477,9 @@ pub struct Replay {
     /// Identities requests can be sent as (the mappings' and `unmapped`'s, distinct).
     pub senders: Vec<usize>,
     /// `checks[class][sender]`: the check index counting that class of request from that
-    /// sender; classes are the rules in order, then [`Replay::RECORDED_ALLOW`] and
-    /// [`Replay::RECORDED_DENY`] past them.
-    pub checks: Vec<Vec<usize>>,
+    /// sender (`None`: a rule that does not apply to that sender); classes are the rules in
+    /// order, then [`Replay::RECORDED_ALLOW`] and [`Replay::RECORDED_DENY`] past them.
+    pub checks: Vec<Vec<Option<usize>>>,
 }
 
 impl Replay {

@@ -131,7 +131,13 @@ fn check<'a>(s: &'a gauntlet::report::Summary, id: &str) -> &'a gauntlet::report
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conforming_gateway_passes_the_replayed_capture_and_what_cannot_be_replayed_is_counted() {
     let (_d, code, s) = replay(&[]).await;
-    assert_eq!(code, 0, "{:?}\n{:#?}", s.reasons, s.checks.iter().map(|c| (&c.id, &c.result, &c.reason)).collect::<Vec<_>>());
+    assert_eq!(
+        code,
+        0,
+        "{:?}\n{:#?}",
+        s.reasons,
+        s.checks.iter().map(|c| (&c.id, &c.result, &c.reason)).collect::<Vec<_>>()
+    );
     let r = &s.replay[0];
     assert_eq!(r.source.replayed, 6);
     let un: Vec<(String, u64)> = r.source.unreplayable.iter().map(|(u, n)| (format!("{u:?}"), *n)).collect();
@@ -152,7 +158,10 @@ async fn a_conforming_gateway_passes_the_replayed_capture_and_what_cannot_be_rep
     // Identities arrived as themselves, never with the captured credentials.
     let up = check(&s, "RP-prod-recorded-allow-alice").upstream.as_ref().expect("the oracle ran");
     assert_eq!(up.counts.arrivals, 2);
-    assert!(s.conditions.iter().any(|c| c.name == "wan" && c.requests.sent == 6), "the phase's network condition applies");
+    assert!(
+        s.conditions.iter().any(|c| c.name == "wan" && c.requests.sent == 6),
+        "the phase's network condition applies"
+    );
     let cap = r.source.capture.as_ref().unwrap();
     assert_eq!((cap.http.requests, cap.http.answered, cap.tcp.gaps), (8, 8, 0));
 }
@@ -200,7 +209,11 @@ async fn captured_credentials_never_reach_the_gateway() {
         assert!(l.contains("x-api-client: replay-svc") && l.contains("x-replay: 1"), "{h}");
         assert!(!l.contains("user-agent") && !l.contains("shop.prod.example"), "{h}");
     }
-    assert!(heads.iter().any(|h| h.starts_with("POST /api/orders ") && h.to_ascii_lowercase().contains("content-length: 13")));
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("POST /api/orders ") && h.to_ascii_lowercase().contains("content-length: 13"))
+    );
 }
 
 #[test]
@@ -256,7 +269,11 @@ fn replay_inspect_profiles_a_capture_without_sending() {
     let bad = dir.path().join("cut.pcap");
     let bytes = std::fs::read(&cap).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(["replay", "inspect"]).arg(&bad).output().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["replay", "inspect"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("cut.pcap (byte ") && err.contains("truncated"), "{err}");

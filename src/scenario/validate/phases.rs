@@ -94,7 +94,8 @@ pub(super) fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> 
             }
         };
         let mix = if p.replay.is_some() { Vec::new() } else { mix(cx, o, p.mix.as_ref(), checks) };
-        if mix.is_empty() && p.replay.is_none() && !checks.is_empty() && checks.iter().any(|c| c.out_of_scope.is_some()) {
+        if mix.is_empty() && p.replay.is_none() && !checks.is_empty() && checks.iter().any(|c| c.out_of_scope.is_some())
+        {
             cx.at(o, "mix", "every check this phase would send is outside the profile's declared `features`");
         }
         let network = p.network.as_ref().and_then(|n| network(cx, o, &name, n));

@@ -296,9 +296,15 @@ fn resolve(
     for (j, ru) in r.policy.iter().enumerate() {
         let at = format!("policy[{j}]");
         let name = match &ru.name {
-            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => n.clone(),
+            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                n.clone()
+            }
             Some(n) => {
-                cx.at(o, &format!("{at}.name"), format!("`{n}` is not a valid rule name: use letters, digits, `-`, `_`"));
+                cx.at(
+                    o,
+                    &format!("{at}.name"),
+                    format!("`{n}` is not a valid rule name: use letters, digits, `-`, `_`"),
+                );
                 continue;
             }
             None => {
@@ -361,20 +367,32 @@ fn resolve(
             ),
         ])
         .collect();
-    for (class, expect, title) in classes {
+    for (k, (class, expect, title)) in classes.into_iter().enumerate() {
         let mut row = Vec::new();
         for &sid in &senders {
+            // A rule for some identities gets no checks for the others (nothing can fall there).
+            if rules.get(k).is_some_and(|r| !r.identities.is_empty() && !r.identities.contains(&sid)) {
+                row.push(None);
+                continue;
+            }
             let id = check_id(&["RP", phase, &class, &identities[sid].name]);
             if checks.iter().any(|c| c.id == id) {
-                cx.at(o, "", format!("the generated check id `{id}` is already a check's id: rename the phase or rule"));
+                cx.at(
+                    o,
+                    "",
+                    format!("the generated check id `{id}` is already a check's id: rename the phase or rule"),
+                );
                 return None;
             }
-            row.push(checks.len());
+            row.push(Some(checks.len()));
             checks.push(Check {
                 id,
                 title: format!("{title}, sent as `{}`", identities[sid].name),
                 severity: if expect.is_deny_class() { Severity::Critical } else { Severity::Medium },
-                reference: format!("replay of {}", capture.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+                reference: format!(
+                    "replay of {}",
+                    capture.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                ),
                 tags: vec!["replay".to_string()],
                 requires: Vec::new(),
                 out_of_scope: None,
