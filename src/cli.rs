@@ -46,6 +46,29 @@ pub enum ReplayCommand {
     /// span and rate profile, hosts, routes, recorded answers, and everything that is not an
     /// exchange (holes, retransmits, TLS, h2c) with its count. Sends nothing.
     Inspect(InspectArgs),
+    /// Write a scenario skeleton for a capture: the identities seen (bearer `sub` claims,
+    /// requests without a credential) to give credentials, their mappings, the routes and
+    /// recorded answers as comments, and a replay phase. Edit it, then validate it.
+    Convert(ConvertArgs),
+}
+
+/// `gauntlet replay convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The capture (pcap or pcapng).
+    pub capture: PathBuf,
+    /// The scenario file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The gateway under test.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// The CA of an https target's server certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `gauntlet replay inspect`.
@@ -223,6 +246,9 @@ pub struct RunArgs {
     /// Replace every phase's length (e.g. `10s`); drops request-count bounds.
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+    /// Replace every replay phase's speed (e.g. `2x`: twice the recorded pace).
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<String>,
 }
 
 /// `gauntlet validate`.
@@ -260,6 +286,9 @@ pub struct DemoArgs {
     /// Length of each phase (default: as in the scenario).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+    /// Replace every replay phase's speed (e.g. `2x`).
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<String>,
     /// Scenario to run against the embedded gateway instead of scenarios/demo.yaml.
     #[arg(long, value_name = "FILE", default_value = "scenarios/demo.yaml")]
     pub scenario: PathBuf,

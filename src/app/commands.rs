@@ -17,7 +17,7 @@ use crate::scenario::{Overrides, ProtocolKind};
 use crate::{netem, plan, tls};
 
 pub(super) async fn probe(a: ProbeArgs) -> Exit {
-    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: None };
+    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, ..Default::default() };
     let s = match load(&a.scenario, &ov) {
         Ok(s) => s,
         Err(code) => return code,
@@ -44,7 +44,7 @@ pub(super) async fn probe(a: ProbeArgs) -> Exit {
 }
 
 pub(super) async fn run(a: RunArgs) -> Exit {
-    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration };
+    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration, speed: a.speed };
     match load(&a.scenario, &ov) {
         Ok(s) => execute(s, opts(&a.output)).await.exit,
         Err(code) => code,
@@ -142,6 +142,7 @@ pub(super) async fn demo(a: DemoArgs) -> Exit {
         target_url: Some(format!("https://{gw_addr}")),
         target_ca: Some(certs.join("ca.pem")),
         duration: a.duration,
+        speed: a.speed,
     };
     let s = match load(&a.scenario, &ov) {
         Ok(s) => s,
@@ -388,6 +389,44 @@ pub(super) fn replay_inspect(a: &crate::cli::InspectArgs) -> Exit {
         Err(e) => {
             errln!("gauntlet: {e}");
             Exit::Usage
+        }
+    }
+}
+
+/// `gauntlet replay convert`: a scenario skeleton next to the capture it replays.
+pub(super) fn replay_convert(a: &crate::cli::ConvertArgs) -> Exit {
+    if a.out.exists() && !a.force {
+        errln!("gauntlet: {} exists; pass --force to replace it", a.out.display());
+        return Exit::Usage;
+    }
+    // The capture as the scenario names it: relative to the scenario's folder when it is
+    // inside it, else absolute.
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (cap, dir) = (abs(&a.capture), abs(a.out.parent().unwrap_or(Path::new("."))));
+    let capture_ref = cap.strip_prefix(&dir).map_or_else(|_| cap.display().to_string(), |r| r.display().to_string());
+    if a.target.starts_with("https:") && a.ca.is_none() {
+        errln!("gauntlet: an https --target needs --ca FILE (the CA its server certificate chains to)");
+        return Exit::Usage;
+    }
+    let ca = a.ca.as_deref().map(abs);
+    let yaml = match crate::replay::convert::convert(&a.capture, &capture_ref, &a.target, ca.as_deref()) {
+        Ok(y) => y,
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            return Exit::Usage;
+        }
+    };
+    match crate::report::write_atomic(&a.out, yaml.as_bytes()) {
+        Ok(()) => {
+            out(&format!(
+                "wrote {} — give its identities credentials, add policy rules, then `gauntlet validate` it\n",
+                a.out.display()
+            ));
+            Exit::Pass
+        }
+        Err(e) => {
+            errln!("gauntlet: {e}");
+            Exit::Runtime
         }
     }
 }

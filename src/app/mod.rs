@@ -63,6 +63,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Netem(a) => commands::netem(*a).await,
         Command::Probe(a) => commands::probe(a).await,
         Command::Replay(ReplayCommand::Inspect(a)) => commands::replay_inspect(&a),
+        Command::Replay(ReplayCommand::Convert(a)) => commands::replay_convert(&a),
     };
     exit.code()
 }

@@ -5,6 +5,7 @@
 //! [`Feed`]. Memory is bounded by the reorder window and the queue, not by the capture.
 //! Everything not replayed is counted ([`Counters`]), never dropped silently.
 
+pub mod convert;
 pub mod select;
 
 use std::cmp::Reverse;
@@ -89,6 +90,8 @@ pub struct Counters {
     pub filtered: AtomicU64,
     /// Requests outside `window:`.
     pub outside_window: AtomicU64,
+    /// The phase's `duration:` or `requests:` bound was reached before the capture's end.
+    pub bounded: AtomicBool,
     /// Not replayed, by [`Unreplayable::index`].
     pub unreplayable: [AtomicU64; 6],
     /// The capture's own counts (of the first pass).
@@ -105,6 +108,7 @@ impl Counters {
             replayed: n(&self.replayed),
             filtered: n(&self.filtered),
             outside_window: n(&self.outside_window),
+            stopped_at_bound: self.bounded.load(Ordering::Relaxed),
             unreplayable: Unreplayable::ALL
                 .iter()
                 .map(|u| (*u, n(&self.unreplayable[u.index()])))
@@ -125,6 +129,8 @@ pub struct Summary {
     pub filtered: u64,
     /// Outside `window:`.
     pub outside_window: u64,
+    /// The phase's `duration:` or `requests:` bound ended the replay before the capture did.
+    pub stopped_at_bound: bool,
     /// Not replayable, by reason.
     pub unreplayable: BTreeMap<Unreplayable, u64>,
     /// Reading the capture.
@@ -259,6 +265,8 @@ fn produce(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let slots = s.slots();
+    let phase = s.phases.iter().find(|p| p.replay.as_ref().is_some_and(|x| std::ptr::eq(&**x, r)));
+    let (max_offset, max_requests) = (phase.and_then(|p| p.duration), phase.and_then(|p| p.requests));
     let mut pacer = Pacer::new(r);
     let mut index = 0u64;
     let mut first_ts: Option<u64> = None;
@@ -301,6 +309,11 @@ fn produce(
                 continue;
             };
             let offset = pacer.next(x.ts_ns);
+            // The phase's own bounds end the replay: nothing past them is read or sent.
+            if max_offset.is_some_and(|d| offset >= d) || max_requests.is_some_and(|n| index >= n) {
+                c.bounded.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
             let mut fed = Fed { index, offset, check, request, recorded };
             index += 1;
             // Bounded: wait for the engine, looking at the stop flag.

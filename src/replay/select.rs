@@ -115,7 +115,7 @@ const DROPPED: &[&str] = &[
 ];
 
 /// Claims of a bearer JWT, read without verifying it (only to map it to an identity).
-fn bearer_claims(x: &Exchange) -> Option<serde_json::Map<String, serde_json::Value>> {
+pub(super) fn bearer_claims(x: &Exchange) -> Option<serde_json::Map<String, serde_json::Value>> {
     use base64::Engine as _;
     let auth = x.request.header("authorization")?;
     let auth = std::str::from_utf8(auth).ok()?.trim();
@@ -171,7 +171,7 @@ fn selected(f: &ReplayMatch, x: &Exchange) -> bool {
         && f.headers.iter().all(|(n, re)| header_matches(x, n, re))
 }
 
-fn carries_credential(x: &Exchange) -> bool {
+pub(super) fn carries_credential(x: &Exchange) -> bool {
     ["authorization", "proxy-authorization", "cookie", "x-api-key"].iter().any(|h| x.request.header(h).is_some())
 }
 

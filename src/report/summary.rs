@@ -852,6 +852,9 @@ impl Summary {
             if let Some(e) = &r.source.error {
                 o.push_str(&format!("    capture error: {e}\n"));
             }
+            if r.source.stopped_at_bound {
+                o.push_str("    the phase's duration/requests bound ended the replay before the capture's end\n");
+            }
         }
         if self.conditions.len() > 1 || !self.events.is_empty() {
             for c in &self.conditions {

@@ -149,7 +149,8 @@ async fn a_conforming_gateway_passes_the_replayed_capture_and_what_cannot_be_rep
     assert_eq!(sent("RP-prod-recorded-allow-carol"), (1, CheckResult::Pass));
     assert_eq!(sent("RP-prod-recorded-deny-carol"), (1, CheckResult::Pass), "carol's /reports was and is refused");
     assert_eq!(sent("RP-prod-recorded-deny-anon"), (1, CheckResult::Pass));
-    assert_eq!(check(&s, "RP-prod-admin-api-carol").result, CheckResult::Skipped);
+    assert!(!s.checks.iter().any(|c| c.id == "RP-prod-admin-api-carol"), "a rule for alice has no check for carol");
+    assert_eq!(check(&s, "RP-prod-recorded-deny-alice").result, CheckResult::Skipped, "no traffic in that class");
     // Against the recording: the oracle answers 200 where production said 201 (drift), the
     // rest is as recorded.
     assert_eq!(r.compared["match"], 5, "{:?}", r.compared);
@@ -277,4 +278,143 @@ fn replay_inspect_profiles_a_capture_without_sending() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("cut.pcap (byte ") && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn the_documented_replay_phase_validates() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenario.md")).unwrap();
+    let section = &doc[doc.find("### Replay").expect("a replay section")..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let phases = &section[start..start + section[start..].find("```").unwrap()];
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("captures")).unwrap();
+    let cap = capture(d.path());
+    std::fs::rename(cap, d.path().join("captures/prod.pcap")).unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: doc\ntarget: {{ url: \"http://127.0.0.1:1\", protocol: h1 }}\n\
+         identities: {{ admin: {{}}, alice: {{}}, partner: {{}}, visitor: {{}} }}\n{phases}"
+    );
+    let p = d.path().join("doc.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let s = common::load(&p);
+    let r = s.phases[0].replay.as_ref().expect("a replay phase");
+    assert_eq!((r.speed, r.loops, r.identities.len(), r.policy.len()), (2.0, 3, 4, 2));
+    assert_eq!(r.rewrite.path[0].0.replace("/v1/orders", r.rewrite.path[0].1.as_str()), "/api/orders");
+    assert!(
+        r.only.host.as_ref().unwrap().is_match("shop.example")
+            && !r.only.host.as_ref().unwrap().is_match("shopxexample")
+    );
+    // admin-only applies to alice and visitor: 2 checks; health to all 4; recorded-*: 4 each.
+    assert_eq!(s.checks.len(), 2 + 4 + 4 + 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_and_the_phase_bound_decide_how_much_is_replayed() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let n = seen.clone();
+    let (addr, stop) = common::raw_server(move |_, _, _| {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        common::reply(200)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let yaml = |bound: &str| {
+        common::http_scenario(
+            "replay-bound",
+            addr,
+            "",
+            &format!(
+                "identities:\n  svc: {{}}\nphases:\n  - name: p\n{bound}    replay:\n      capture: \"{}\"\n      speed: 50x\n      loop: 3\n      unmapped: svc\n      policy: [{{ name: all, expect: allow }}]\n",
+                cap.display()
+            ),
+        )
+    };
+    let (_d, code, s) = common::run_yaml(&yaml("")).await;
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    assert_eq!((s.replay[0].source.replayed, s.requests.sent), (24, 24), "three loops of 8");
+    assert!(!s.replay[0].source.stopped_at_bound);
+    let (_d, code, s) = common::run_yaml(&yaml("    requests: 10\n")).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    assert_eq!((s.replay[0].source.replayed, s.requests.sent), (10, 10));
+    assert!(s.replay[0].source.stopped_at_bound);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 34);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_convert_writes_a_skeleton_that_validates_and_replays_the_capture() {
+    // A server that lets everything through stands for the gateway: the recorded refusals
+    // then come out as leaks.
+    let (addr, stop) = common::raw_server(|_, _, _| common::reply(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures/shop.pcap");
+    let out = dir.path().join("shop.yaml");
+    let bin = env!("CARGO_BIN_EXE_gauntlet");
+    let o = std::process::Command::new(bin)
+        .args(["replay", "convert"])
+        .arg(&cap)
+        .arg("--out")
+        .arg(&out)
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    for want in [
+        "alice: {}",
+        "bob: {}",
+        "carol: {}",
+        "visitor: {}",
+        "{ identity: alice, claim: { sub: \"^alice$\" } }",
+        "{ identity: visitor, anonymous: true }",
+        "GET /api/orders ×6",
+        "403 ×3",
+    ] {
+        assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");
+    }
+    let o = std::process::Command::new(bin).arg("validate").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    // It refuses to overwrite.
+    let o =
+        std::process::Command::new(bin).args(["replay", "convert"]).arg(&cap).arg("--out").arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    let res = dir.path().join("res");
+    let (o2, r2) = (out.clone(), res.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .arg("run")
+            .arg(&o2)
+            .args(["--headless", "--speed", "10x", "--out"])
+            .arg(&r2)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    stop.cancel();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(res.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["replay"][0]["replayed"], 15);
+    let leaks = s["violations"]["leak"].as_u64().unwrap_or(0);
+    assert_eq!(leaks, 4, "3 recorded 403s and 1 recorded 401 let through: {}", s["reasons"]);
+}
+
+#[test]
+fn the_speed_flag_replaces_every_replay_phase_speed_through_the_same_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let yaml = format!(
+        "gauntlet: 1\nname: r\ntarget: {{ url: \"http://127.0.0.1:1\", protocol: h1 }}\nidentities:\n  svc: {{}}\n\
+         phases:\n  - name: p\n    replay: {{ capture: \"{}\", speed: 2x, unmapped: svc }}\n",
+        cap.display()
+    );
+    let (_d, p) = common::scenario_file(&yaml);
+    let ov = |s: &str| gauntlet::scenario::Overrides { speed: Some(s.into()), ..Default::default() };
+    let s = gauntlet::scenario::load(&p, &ov("0.5x")).unwrap();
+    assert_eq!(s.phases[0].replay.as_ref().unwrap().speed, 0.5);
+    let e = gauntlet::scenario::load(&p, &ov("warp")).unwrap_err().to_string();
+    assert!(e.contains("replay.speed") && e.contains("a number above 0"), "{e}");
 }

@@ -43,6 +43,8 @@ pub struct Overrides {
     pub target_ca: Option<PathBuf>,
     /// Replaces every phase's `duration` (and drops its `requests` bound).
     pub duration: Option<String>,
+    /// Replaces every replay phase's `speed` (`2x`, `0.5`).
+    pub speed: Option<String>,
 }
 
 struct Ctx<'a> {
@@ -255,6 +257,13 @@ fn apply_overrides(m: &mut Merged, ov: &Overrides) {
         for (p, _) in &mut m.phases {
             p.duration = Some(d.clone());
             p.requests = None;
+        }
+    }
+    if let Some(sp) = &ov.speed {
+        for (p, _) in &mut m.phases {
+            if let Some(r) = &mut p.replay {
+                r.speed = Some(Value::String(sp.clone()));
+            }
         }
     }
 }
