@@ -20,7 +20,7 @@ const MAX_HEADERS: usize = 128;
 /// Request body bytes kept (a longer body makes the request unreplayable, counted).
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 /// Response body bytes kept for display (the whole body is hashed and counted).
-const RESPONSE_PREFIX: usize = 4096;
+pub(super) const RESPONSE_PREFIX: usize = 4096;
 /// Requests of one connection waiting for their responses.
 const MAX_PIPELINE: usize = 256;
 
@@ -126,8 +126,13 @@ pub struct HttpStats {
     pub websocket: u64,
     /// Connections that are TLS (decrypt them first: a key log and tshark).
     pub tls_flows: u64,
-    /// Connections that speak HTTP/2 in clear (prior knowledge or `Upgrade: h2c`).
+    /// Connections that speak HTTP/2 in clear (prior knowledge or `Upgrade: h2c`), read as such.
     pub h2c_flows: u64,
+    /// Of the requests, those read from HTTP/2 streams.
+    pub h2_streams: u64,
+    /// h2c connections whose reading stopped early (a hole, a malformed frame: HPACK cannot
+    /// resynchronise); what was in flight is handed on without an answer.
+    pub h2_broken: u64,
     /// Connections that are not HTTP.
     pub other_flows: u64,
 }
@@ -204,6 +209,8 @@ struct Conn {
     desynced: bool,
     /// The upgrade request sent, waiting for `101`.
     upgrade: Option<Upgrade>,
+    /// The HTTP/2 reader of an h2c connection.
+    h2: Option<Box<super::h2::H2>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,9 +229,9 @@ pub struct Http1 {
     pub stats: HttpStats,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(super) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+pub(super) fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -275,6 +282,48 @@ impl Http1 {
     /// A new extractor.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Feeds an h2c connection's reader; hands on what completed.
+    fn h2_data(&mut self, id: u64, c: &mut Conn, side: Side, ts_ns: u64, bytes: &[u8]) {
+        let Some(mut h2) = c.h2.take() else { return };
+        let was_broken = h2.broken.is_some();
+        let mut done = Vec::new();
+        if !bytes.is_empty() {
+            h2.data(side, ts_ns, bytes, &mut done);
+        }
+        self.h2_emit(id, c, done, false);
+        if h2.broken.is_some() && !was_broken {
+            self.h2_stop(id, c, &mut h2, true);
+        }
+        c.h2 = Some(h2);
+    }
+
+    fn h2_emit(&mut self, id: u64, c: &mut Conn, done: Vec<super::h2::Done>, after_gap: bool) {
+        for d in done {
+            self.stats.h2_streams += 1;
+            if d.response.is_none() {
+                if after_gap {
+                    self.stats.unpaired_after_gap += 1;
+                } else {
+                    self.stats.unanswered += 1;
+                }
+            }
+            let index = c.next_index;
+            c.next_index += 1;
+            self.emit(id, c, d.ts_ns, d.request, index, d.response);
+        }
+    }
+
+    /// Reading an h2c connection stopped (`broken`: early) or it ended.
+    fn h2_stop(&mut self, id: u64, c: &mut Conn, h2: &mut super::h2::H2, broken: bool) {
+        let mut done = Vec::new();
+        let incomplete = h2.finish(&mut done);
+        self.stats.incomplete += incomplete;
+        if broken {
+            self.stats.h2_broken += 1;
+        }
+        self.h2_emit(id, c, done, broken);
     }
 
     fn emit(&mut self, conn: u64, c: &Conn, ts_ns: u64, request: Request, index: u32, response: Option<Response>) {
@@ -609,19 +658,24 @@ impl Http1 {
             self.stats.orphan_responses += 1;
             return;
         };
+        if r.status == 101 && c.upgrade == Some(Upgrade::H2c) {
+            // The upgrade request is stream 1: its answer comes as HTTP/2, after the 101.
+            self.stats.h2c_flows += 1;
+            c.kind = Kind::H2c;
+            c.next_index = index;
+            c.h2 = Some(Box::new(super::h2::H2::new(Some((ts, q)))));
+            // What each side sent past the switch is HTTP/2 already.
+            for side in [Side::Server, Side::Client] {
+                let rest = std::mem::take(&mut c.streams[side as usize].buf);
+                self.h2_data(id, c, side, ts, &rest);
+            }
+            return;
+        }
         let upgraded = r.status == 101;
         self.emit(id, c, ts, q, index, Some(r));
         if upgraded {
-            match c.upgrade {
-                Some(Upgrade::H2c) => {
-                    self.stats.h2c_flows += 1;
-                    c.kind = Kind::H2c;
-                }
-                _ => {
-                    self.stats.websocket += 1;
-                    c.kind = Kind::Upgraded;
-                }
-            }
+            self.stats.websocket += 1;
+            c.kind = Kind::Upgraded;
         }
     }
 }
@@ -645,20 +699,44 @@ impl Sink for Http1 {
                 next_index: 0,
                 desynced: false,
                 upgrade: None,
+                h2: None,
             },
         );
     }
 
     fn data(&mut self, flow: u64, side: Side, ts_ns: u64, bytes: &[u8]) {
         let Some(mut c) = self.conns.remove(&flow) else { return };
+        let mut bytes = bytes;
+        let held;
         if c.kind == Kind::Unknown && side == Side::Client {
-            if bytes.first() == Some(&0x16) {
+            let buf = &mut c.streams[Side::Client as usize].buf;
+            let seen = buf.len() + bytes.len();
+            let preface = super::h2::PREFACE;
+            let probe_len = seen.min(preface.len());
+            let mut probe = buf.clone();
+            probe.extend_from_slice(&bytes[..probe_len.saturating_sub(buf.len()).min(bytes.len())]);
+            if bytes.first() == Some(&0x16) && buf.is_empty() {
                 c.kind = Kind::Tls;
                 self.stats.tls_flows += 1;
-            } else if bytes.starts_with(b"PRI * HTTP/2.0") {
+            } else if probe.len() < preface.len() && preface.starts_with(&probe) {
+                // Perhaps the HTTP/2 preface, cut by segmentation: wait for more.
+                buf.extend_from_slice(bytes);
+                self.conns.insert(flow, c);
+                return;
+            } else if probe.starts_with(preface) {
                 c.kind = Kind::H2c;
                 self.stats.h2c_flows += 1;
+                c.h2 = Some(Box::new(super::h2::H2::new(None)));
+                let mut all = std::mem::take(buf);
+                all.extend_from_slice(bytes);
+                held = all;
+                bytes = &held;
             }
+        }
+        if c.kind == Kind::H2c {
+            self.h2_data(flow, &mut c, side, ts_ns, bytes);
+            self.conns.insert(flow, c);
+            return;
         }
         if !matches!(c.kind, Kind::Upgraded | Kind::Tls | Kind::H2c | Kind::Other) {
             let s = &mut c.streams[side as usize];
@@ -677,6 +755,15 @@ impl Sink for Http1 {
 
     fn gap(&mut self, flow: u64, side: Side, _len: u64) {
         let Some(mut c) = self.conns.remove(&flow) else { return };
+        if let Some(mut h2) = c.h2.take() {
+            if h2.broken.is_none() {
+                h2.broken = Some("a hole in the capture");
+                self.h2_stop(flow, &mut c, &mut h2, true);
+            }
+            c.h2 = Some(h2);
+            self.conns.insert(flow, c);
+            return;
+        }
         let s = &mut c.streams[side as usize];
         if s.in_message() && !matches!(c.kind, Kind::Upgraded | Kind::Tls | Kind::H2c | Kind::Other) {
             self.stats.incomplete += 1;
@@ -703,6 +790,9 @@ impl Sink for Http1 {
 
     fn close(&mut self, flow: u64, _ts_ns: u64) {
         let Some(mut c) = self.conns.remove(&flow) else { return };
+        if let Some(mut h2) = c.h2.take() {
+            self.h2_stop(flow, &mut c, &mut h2, false);
+        }
         // A response read until the close is complete now.
         if c.streams[Side::Server as usize].body == Body::UntilClose {
             c.streams[Side::Server as usize].body = Body::Head;

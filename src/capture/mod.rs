@@ -10,6 +10,7 @@
 pub mod craft;
 pub mod decode;
 pub mod file;
+pub mod h2;
 pub mod http1;
 pub mod tcp;
 

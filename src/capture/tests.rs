@@ -356,3 +356,129 @@ fn a_timestamp_beyond_the_representable_saturates_instead_of_overflowing() {
     assert_eq!(xs.len(), 1);
     assert_eq!(xs[0].ts_ns, u64::MAX);
 }
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(payload.len() >> 16) as u8, (payload.len() >> 8) as u8, payload.len() as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn block(enc: &mut loona_hpack::Encoder<'_>, fields: &[(&str, &str)]) -> Vec<u8> {
+    enc.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+}
+
+#[test]
+fn h2c_with_prior_knowledge_pairs_streams_out_of_order_with_padding_and_continuation() {
+    let (mut ce, mut se) = (loona_hpack::Encoder::new(), loona_hpack::Encoder::new());
+    let mut client = super::h2::PREFACE.to_vec();
+    client.extend(frame(4, 0, 0, &[0, 1, 0, 0, 0x10, 0])); // SETTINGS: header table 4096
+    let get = block(
+        &mut ce,
+        &[
+            (":method", "GET"),
+            (":path", "/a?q=1"),
+            (":scheme", "http"),
+            (":authority", "app.example"),
+            ("authorization", "Bearer x.y.z"),
+        ],
+    );
+    client.extend(frame(1, 0x4 | 0x1, 1, &get));
+    let post = block(
+        &mut ce,
+        &[
+            (":method", "POST"),
+            (":path", "/b"),
+            (":scheme", "http"),
+            (":authority", "app.example"),
+            ("content-type", "text/plain"),
+        ],
+    );
+    // A header block split over HEADERS + CONTINUATION, then padded DATA.
+    client.extend(frame(1, 0, 3, &post[..3]));
+    client.extend(frame(9, 0x4, 3, &post[3..]));
+    let mut padded = vec![2u8];
+    padded.extend_from_slice(b"hi");
+    padded.extend_from_slice(&[0, 0]);
+    client.extend(frame(0, 0x8 | 0x1, 3, &padded));
+    let mut server = frame(4, 0, 0, &[]);
+    server.extend(frame(4, 0x1, 0, &[])); // SETTINGS ACK
+    let created = block(&mut se, &[(":status", "201"), ("content-length", "2")]);
+    server.extend(frame(1, 0x4, 3, &created));
+    server.extend(frame(0, 0x1, 3, b"ok"));
+    let ok = block(&mut se, &[(":status", "200")]);
+    server.extend(frame(1, 0x4 | 0x1, 1, &ok));
+    let mut w = Writer::pcap(link::ETHERNET);
+    let mut c = Conn::new(c4(), s4(), 1, 1);
+    c.handshake(&mut w, 1);
+    // Client bytes in odd-sized segments.
+    for part in client.chunks(7) {
+        c.send(&mut w, 2, true, part);
+    }
+    c.send(&mut w, 3, false, &server);
+    c.close(&mut w, 4);
+    let (xs, st) = read(w.into_bytes());
+    assert_eq!((st.http.h2c_flows, st.http.h2_streams, st.http.h2_broken), (1, 2, 0), "{st:?}");
+    let got: Vec<(String, String, u16, Vec<u8>)> = xs
+        .iter()
+        .map(|x| {
+            (
+                x.request.method.clone(),
+                x.request.path().to_string(),
+                x.response.as_ref().unwrap().status,
+                x.request.body.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("POST".into(), "/b".into(), 201, b"hi".to_vec()), ("GET".into(), "/a?q=1".into(), 200, Vec::new())]
+    );
+    assert_eq!(xs[1].request.host().as_deref(), Some("app.example"));
+    assert_eq!(xs[1].request.header("authorization"), Some(&b"Bearer x.y.z"[..]));
+    assert_eq!(xs[0].response.as_ref().unwrap().body_prefix, b"ok");
+}
+
+#[test]
+fn h2c_by_upgrade_answers_the_upgrade_request_on_stream_1() {
+    let mut se = loona_hpack::Encoder::new();
+    let mut w = Writer::pcap(link::ETHERNET);
+    let mut c = Conn::new(c4(), s4(), 1, 1);
+    c.handshake(&mut w, 1);
+    c.send(&mut w, 2, true, b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+    let mut server = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    server.extend(frame(4, 0, 0, &[]));
+    let ok = block(&mut se, &[(":status", "204")]);
+    server.extend(frame(1, 0x4 | 0x1, 1, &ok));
+    c.send(&mut w, 3, false, &server);
+    let mut client = super::h2::PREFACE.to_vec();
+    client.extend(frame(4, 0, 0, &[]));
+    c.send(&mut w, 4, true, &client);
+    c.close(&mut w, 5);
+    let (xs, st) = read(w.into_bytes());
+    assert_eq!(xs.len(), 1, "{st:?}");
+    assert_eq!((xs[0].request.path(), xs[0].response.as_ref().map(|r| r.status)), ("/up", Some(204)));
+    assert_eq!((st.http.h2c_flows, st.http.websocket), (1, 0));
+}
+
+#[test]
+fn a_hole_in_an_h2c_connection_stops_its_reading_and_hands_on_what_was_in_flight() {
+    let (mut ce, mut se) = (loona_hpack::Encoder::new(), loona_hpack::Encoder::new());
+    let mut w = Writer::pcap(link::ETHERNET);
+    let mut c = Conn::new(c4(), s4(), 1, 1);
+    c.handshake(&mut w, 1);
+    let mut client = super::h2::PREFACE.to_vec();
+    client.extend(frame(1, 0x5, 1, &block(&mut ce, &[(":method", "GET"), (":path", "/1"), (":scheme", "http")])));
+    client.extend(frame(1, 0x5, 3, &block(&mut ce, &[(":method", "GET"), (":path", "/2"), (":scheme", "http")])));
+    c.send(&mut w, 2, true, &client);
+    c.send(&mut w, 3, false, &frame(1, 0x5, 1, &block(&mut se, &[(":status", "200")])));
+    let _lost = c.segment(link::ETHERNET, false, &frame(1, 0x5, 3, &block(&mut se, &[(":status", "403")])));
+    c.send(&mut w, 4, false, &frame(0, 0x1, 5, b"late"));
+    c.close(&mut w, 5);
+    let (xs, st) = read(w.into_bytes());
+    assert_eq!(st.http.h2_broken, 1, "{st:?}");
+    let got: Vec<(&str, Option<u16>)> =
+        xs.iter().map(|x| (x.request.path(), x.response.as_ref().map(|r| r.status))).collect();
+    assert_eq!(got, [("/1", Some(200)), ("/2", None)]);
+    assert_eq!(st.http.unpaired_after_gap, 1);
+}

@@ -446,8 +446,8 @@ pub fn stats_text(s: &capture::Stats) -> String {
     let (f, t, h) = (&s.frames, &s.tcp, &s.http);
     let _ = writeln!(
         o,
-        "  read: {} frames ({} bytes), {} TCP connections ({} caught mid-stream), {} requests ({} answered)",
-        f.frames, f.bytes, t.flows, t.mid_stream, h.requests, h.answered
+        "  read: {} frames ({} bytes), {} TCP connections ({} caught mid-stream, {} h2c), {} requests ({} answered, {} over HTTP/2)",
+        f.frames, f.bytes, t.flows, t.mid_stream, h.h2c_flows, h.requests, h.answered, h.h2_streams
     );
     let mut notes: Vec<String> = Vec::new();
     let mut note = |n: u64, what: &str| {
@@ -473,7 +473,7 @@ pub fn stats_text(s: &capture::Stats) -> String {
     note(h.skipped_bytes, "bytes skipped resynchronising");
     note(h.bodies_truncated, "request bodies over 1 MiB");
     note(h.websocket, "WebSocket sessions");
-    note(h.h2c_flows, "HTTP/2 cleartext connections (h2c is not extracted yet)");
+    note(h.h2_broken, "h2c connections whose reading stopped early (a hole or a malformed frame)");
     note(h.other_flows, "connections that are not HTTP");
     for (l, n) in &f.unknown_linktypes {
         notes.push(format!("{n} frames of link type {l} (not read)"));

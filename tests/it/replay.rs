@@ -369,7 +369,7 @@ async fn replay_convert_writes_a_skeleton_that_validates_and_replays_the_capture
         "visitor: {}",
         "{ identity: alice, claim: { sub: \"^alice$\" } }",
         "{ identity: visitor, anonymous: true }",
-        "GET /api/orders ×6",
+        "GET /api/orders ×7",
         "403 ×3",
     ] {
         assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");
@@ -397,7 +397,7 @@ async fn replay_convert_writes_a_skeleton_that_validates_and_replays_the_capture
     stop.cancel();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(res.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(s["replay"][0]["replayed"], 15);
+    assert_eq!(s["replay"][0]["replayed"], 18);
     let leaks = s["violations"]["leak"].as_u64().unwrap_or(0);
     assert_eq!(leaks, 4, "3 recorded 403s and 1 recorded 401 let through: {}", s["reasons"]);
 }
