@@ -38,6 +38,15 @@ struct Stream {
     hash: u64,
 }
 
+/// A header block being read (HEADERS or PUSH_PROMISE, then CONTINUATION frames).
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    kind: u8,
+    end_stream: bool,
+    bytes: Vec<u8>,
+}
+
 /// A stream's outcome, for the caller to hand on.
 #[derive(Debug)]
 pub struct Done {
@@ -57,8 +66,8 @@ pub struct H2 {
     /// Client preface bytes still to skip.
     preface: usize,
     decoders: [loona_hpack::Decoder<'static>; 2],
-    /// A header block in progress per direction: (stream, kind, end_stream, bytes).
-    block: [Option<(u32, u8, bool, Vec<u8>)>; 2],
+    /// A header block in progress per direction.
+    block: [Option<Block>; 2],
     streams: BTreeMap<u32, Stream>,
     /// Reading stopped (a hole or a malformed frame): why.
     pub broken: Option<&'static str>,
@@ -190,7 +199,7 @@ impl H2 {
                     }
                     block = &block[4..];
                 }
-                let pending = (stream, kind, flags & END_STREAM != 0, block.to_vec());
+                let pending = Block { stream, kind, end_stream: flags & END_STREAM != 0, bytes: block.to_vec() };
                 if flags & END_HEADERS != 0 {
                     self.headers(side, ts_ns, pending, out);
                 } else {
@@ -202,11 +211,11 @@ impl H2 {
                     self.broken = Some("a CONTINUATION without a header block");
                     return;
                 };
-                if pending.0 != stream || pending.3.len() + p.len() > MAX_BLOCK {
+                if pending.stream != stream || pending.bytes.len() + p.len() > MAX_BLOCK {
                     self.broken = Some("a header block continues on another stream or grows too large");
                     return;
                 }
-                pending.3.extend_from_slice(p);
+                pending.bytes.extend_from_slice(p);
                 if flags & END_HEADERS != 0 {
                     self.headers(side, ts_ns, pending, out);
                 } else {
@@ -233,13 +242,8 @@ impl H2 {
         }
     }
 
-    fn headers(
-        &mut self,
-        side: Side,
-        ts_ns: u64,
-        (stream, kind, end, block): (u32, u8, bool, Vec<u8>),
-        out: &mut Vec<Done>,
-    ) {
+    fn headers(&mut self, side: Side, ts_ns: u64, b: Block, out: &mut Vec<Done>) {
+        let Block { stream, kind, end_stream: end, bytes: block } = b;
         let i = side as usize;
         let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
         let decoded = self.decoders[i].decode_with_cb(&block, |n, v| {
@@ -262,7 +266,6 @@ impl H2 {
                     if end {
                         s.request_done = true;
                     }
-                    let _ = s;
                     return;
                 }
                 if self.streams.len() >= MAX_STREAMS {
