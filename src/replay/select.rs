@@ -214,8 +214,10 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
             let refused = st == 401 || st == 403 || s.profile.deny_status.contains(&st);
             if refused {
                 r.policy.len() + Replay::RECORDED_DENY
-            } else if (200..500).contains(&st) && st != 429 {
+            } else if (200..400).contains(&st) {
                 r.policy.len() + Replay::RECORDED_ALLOW
+            } else if (400..500).contains(&st) && st != 429 {
+                r.policy.len() + Replay::RECORDED_OTHER
             } else {
                 return Decision::Skip(Unreplayable::NoVerdictInAnswer);
             }

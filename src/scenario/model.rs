@@ -478,7 +478,8 @@ pub struct Replay {
     pub senders: Vec<usize>,
     /// `checks[class][sender]`: the check index counting that class of request from that
     /// sender (`None`: a rule that does not apply to that sender); classes are the rules in
-    /// order, then [`Replay::RECORDED_ALLOW`] and [`Replay::RECORDED_DENY`] past them.
+    /// order, then [`Replay::RECORDED_ALLOW`], [`Replay::RECORDED_DENY`] and
+    /// [`Replay::RECORDED_OTHER`] past them.
     pub checks: Vec<Vec<Option<usize>>>,
 }
 
@@ -487,6 +488,8 @@ impl Replay {
     pub const RECORDED_ALLOW: usize = 0;
     /// Class offset (after the rules) of requests whose recorded answer was 401 or 403.
     pub const RECORDED_DENY: usize = 1;
+    /// Class offset of requests the recording answered with a 4xx that is not a refusal.
+    pub const RECORDED_OTHER: usize = 2;
 }
 
 /// A request filter: every given part must match.

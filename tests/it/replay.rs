@@ -304,8 +304,8 @@ fn the_documented_replay_phase_validates() {
         r.only.host.as_ref().unwrap().is_match("shop.example")
             && !r.only.host.as_ref().unwrap().is_match("shopxexample")
     );
-    // admin-only applies to alice and visitor: 2 checks; health to all 4; recorded-*: 4 each.
-    assert_eq!(s.checks.len(), 2 + 4 + 4 + 4);
+    // admin-only applies to alice and visitor: 2 checks; health to all 4; recorded-allow, -deny, -other: 4 each.
+    assert_eq!(s.checks.len(), 2 + 4 + 4 + 4 + 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,4 +417,26 @@ fn the_speed_flag_replaces_every_replay_phase_speed_through_the_same_validation(
     assert_eq!(s.phases[0].replay.as_ref().unwrap().speed, 0.5);
     let e = gauntlet::scenario::load(&p, &ov("warp")).unwrap_err().to_string();
     assert!(e.contains("replay.speed") && e.contains("a number above 0"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_answering_404_where_production_served_the_page_fails() {
+    let (addr, stop) = common::raw_server(|_, _, _| common::reply(404)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let yaml = common::http_scenario(
+        "replay-404",
+        addr,
+        "",
+        &format!(
+            "identities:\n  svc: {{}}\nphases:\n  - name: p\n    replay: {{ capture: \"{}\", speed: 50x, unmapped: svc }}\n",
+            cap.display()
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert_eq!(code, 1);
+    let c = check(&s, "RP-p-recorded-allow-svc");
+    assert_eq!((c.sent, c.result), (4, CheckResult::Fail), "{}", c.reason);
+    assert!(c.reason.contains("404"), "{}", c.reason);
 }

@@ -120,12 +120,16 @@ fn check_id(parts: &[&str]) -> String {
         .join("-")
 }
 
-/// Success statuses of a request the recording let through: 2xx, 3xx and every 4xx that is
-/// not a refusal (a replayed 404 is still let through; a 403 is a false deny).
-fn recorded_allow(profile: &Profile) -> Expect {
+/// The expectation of a request the recording let through: a 2xx or 3xx recorded must come
+/// back 2xx or 3xx (a gateway answering 404 where production served the page did not let it
+/// through); a recorded 4xx that is not a refusal (404, 409, …) may come back as any of those
+/// or a 2xx/3xx. A refusal is a false deny either way.
+fn recorded_allow(profile: &Profile, client_errors: bool) -> Expect {
     let refusals = refusals(profile);
     let mut items: Vec<String> = vec!["2xx".into(), "3xx".into()];
-    items.extend((400..500u16).filter(|s| !refusals.contains(s)).map(|s| s.to_string()));
+    if client_errors {
+        items.extend((400..500u16).filter(|s| !refusals.contains(s)).map(|s| s.to_string()));
+    }
     let success = Statuses::parse(items.iter().map(String::as_str)).unwrap_or_else(Statuses::success);
     Expect::Allow { success, refusals }
 }
@@ -357,13 +361,19 @@ fn resolve(
         .chain([
             (
                 "recorded-allow".to_string(),
-                recorded_allow(profile),
-                "replayed requests the recording let through (no rule matches)".to_string(),
+                recorded_allow(profile, false),
+                "replayed requests the recording served with 2xx/3xx (no rule matches)".to_string(),
             ),
             (
                 "recorded-deny".to_string(),
                 Expect::Deny { statuses: profile.deny_status.clone() },
                 "replayed requests the recording refused with 401/403 (no rule matches)".to_string(),
+            ),
+            (
+                "recorded-other".to_string(),
+                recorded_allow(profile, true),
+                "replayed requests the recording answered with a 4xx that is not a refusal (no rule matches)"
+                    .to_string(),
             ),
         ])
         .collect();
