@@ -249,6 +249,10 @@ pub struct RunArgs {
     /// Replace every replay phase's speed (e.g. `2x`: twice the recorded pace).
     #[arg(long, value_name = "FACTOR")]
     pub speed: Option<String>,
+    /// Send nothing: show what each phase would send (replay phases: requests per check after
+    /// mapping, length at the chosen pace, rate profile, hosts and routes, what is not replayable).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `gauntlet validate`.

@@ -45,6 +45,12 @@ pub(super) async fn probe(a: ProbeArgs) -> Exit {
 
 pub(super) async fn run(a: RunArgs) -> Exit {
     let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration, speed: a.speed };
+    if a.dry_run {
+        return match load(&a.scenario, &ov) {
+            Ok(s) => dry_run(&s),
+            Err(code) => code,
+        };
+    }
     match load(&a.scenario, &ov) {
         Ok(s) => execute(s, opts(&a.output)).await.exit,
         Err(code) => code,
@@ -429,4 +435,34 @@ pub(super) fn replay_convert(a: &crate::cli::ConvertArgs) -> Exit {
             Exit::Runtime
         }
     }
+}
+
+/// `run --dry-run`: what every phase would send; nothing is sent.
+fn dry_run(s: &crate::scenario::Scenario) -> Exit {
+    let plan = plan::build(s);
+    let mut exit = Exit::Pass;
+    for (i, (p, pp)) in s.phases.iter().zip(&plan.phases).enumerate() {
+        if p.replay.is_some() {
+            match crate::replay::dry_run(s, i) {
+                Ok(d) => {
+                    if d.source.error.is_some() || d.requests == 0 {
+                        exit = Exit::Fail;
+                    }
+                    out(&d.text());
+                }
+                Err(e) => {
+                    errln!("gauntlet: phase `{}`: {e}", p.name);
+                    exit = Exit::Runtime;
+                }
+            }
+        } else {
+            let n = pp
+                .planned_requests()
+                .map_or_else(|| "as many requests as answered".to_string(), |n| format!("{n} requests"));
+            let d = pp.nominal_end().map_or_else(String::new, |d| format!(" over {:.1}s", d.as_secs_f64()));
+            out(&format!("phase `{}`: would send {n}{d} ({} checks in its mix)\n", p.name, p.mix.len()));
+        }
+    }
+    out("dry run: nothing was sent\n");
+    exit
 }

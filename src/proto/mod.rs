@@ -207,6 +207,11 @@ impl Prepared {
         })
     }
 
+    /// The `host[:port]` it is sent to (`Host` / `:authority`).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// Adds headers whose value is rendered per request.
     pub fn with_varying(mut self, varying: Vec<(HeaderName, Varying)>) -> Self {
         self.varying = varying;

@@ -255,14 +255,17 @@ impl Ordered {
     }
 }
 
-fn produce(
+/// Walks phase `r` of `s`: its capture in time order (every loop), windowed, decided, paced,
+/// each sendable request prepared as credential `credentials` — and handed to `send` until
+/// it returns false (stop), the phase's `duration`/`requests` bound is reached, or the
+/// capture ends. Everything not sent is counted in `c`.
+fn walk(
     s: &Scenario,
     r: &Replay,
     credentials: &Credentials,
     endpoint: &Endpoint,
-    tx: &SyncSender<Fed>,
     c: &Counters,
-    stop: &AtomicBool,
+    mut send: impl FnMut(Fed, &Exchange) -> bool,
 ) -> Result<(), String> {
     let slots = s.slots();
     let phase = s.phases.iter().find(|p| p.replay.as_ref().is_some_and(|x| std::ptr::eq(&**x, r)));
@@ -276,9 +279,6 @@ fn produce(
             pacer.restart();
         }
         loop {
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
             let Some(x) = ordered.next().map_err(|e| format!("{e} ({index} requests replayed before it)"))? else {
                 break;
             };
@@ -314,21 +314,10 @@ fn produce(
                 c.bounded.store(true, Ordering::Relaxed);
                 return Ok(());
             }
-            let mut fed = Fed { index, offset, check, request, recorded };
+            let step = Fed { index, offset, check, request, recorded };
             index += 1;
-            // Bounded: wait for the engine, looking at the stop flag.
-            loop {
-                match tx.try_send(fed) {
-                    Ok(()) => break,
-                    Err(TrySendError::Full(f)) => {
-                        if stop.load(Ordering::Acquire) {
-                            return Ok(());
-                        }
-                        fed = f;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(TrySendError::Disconnected(_)) => return Ok(()),
-                }
+            if !send(step, &x) {
+                return Ok(());
             }
             c.replayed.fetch_add(1, Ordering::Relaxed);
         }
@@ -337,6 +326,142 @@ fn produce(
         }
     }
     Ok(())
+}
+
+fn produce(
+    s: &Scenario,
+    r: &Replay,
+    credentials: &Credentials,
+    endpoint: &Endpoint,
+    tx: &SyncSender<Fed>,
+    c: &Counters,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    walk(s, r, credentials, endpoint, c, |mut fed, _| {
+        // Bounded: wait for the engine, looking at the stop flag.
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            match tx.try_send(fed) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(f)) => {
+                    fed = f;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    })
+}
+
+/// What a replay phase would send, worked out without sending (`run --dry-run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DryRun {
+    /// The phase.
+    pub phase: String,
+    /// Requests it would send.
+    pub requests: u64,
+    /// Its length at the chosen pace (the last request's intended offset).
+    pub duration_s: f64,
+    /// Requests per second of replay time.
+    pub per_second: Vec<u64>,
+    /// Requests per check (`RP-…`) that would count them.
+    pub by_check: BTreeMap<String, u64>,
+    /// Hosts and routes sent, most frequent first (at most 20 each).
+    pub hosts: Vec<(String, u64)>,
+    /// `METHOD path` (query cut).
+    pub routes: Vec<(String, u64)>,
+    /// What would not be sent, and the capture's counts.
+    pub source: Summary,
+}
+
+/// Works out replay phase `phase` of `s` without sending anything.
+pub fn dry_run(s: &Scenario, phase: usize) -> Result<DryRun, String> {
+    let p = s.phases.get(phase).ok_or("no such phase")?;
+    let r = p.replay.as_ref().ok_or("not a replay phase")?;
+    // Credentials are not minted for a dry run: what is sent is counted, not signed.
+    let credentials: Credentials = s.identities.iter().map(|i| vec![Vec::new(); i.members()]).collect();
+    let endpoint =
+        Endpoint { tls: s.target.tls, authority: s.target.authority.clone(), tagging: crate::proto::Tagging::Off };
+    let c = Counters::default();
+    let mut out = DryRun { phase: p.name.clone(), ..Default::default() };
+    let (mut per_second, mut hosts, mut routes) =
+        (BTreeMap::new(), BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    let mut last = Duration::ZERO;
+    let walked = walk(s, r, &credentials, &endpoint, &c, |step, x| {
+        out.requests += 1;
+        last = last.max(step.offset);
+        *per_second.entry(step.offset.as_secs()).or_insert(0u64) += 1;
+        *out.by_check.entry(s.checks[step.check].id.clone()).or_default() += 1;
+        let host = step.request.authority().to_string();
+        if hosts.len() < MAX_ROUTES || hosts.contains_key(&host) {
+            *hosts.entry(host).or_default() += 1;
+        }
+        let path = step.request.path.path().to_string();
+        let route = format!("{} {path}", x.request.method);
+        if routes.len() < MAX_ROUTES || routes.contains_key(&route) {
+            *routes.entry(route).or_default() += 1;
+        }
+        true
+    });
+    if let Err(e) = walked {
+        *c.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+    out.duration_s = last.as_secs_f64();
+    let secs = per_second.keys().next_back().map_or(0, |l| l + 1);
+    out.per_second = (0..secs).map(|s| per_second.get(&s).copied().unwrap_or(0)).collect();
+    out.hosts = top(hosts);
+    out.routes = top(routes);
+    out.source = c.snapshot();
+    Ok(out)
+}
+
+fn top(m: BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(20);
+    v
+}
+
+impl DryRun {
+    /// For humans.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let peak = self.per_second.iter().copied().max().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "replay phase `{}`: would send {} requests over {:.1}s (peak {peak} in one second)",
+            self.phase, self.requests, self.duration_s
+        );
+        if !self.per_second.is_empty() {
+            let buckets = 10.min(self.per_second.len());
+            let per = self.per_second.len().div_ceil(buckets);
+            let line: Vec<String> = self.per_second.chunks(per).map(|c| c.iter().sum::<u64>().to_string()).collect();
+            let _ = writeln!(o, "  rate profile ({per}s buckets): {}", line.join(" "));
+        }
+        let _ = writeln!(o, "  to: {}", join_counts(&self.hosts));
+        let _ = writeln!(o, "  routes: {}", join_counts(&self.routes));
+        for (id, n) in &self.by_check {
+            let _ = writeln!(o, "  {n:>8}  {id}");
+        }
+        let r = &self.source;
+        let _ = writeln!(o, "  not sent: {} filtered, {} outside the window", r.filtered, r.outside_window);
+        for (u, n) in &r.unreplayable {
+            let _ = writeln!(o, "  {n:>8}  unreplayable: {}", u.describe());
+        }
+        if r.stopped_at_bound {
+            let _ = writeln!(o, "  the phase's duration/requests bound ends the replay before the capture's end");
+        }
+        if let Some(e) = &r.error {
+            let _ = writeln!(o, "  capture error: {e}");
+        }
+        if let Some(c) = &r.capture {
+            o.push_str(&stats_text(c));
+        }
+        o
+    }
 }
 
 /// A capture's profile without sending anything (`gauntlet replay inspect`, `--dry-run`).
@@ -391,12 +516,6 @@ pub fn inspect(path: &Path) -> Result<Profile, capture::Error> {
     let secs = per_second.keys().next_back().map_or(0, |l| l + 1);
     p.per_second = (0..secs).map(|s| per_second.get(&s).copied().unwrap_or(0)).collect();
     p.distinct_routes = routes.len() as u64;
-    let top = |m: BTreeMap<String, u64>| {
-        let mut v: Vec<(String, u64)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(20);
-        v
-    };
     p.hosts = top(hosts);
     p.routes = top(routes);
     p.capture = ordered.reader.stats();
@@ -410,7 +529,8 @@ impl Profile {
         let mut o = String::new();
         let _ = writeln!(o, "capture: {}", path.display());
         let peak = self.per_second.iter().copied().max().unwrap_or(0);
-        let mean = if self.span_s > 0.0 { self.requests as f64 / self.span_s } else { self.requests as f64 };
+        // Over at least a second: a shorter capture's mean is not a rate it ever reached.
+        let mean = self.requests as f64 / self.span_s.max(1.0);
         let _ = writeln!(
             o,
             "  {} requests over {:.1}s (mean {mean:.1}/s, peak {peak}/s in one recorded second)",

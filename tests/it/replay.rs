@@ -440,3 +440,25 @@ async fn a_gateway_answering_404_where_production_served_the_page_fails() {
     assert_eq!((c.sent, c.result), (4, CheckResult::Fail), "{}", c.reason);
     assert!(c.reason.contains("404"), "{}", c.reason);
 }
+
+#[test]
+fn run_dry_run_shows_what_a_replay_would_send_and_sends_nothing() {
+    common::repo_certs();
+    let cwd = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/replay-shop.yaml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .current_dir(cwd.path())
+        .arg("run")
+        .arg(&scenario)
+        .args(["--dry-run", "--speed", "2x"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    // 18 captured requests × 40 loops, every one mapped; twice the recorded pace.
+    assert!(out.contains("would send 720 requests over 14."), "{out}");
+    assert!(out.contains("80  RP-shop-no-credential-visitor"), "{out}");
+    assert!(out.contains("GET /admin/users ×120"), "{out}");
+    assert!(out.contains("nothing was sent"), "{out}");
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "no results folder");
+}
