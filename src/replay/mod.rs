@@ -278,10 +278,7 @@ fn walk(
         if pass > 0 {
             pacer.restart();
         }
-        loop {
-            let Some(x) = ordered.next().map_err(|e| format!("{e} ({index} requests replayed before it)"))? else {
-                break;
-            };
+        while let Some(x) = ordered.next().map_err(|e| format!("{e} ({index} requests replayed before it)"))? {
             let first = *first_ts.get_or_insert(x.ts_ns);
             let rel = Duration::from_nanos(x.ts_ns.saturating_sub(first));
             if rel < r.window.0 || r.window.1.is_some_and(|to| rel >= to) {
