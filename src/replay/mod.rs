@@ -93,7 +93,7 @@ pub struct Counters {
     /// The phase's `duration:` or `requests:` bound was reached before the capture's end.
     pub bounded: AtomicBool,
     /// Not replayed, by [`Unreplayable::index`].
-    pub unreplayable: [AtomicU64; 6],
+    pub unreplayable: [AtomicU64; 7],
     /// The capture's own counts (of the first pass).
     pub capture: Mutex<Option<capture::Stats>>,
     /// The capture could not be read to its end.

@@ -28,17 +28,20 @@ pub enum Unreplayable {
     WebSocket,
     /// Its method, path or a header cannot be sent as HTTP.
     NotSendable,
+    /// It matches a policy rule outside the profile's declared scope (not judged on this gateway).
+    OutOfScope,
 }
 
 impl Unreplayable {
     /// Every reason, in report order.
-    pub const ALL: [Unreplayable; 6] = [
+    pub const ALL: [Unreplayable; 7] = [
         Unreplayable::NoIdentity,
         Unreplayable::NoVerdictUnanswered,
         Unreplayable::NoVerdictInAnswer,
         Unreplayable::BodyTooLong,
         Unreplayable::WebSocket,
         Unreplayable::NotSendable,
+        Unreplayable::OutOfScope,
     ];
 
     /// In words, with what to do.
@@ -54,6 +57,9 @@ impl Unreplayable {
             Unreplayable::BodyTooLong => "its body was longer than 1 MiB and was not kept whole",
             Unreplayable::WebSocket => "a WebSocket session (sessions are not replayed yet)",
             Unreplayable::NotSendable => "its method, path or a header cannot be sent",
+            Unreplayable::OutOfScope => {
+                "it matches a policy rule that needs a feature the profile does not claim (not judged here)"
+            }
         }
     }
 
@@ -208,6 +214,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
             && (ru.identities.is_empty() || ru.identities.contains(&identity))
     });
     let class = match (rule, recorded) {
+        (Some(i), _) if r.policy[i].out_of_scope.is_some() => return Decision::Skip(Unreplayable::OutOfScope),
         (Some(i), _) => i,
         (None, None) => return Decision::Skip(Unreplayable::NoVerdictUnanswered),
         (None, Some(st)) => {

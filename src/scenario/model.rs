@@ -546,6 +546,8 @@ pub struct Rule {
     pub identities: Vec<usize>,
     /// The verdict.
     pub expect: Expect,
+    /// Why the rule is outside the profile's declared scope (its requests are not sent), if it is.
+    pub out_of_scope: Option<String>,
 }
 
 /// A named network condition on the client link.

@@ -560,6 +560,10 @@ pub(crate) struct RawRule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) identity: Option<Vec<String>>,
     pub(crate) expect: Option<String>,
+    /// Features of the gateway the rule tests: outside the profile's declared `features`, the
+    /// rule's requests are not sent (counted `out_of_scope`), like a check's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) requires: Vec<String>,
 }
 
 /// `phases[].network:` — the client link's condition during the phase.

@@ -9,7 +9,8 @@
 # (scenarios/targets/KIND.yaml: its routes and the features it claims) plus 35 identities with their own client certificates
 # (minted from certs/ca.pem), 1,100 req/s for 20 s; tests/interop/expect.py then asserts the
 # verdicts expected of that gateway (what it enforces and what it does not), no request
-# without an answer, and the rate reached. Environment: GAUNTLET (binary; default: a release
+# without an answer, and the rate reached. Then a recorded capture is replayed through each
+# gateway (run-replay.sh): the same zero-trust verdicts must hold. Environment: GAUNTLET (binary; default: a release
 # build of this checkout), OUT (work dir; default a temp dir), RATE, DURATION, GATEWAYS
 # (e.g. "haproxy:h1 nginx:h1"). Exit: 0 all held, 1 something did not, 3 could not run
 # (a package missing and not installable) — the message says which.
@@ -63,6 +64,14 @@ for c in $cases; do
         continue
     fi
     python3 "$here/expect.py" "$kind" "$out/res-$name" || failed=1
+done
+# Captured traffic replayed through each gateway (once per kind).
+replayed=""
+for c in $cases; do
+    kind="${c%%:*}"
+    case " $replayed " in *" $kind "*) continue ;; esac
+    replayed="$replayed $kind"
+    OUT="$out" GAUNTLET="$gauntlet" "$here/run-replay.sh" "$kind" || failed=1
 done
 echo "interop: results in $out"
 exit "$failed"

@@ -462,3 +462,29 @@ fn run_dry_run_shows_what_a_replay_would_send_and_sends_nothing() {
     assert!(out.contains("nothing was sent"), "{out}");
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "no results folder");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_needing_a_feature_the_profile_does_not_claim_is_not_judged() {
+    let (addr, stop) = common::raw_server(|_, _, _| common::reply(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path());
+    let yaml = common::http_scenario(
+        "replay-scope",
+        addr,
+        "",
+        &format!(
+            "profile: {{ name: certs-only, features: [mtls, rbac] }}\nidentities:\n  svc: {{}}\n  anon: {{}}\nphases:\n  - name: p\n    replay:\n      capture: \"{}\"\n      speed: 50x\n      identities: [{{ identity: anon, anonymous: true }}]\n      unmapped: svc\n      policy:\n        - {{ name: no-token, identity: [anon], expect: deny, requires: [jwt] }}\n        - {{ name: rest, expect: allow }}\n",
+            cap.display()
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    let r = &s.replay[0];
+    let oos = r.source.unreplayable.iter().find(|(u, _)| format!("{u:?}") == "OutOfScope").map(|(_, n)| *n);
+    assert_eq!(oos, Some(1), "the one anonymous request: {:?}", r.source.unreplayable);
+    assert_eq!(r.source.replayed, 7);
+    let c = check(&s, "RP-p-no-token-anon");
+    assert_eq!(c.result, CheckResult::Skipped);
+    assert!(c.reason.contains("`jwt`") && c.reason.contains("certs-only"), "{}", c.reason);
+}

@@ -346,8 +346,17 @@ fn resolve(
                 ids.push(i);
             }
         }
+        known_features(cx, o, &format!("{at}.requires"), &ru.requires);
+        let missing = super::checks::unclaimed(&ru.requires, profile);
+        let out_of_scope = (!missing.is_empty()).then(|| {
+            format!(
+                "outside the declared scope: rule `{name}` needs {} that profile `{}` does not claim",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                profile.name
+            )
+        });
         if let Some(expect) = expect {
-            rules.push(Rule { name, path, methods, identities: ids, expect });
+            rules.push(Rule { name, path, methods, identities: ids, expect, out_of_scope });
         }
     }
     if cx.problems.len() > before {
@@ -405,7 +414,7 @@ fn resolve(
                 ),
                 tags: vec!["replay".to_string()],
                 requires: Vec::new(),
-                out_of_scope: None,
+                out_of_scope: rules.get(k).and_then(|r| r.out_of_scope.clone()),
                 identity: sid,
                 request: Request {
                     method: Method::GET,
