@@ -79,6 +79,12 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Decrypt its TLS connections with this key log (SSLKEYLOGFILE), through tshark.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+    /// Decrypt its TLS connections with the secrets the pcapng embeds, through tshark.
+    #[arg(long)]
+    pub decrypt: bool,
 }
 
 /// `gauntlet probe`.

@@ -383,7 +383,12 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
 
 /// `gauntlet replay inspect`: a capture's profile; a capture that cannot be read is bad input.
 pub(super) fn replay_inspect(a: &crate::cli::InspectArgs) -> Exit {
-    match crate::replay::inspect(&a.capture) {
+    let decrypt = match (&a.keylog, a.decrypt) {
+        (Some(k), _) => Some(Some(k.as_path())),
+        (None, true) => Some(None),
+        (None, false) => None,
+    };
+    match crate::replay::inspect(&a.capture, decrypt) {
         Ok(p) => {
             if a.json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&p).unwrap_or_default()));

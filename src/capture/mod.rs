@@ -13,6 +13,7 @@ pub mod file;
 pub mod h2;
 pub mod http1;
 pub mod tcp;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,20 @@ pub struct Stats {
     pub tcp: tcp::TcpStats,
     /// HTTP.
     pub http: http1::HttpStats,
+    /// TLS connections decrypted by tshark, when asked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypted: Option<Decrypted>,
+}
+
+/// What decrypting the TLS connections gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Decrypted {
+    /// Connections followed.
+    pub connections: u64,
+    /// Connections beyond [`tls::MAX_CONNECTIONS`], not followed.
+    pub over_limit: u64,
+    /// HTTP read from them.
+    pub http: http1::HttpStats,
 }
 
 /// A capture being read as exchanges.
@@ -85,6 +100,11 @@ pub struct Reader {
     frame_stats: FrameStats,
     last_ts: u64,
     ended: bool,
+    /// Decrypted exchanges, in time order, merged into the clear ones by time.
+    tls: std::collections::VecDeque<Exchange>,
+    decrypted: Option<Decrypted>,
+    /// A clear exchange held back while earlier decrypted ones go first.
+    held: Option<Exchange>,
 }
 
 impl Reader {
@@ -108,7 +128,20 @@ impl Reader {
             frame_stats: FrameStats::default(),
             last_ts: 0,
             ended: false,
+            tls: std::collections::VecDeque::new(),
+            decrypted: None,
+            held: None,
         }
+    }
+
+    /// Also reads the TLS connections, decrypted by tshark with `keylog` (`None`: the
+    /// secrets the pcapng embeds). Their exchanges are held in memory (at most
+    /// [`tls::MAX_CONNECTIONS`] connections) and merged with the clear ones by time.
+    pub fn decrypting(mut self, keylog: Option<&Path>) -> Result<Self, Error> {
+        let (xs, decrypted) = tls::decrypt(&self.path, keylog)?;
+        self.decrypted = Some(decrypted);
+        self.tls = xs.into();
+        Ok(self)
     }
 
     /// The container format.
@@ -118,6 +151,21 @@ impl Reader {
 
     /// The next exchange, in the order they complete; `None` once the capture is done.
     pub fn next_exchange(&mut self) -> Result<Option<Exchange>, Error> {
+        let clear = match self.held.take() {
+            Some(x) => Some(x),
+            None => self.next_clear()?,
+        };
+        match (clear, self.tls.front()) {
+            (Some(x), Some(t)) if t.ts_ns < x.ts_ns => {
+                self.held = Some(x);
+                Ok(self.tls.pop_front())
+            }
+            (Some(x), _) => Ok(Some(x)),
+            (None, _) => Ok(self.tls.pop_front()),
+        }
+    }
+
+    fn next_clear(&mut self) -> Result<Option<Exchange>, Error> {
         loop {
             if let Some(x) = self.http.out.pop_front() {
                 return Ok(Some(x));
@@ -159,7 +207,7 @@ impl Reader {
     pub fn stats(&self) -> Stats {
         let mut frames = self.frame_stats.clone();
         frames.decryption_secrets = self.frames.secrets;
-        Stats { frames, tcp: self.tcp.stats, http: self.http.stats }
+        Stats { frames, tcp: self.tcp.stats, http: self.http.stats, decrypted: self.decrypted.clone() }
     }
 }
 

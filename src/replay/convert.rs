@@ -29,7 +29,7 @@ fn anchored(s: &str) -> String {
 /// The skeleton for `capture` (named in the file as `capture_ref`), written for the gateway
 /// at `target`.
 pub fn convert(capture: &Path, capture_ref: &str, target: &str, ca: Option<&Path>) -> Result<String, capture::Error> {
-    let mut ordered = Ordered::open(capture)?;
+    let mut ordered = Ordered::open(capture, None)?;
     let mut subs: BTreeMap<String, u64> = BTreeMap::new();
     let (mut anonymous, mut opaque, mut more) = (0u64, 0u64, 0u64);
     let mut routes: BTreeMap<String, u64> = BTreeMap::new();

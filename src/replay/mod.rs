@@ -230,8 +230,14 @@ struct Ordered {
 }
 
 impl Ordered {
-    fn open(path: &Path) -> Result<Self, capture::Error> {
-        Ok(Ordered { reader: capture::Reader::open(path)?, heap: BinaryHeap::new(), seq: 0, newest: 0, ended: false })
+    /// Opens `path`; `decrypt`: also its TLS connections, with a key log (`Some(Some(_))`)
+    /// or the pcapng's own secrets (`Some(None)`).
+    fn open(path: &Path, decrypt: Option<Option<&Path>>) -> Result<Self, capture::Error> {
+        let mut reader = capture::Reader::open(path)?;
+        if let Some(keylog) = decrypt {
+            reader = reader.decrypting(keylog)?;
+        }
+        Ok(Ordered { reader, heap: BinaryHeap::new(), seq: 0, newest: 0, ended: false })
     }
 
     fn next(&mut self) -> Result<Option<Exchange>, capture::Error> {
@@ -274,7 +280,8 @@ fn walk(
     let mut index = 0u64;
     let mut first_ts: Option<u64> = None;
     for pass in 0..r.loops {
-        let mut ordered = Ordered::open(&r.capture).map_err(|e| e.to_string())?;
+        let mut ordered =
+            Ordered::open(&r.capture, r.decrypt.as_ref().map(|k| k.as_deref())).map_err(|e| e.to_string())?;
         if pass > 0 {
             pacer.restart();
         }
@@ -486,8 +493,8 @@ pub struct Profile {
 const MAX_ROUTES: usize = 100_000;
 
 /// Profiles the capture at `path`.
-pub fn inspect(path: &Path) -> Result<Profile, capture::Error> {
-    let mut ordered = Ordered::open(path)?;
+pub fn inspect(path: &Path, decrypt: Option<Option<&Path>>) -> Result<Profile, capture::Error> {
+    let mut ordered = Ordered::open(path, decrypt)?;
     let mut p = Profile::default();
     let mut hosts: BTreeMap<String, u64> = BTreeMap::new();
     let mut routes: BTreeMap<String, u64> = BTreeMap::new();
@@ -595,11 +602,24 @@ pub fn stats_text(s: &capture::Stats) -> String {
     for (l, n) in &f.unknown_linktypes {
         notes.push(format!("{n} frames of link type {l} (not read)"));
     }
-    if h.tls_flows > 0 {
+    if let Some(d) = &s.decrypted {
+        let _ = writeln!(
+            o,
+            "  decrypted (tshark): {} TLS connections, {} requests ({} answered){}",
+            d.connections,
+            d.http.requests,
+            d.http.answered,
+            if d.over_limit > 0 {
+                format!(", {} connections over the limit not read", d.over_limit)
+            } else {
+                String::new()
+            }
+        );
+    } else if h.tls_flows > 0 {
         let how = if f.decryption_secrets > 0 {
-            "the capture embeds TLS secrets: decrypt it with `editcap --inject-secrets`/`tshark` first"
+            "the capture embeds TLS secrets: add `decrypt: true` (or --decrypt) to read them with tshark"
         } else {
-            "record with SSLKEYLOGFILE and decrypt with tshark first"
+            "record with SSLKEYLOGFILE and give the key log as `keylog:` (or --keylog) to read them with tshark"
         };
         notes.push(format!("{} TLS connections (encrypted, not read: {how})", h.tls_flows));
     }
@@ -616,6 +636,7 @@ mod tests {
     fn replay(speed: f64, max_gap: Option<Duration>, rate_cap: Option<f64>) -> Replay {
         Replay {
             capture: "x".into(),
+            decrypt: None,
             speed,
             max_gap,
             rate_cap,

@@ -454,6 +454,9 @@ pub struct Phase {
 pub struct Replay {
     /// The pcap or pcapng file.
     pub capture: PathBuf,
+    /// Decrypt its TLS connections with tshark: with this key log (`Some(Some(_))`) or the
+    /// secrets the pcapng embeds (`Some(None)`); `None`: TLS connections are counted, not read.
+    pub decrypt: Option<Option<PathBuf>>,
     /// Playback speed (2.0: twice the recorded pace).
     pub speed: f64,
     /// Longest idle gap kept (before the speed applies).

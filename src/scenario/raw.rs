@@ -462,6 +462,12 @@ pub(crate) struct RawPhase {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReplay {
     pub(crate) capture: Option<String>,
+    /// A TLS key log (`SSLKEYLOGFILE`) to decrypt the capture's TLS connections with (tshark).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) keylog: Option<String>,
+    /// Decrypt with the secrets the pcapng embeds (tshark).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) decrypt: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) speed: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in "production app" for recording replay fixtures: plain HTTP/1.1 on loopback,
 keep-alive, a policy decided from the bearer token's `sub` (read, not verified: this is only
-traffic to record), chunked answers on /api/export. Usage: shop_app.py PORT"""
+traffic to record), chunked answers on /api/export. Usage: shop_app.py PORT [CERT KEY] (with a
+certificate and key: HTTPS)."""
 import base64
 import json
 import sys
@@ -74,4 +75,10 @@ class Shop(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Shop).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Shop)
+    if len(sys.argv) > 3:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()

@@ -161,6 +161,20 @@ fn resolve(
             }
         }
     };
+    let decrypt = match (&r.keylog, r.decrypt) {
+        (None, None | Some(false)) => None,
+        (Some(k), _) => {
+            let p = cx.file(o, k);
+            if !p.is_file() {
+                cx.at(o, "keylog", format!("`{}` is not a file (a TLS key log, as SSLKEYLOGFILE writes)", p.display()));
+            }
+            Some(Some(p))
+        }
+        (None, Some(true)) => Some(None),
+    };
+    if decrypt.is_some() && !crate::capture::tls::available() {
+        cx.at(o, if r.keylog.is_some() { "keylog" } else { "decrypt" }, crate::capture::tls::MISSING);
+    }
     let speed = match &r.speed {
         None => 1.0,
         Some(v) => {
@@ -433,6 +447,7 @@ fn resolve(
     }
     Some(Replay {
         capture: capture?,
+        decrypt,
         speed,
         max_gap,
         rate_cap,
