@@ -195,7 +195,10 @@ async fn run_once(
     let credentials = Arc::new(credentials);
     let replays: Vec<Option<Arc<crate::replay::ReplayFeed>>> = (0..s.phases.len())
         .map(|i| {
-            s.phases[i].replay.as_ref().map(|_| crate::replay::start(s.clone(), i, credentials.clone(), endpoint(&s)))
+            s.phases[i]
+                .replay
+                .as_ref()
+                .map(|_| crate::replay::start(s.clone(), i, credentials.clone(), endpoint(&s), ws.clone()))
         })
         .collect();
     let source = Source { requests, ws, replays };
@@ -425,7 +428,9 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
             }),
             timeline: &rig.timeline,
             quic_refusals: d.extras.quic_refusals.clone(),
-            websocket: s.checks.iter().any(|c| c.request.websocket.is_some()).then_some(&*d.ws),
+            websocket: (s.checks.iter().any(|c| c.request.websocket.is_some())
+                || d.ws.opened.load(std::sync::atomic::Ordering::Relaxed) > 0)
+                .then_some(&*d.ws),
             followed_h3: d.extras.followed_h3,
             replays: &replays,
             command: command_line(),

@@ -101,6 +101,90 @@ pub struct Exchange {
     pub response: Option<Response>,
     /// The request upgraded the connection to a WebSocket session.
     pub websocket: bool,
+    /// What the client sent in that session.
+    pub session: Option<WsSession>,
+}
+
+/// The client side of a captured WebSocket session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WsSession {
+    /// Its first text messages (at most [`WS_KEPT`], each cut at [`WS_MESSAGE_MAX`] bytes).
+    pub messages: Vec<String>,
+    /// Data frames the client sent (text and binary).
+    pub frames: u64,
+    /// When the session opened (the 101) and when its last client frame was captured.
+    pub opened_ns: u64,
+    /// See `opened_ns`.
+    pub last_ns: u64,
+}
+
+/// Client messages kept per session.
+pub const WS_KEPT: usize = 64;
+/// Bytes kept per message.
+pub const WS_MESSAGE_MAX: usize = 4096;
+
+/// Reads the client's WebSocket frames (masked, RFC 6455 §5.2).
+#[derive(Debug, Default)]
+struct WsReader {
+    buf: Vec<u8>,
+    session: WsSession,
+    /// The reading stopped (a frame too large or malformed): frames are no longer counted.
+    lost: bool,
+}
+
+impl WsReader {
+    fn data(&mut self, ts_ns: u64, bytes: &[u8]) {
+        if self.lost {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        loop {
+            let b = &self.buf;
+            if b.len() < 2 {
+                return;
+            }
+            let (opcode, masked, len7) = (b[0] & 0x0f, b[1] & 0x80 != 0, u64::from(b[1] & 0x7f));
+            let (len, mut at) = match len7 {
+                126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                127 if b.len() >= 10 => (u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]), 10),
+                126 | 127 => return,
+                n => (n, 2),
+            };
+            if len > (1 << 20) {
+                self.lost = true;
+                self.buf.clear();
+                return;
+            }
+            let mask = if masked {
+                if b.len() < at + 4 {
+                    return;
+                }
+                at += 4;
+                Some([b[at - 4], b[at - 3], b[at - 2], b[at - 1]])
+            } else {
+                None
+            };
+            let end = at + len as usize;
+            if b.len() < end {
+                return;
+            }
+            let mut payload = b[at..end].to_vec();
+            if let Some(m) = mask {
+                for (i, x) in payload.iter_mut().enumerate() {
+                    *x ^= m[i % 4];
+                }
+            }
+            self.buf.drain(..end);
+            if opcode <= 2 {
+                self.session.frames += 1;
+                self.session.last_ns = ts_ns;
+                if opcode == 1 && self.session.messages.len() < WS_KEPT {
+                    payload.truncate(WS_MESSAGE_MAX);
+                    self.session.messages.push(String::from_utf8_lossy(&payload).into_owned());
+                }
+            }
+        }
+    }
 }
 
 /// Extraction counts.
@@ -211,6 +295,8 @@ struct Conn {
     upgrade: Option<Upgrade>,
     /// The HTTP/2 reader of an h2c connection.
     h2: Option<Box<super::h2::H2>>,
+    /// A WebSocket session's exchange, held until the session ends, and its client frames.
+    ws: Option<Box<(Exchange, WsReader)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +430,7 @@ impl Http1 {
             request,
             response,
             websocket,
+            session: None,
         });
     }
 
@@ -672,10 +759,23 @@ impl Http1 {
             return;
         }
         let upgraded = r.status == 101;
+        let opened = r.ts_ns;
         self.emit(id, c, ts, q, index, Some(r));
         if upgraded {
             self.stats.websocket += 1;
             c.kind = Kind::Upgraded;
+            // The session's exchange waits for the session: what the client sent in it.
+            if let Some(x) = self.out.pop_back() {
+                let reader = WsReader {
+                    session: WsSession { opened_ns: opened, last_ns: opened, ..Default::default() },
+                    ..Default::default()
+                };
+                c.ws = Some(Box::new((x, reader)));
+                let rest = std::mem::take(&mut c.streams[Side::Client as usize].buf);
+                if let Some(ws) = &mut c.ws {
+                    ws.1.data(opened, &rest);
+                }
+            }
         }
     }
 }
@@ -700,12 +800,16 @@ impl Sink for Http1 {
                 desynced: false,
                 upgrade: None,
                 h2: None,
+                ws: None,
             },
         );
     }
 
     fn data(&mut self, flow: u64, side: Side, ts_ns: u64, bytes: &[u8]) {
         let Some(mut c) = self.conns.remove(&flow) else { return };
+        if let (Some(ws), Side::Client) = (&mut c.ws, side) {
+            ws.1.data(ts_ns, bytes);
+        }
         let mut bytes = bytes;
         let held;
         if c.kind == Kind::Unknown && side == Side::Client {
@@ -790,6 +894,11 @@ impl Sink for Http1 {
 
     fn close(&mut self, flow: u64, _ts_ns: u64) {
         let Some(mut c) = self.conns.remove(&flow) else { return };
+        if let Some(ws) = c.ws.take() {
+            let (mut x, reader) = *ws;
+            x.session = Some(reader.session);
+            self.out.push_back(x);
+        }
         if let Some(mut h2) = c.h2.take() {
             self.h2_stop(flow, &mut c, &mut h2, false);
         }

@@ -221,6 +221,8 @@ fn websocket_upgrades_tls_and_h2c_are_recognised_and_counted() {
     let (xs, st) = read(w.into_bytes());
     assert_eq!(xs.len(), 1);
     assert!(xs[0].websocket);
+    let session = xs[0].session.as_ref().expect("the session's client side");
+    assert_eq!((session.frames, session.messages.as_slice()), (1, &["9:;<9".to_string()][..]), "unmasked");
     assert_eq!((st.http.websocket, st.http.tls_flows, st.http.h2c_flows), (1, 1, 1));
     assert_eq!(st.http.incomplete, 0);
 }

@@ -182,7 +182,13 @@ impl Drop for ReplayFeed {
 pub type Credentials = Vec<Vec<Vec<(HeaderName, HeaderValue)>>>;
 
 /// Starts the producer of phase `phase` of `s` (a replay phase).
-pub fn start(s: Arc<Scenario>, phase: usize, credentials: Arc<Credentials>, endpoint: Endpoint) -> Arc<ReplayFeed> {
+pub fn start(
+    s: Arc<Scenario>,
+    phase: usize,
+    credentials: Arc<Credentials>,
+    endpoint: Endpoint,
+    ws: Arc<crate::proto::ws::Stats>,
+) -> Arc<ReplayFeed> {
     let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -190,7 +196,7 @@ pub fn start(s: Arc<Scenario>, phase: usize, credentials: Arc<Credentials>, endp
     let c = feed.counters.clone();
     let spawned = std::thread::Builder::new().name(format!("gauntlet-replay-{phase}")).spawn(move || {
         let Some(r) = s.phases.get(phase).and_then(|p| p.replay.clone()) else { return };
-        if let Err(e) = produce(&s, &r, &credentials, &endpoint, &tx, &c, &stop) {
+        if let Err(e) = produce(&s, &r, &credentials, &endpoint, &ws, &tx, &c, &stop) {
             *c.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     });
@@ -270,6 +276,7 @@ fn walk(
     r: &Replay,
     credentials: &Credentials,
     endpoint: &Endpoint,
+    ws: &Arc<crate::proto::ws::Stats>,
     c: &Counters,
     mut send: impl FnMut(Fed, &Exchange) -> bool,
 ) -> Result<(), String> {
@@ -308,7 +315,7 @@ fn walk(
             let member = (index % members as u64) as usize;
             let creds = credentials.get(identity).and_then(|m| m.get(member)).map_or(&[][..], Vec::as_slice);
             let slot = slots.get(identity).copied().unwrap_or(0) + member;
-            let Some((check, request, recorded)) = select::prepare(*d, slot, creds, endpoint) else {
+            let Some((check, request, recorded)) = select::prepare(*d, slot, creds, endpoint, ws) else {
                 c.unreplayable[Unreplayable::NotSendable.index()].fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -332,16 +339,18 @@ fn walk(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce(
     s: &Scenario,
     r: &Replay,
     credentials: &Credentials,
     endpoint: &Endpoint,
+    ws: &Arc<crate::proto::ws::Stats>,
     tx: &SyncSender<Fed>,
     c: &Counters,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    walk(s, r, credentials, endpoint, c, |mut fed, _| {
+    walk(s, r, credentials, endpoint, ws, c, |mut fed, _| {
         // Bounded: wait for the engine, looking at the stop flag.
         loop {
             if stop.load(Ordering::Acquire) {
@@ -393,7 +402,8 @@ pub fn dry_run(s: &Scenario, phase: usize) -> Result<DryRun, String> {
     let (mut per_second, mut hosts, mut routes) =
         (BTreeMap::new(), BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     let mut last = Duration::ZERO;
-    let walked = walk(s, r, &credentials, &endpoint, &c, |step, x| {
+    let ws = Arc::new(crate::proto::ws::Stats::default());
+    let walked = walk(s, r, &credentials, &endpoint, &ws, &c, |step, x| {
         out.requests += 1;
         last = last.max(step.offset);
         *per_second.entry(step.offset.as_secs()).or_insert(0u64) += 1;

@@ -24,7 +24,7 @@ pub enum Unreplayable {
     NoVerdictInAnswer,
     /// Its body was longer than what the capture reader keeps.
     BodyTooLong,
-    /// A WebSocket session (sessions are not replayed yet).
+    /// A WebSocket session, on a target that does not speak HTTP/1.1 (sessions run over it).
     WebSocket,
     /// Its method, path or a header cannot be sent as HTTP.
     NotSendable,
@@ -55,7 +55,9 @@ impl Unreplayable {
                 "no policy rule matches and the recorded answer (5xx, 429, 1xx) states no verdict (add a `policy:` rule)"
             }
             Unreplayable::BodyTooLong => "its body was longer than 1 MiB and was not kept whole",
-            Unreplayable::WebSocket => "a WebSocket session (sessions are not replayed yet)",
+            Unreplayable::WebSocket => {
+                "a WebSocket session, and the target's protocol is not h1 (sessions run over HTTP/1.1)"
+            }
             Unreplayable::NotSendable => "its method, path or a header cannot be sent",
             Unreplayable::OutOfScope => {
                 "it matches a policy rule that needs a feature the profile does not claim (not judged here)"
@@ -99,6 +101,9 @@ pub struct Outgoing {
     pub authority: Option<http::uri::Authority>,
     /// The recorded status.
     pub recorded: Option<u16>,
+    /// A WebSocket session to hold after the upgrade: the client's captured messages at their
+    /// captured pace.
+    pub websocket: Option<crate::scenario::WebSocket>,
 }
 
 /// Headers never replayed as captured: hop-by-hop, framing (the body is re-framed), the
@@ -118,6 +123,10 @@ const DROPPED: &[&str] = &[
     "cookie",
     "x-api-key",
     "x-gauntlet-tag",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
 ];
 
 /// Claims of a bearer JWT, read without verifying it (only to map it to an identity).
@@ -193,7 +202,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
     if !selected(&r.only, x) {
         return Decision::Filtered;
     }
-    if x.websocket {
+    if x.websocket && s.target.protocol != crate::scenario::ProtocolKind::H1 {
         return Decision::Skip(Unreplayable::WebSocket);
     }
     if x.request.body_truncated {
@@ -221,7 +230,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
             let refused = st == 401 || st == 403 || s.profile.deny_status.contains(&st);
             if refused {
                 r.policy.len() + Replay::RECORDED_DENY
-            } else if (200..400).contains(&st) {
+            } else if (200..400).contains(&st) || (st == 101 && x.websocket) {
                 r.policy.len() + Replay::RECORDED_ALLOW
             } else if (400..500).contains(&st) && st != 429 {
                 r.policy.len() + Replay::RECORDED_OTHER
@@ -268,7 +277,26 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
         },
     };
     let body = Bytes::from(x.request.body.clone());
-    Decision::Send(Box::new(Outgoing { check, identity, method, path, headers, body, authority, recorded }))
+    let websocket = x.websocket.then(|| session(r, x));
+    Decision::Send(Box::new(Outgoing { check, identity, method, path, headers, body, authority, recorded, websocket }))
+}
+
+/// The session to hold for a captured WebSocket exchange: the client's text messages (a
+/// neutral one when it sent none), their mean spacing, the session's length — both at the
+/// replay's speed, the length capped at a minute.
+fn session(r: &Replay, x: &Exchange) -> crate::scenario::WebSocket {
+    let s = x.session.clone().unwrap_or_default();
+    let span = std::time::Duration::from_nanos(s.last_ns.saturating_sub(s.opened_ns));
+    let frames = s.frames.max(1);
+    let interval = (span / u32::try_from(frames).unwrap_or(u32::MAX)).max(std::time::Duration::from_millis(10));
+    let scale = |d: std::time::Duration| std::time::Duration::from_secs_f64(d.as_secs_f64() / r.speed);
+    let messages = if s.messages.is_empty() { vec!["gauntlet-replay".to_string()] } else { s.messages };
+    crate::scenario::WebSocket {
+        messages,
+        interval: scale(interval),
+        hold: scale(span.max(std::time::Duration::from_millis(100))).min(std::time::Duration::from_secs(60)),
+        must_close: false,
+    }
 }
 
 /// The request of an [`Outgoing`], as identity slot `slot` with `credentials` (the
@@ -278,8 +306,9 @@ pub fn prepare(
     slot: usize,
     credentials: &[(HeaderName, HeaderValue)],
     endpoint: &Endpoint,
+    ws: &std::sync::Arc<crate::proto::ws::Stats>,
 ) -> Option<(usize, Prepared, Option<u16>)> {
-    let Outgoing { check, method, path, mut headers, body, authority, recorded, .. } = d;
+    let Outgoing { check, method, path, mut headers, body, authority, recorded, websocket, .. } = d;
     for (k, v) in credentials {
         headers.append(k.clone(), v.clone());
     }
@@ -288,5 +317,9 @@ pub fn prepare(
         None => endpoint.clone(),
     };
     let p = Prepared::new(slot, method, &path, headers, body, &endpoint).ok()?;
+    let p = match websocket {
+        Some(spec) => p.with_websocket(spec, ws.clone()),
+        None => p,
+    };
     Some((check, p, recorded))
 }

@@ -565,3 +565,45 @@ fn a_missing_key_log_is_refused_at_its_place() {
     let e = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
     assert!(e.contains("phases[0].replay.keylog") && e.contains("is not a file"), "{e}");
 }
+
+/// A masked client text frame (RFC 6455 §5.2).
+fn ws_text(msg: &str) -> Vec<u8> {
+    let mask = [7u8, 1, 3, 5];
+    let mut f = vec![0x81, 0x80 | msg.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(msg.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_websocket_session_is_replayed_as_a_session_through_the_gateway() {
+    let (gw, oracle) = common::reference(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::pcap(link::ETHERNET);
+    let mut c = Conn::new("10.1.2.3:50000".parse().unwrap(), "10.1.0.1:80".parse().unwrap(), 1, 1);
+    let t = 1_700_000_000_000_000u64;
+    c.handshake(&mut w, t);
+    let auth = captured_bearer("alice");
+    let up = format!(
+        "GET /api/stream HTTP/1.1\r\nHost: shop.prod.example\r\nAuthorization: {auth}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    c.send(&mut w, t + 1_000, true, up.as_bytes());
+    c.send(&mut w, t + 2_000, false, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+    for (k, m) in ["price?sku=A-1", "price?sku=B-7", "bye"].iter().enumerate() {
+        c.send(&mut w, t + 100_000 * (k as u64 + 1), true, &ws_text(m));
+    }
+    c.close(&mut w, t + 400_000);
+    let cap = dir.path().join("ws.pcap");
+    std::fs::write(&cap, w.into_bytes()).unwrap();
+    let yaml = scenario(gw.addr, &cap, &anon());
+    let (_d, out) = common::run_with(&yaml, oracle, None).await;
+    gw.stop().await;
+    let s = out.summary.expect("a summary");
+    assert_eq!(out.exit.code(), 0, "{:?}", s.reasons);
+    let c = check(&s, "RP-prod-recorded-allow-alice");
+    assert_eq!((c.sent, c.result), (1, CheckResult::Pass), "{}", c.reason);
+    let ws = s.websocket.as_ref().expect("the session is reported");
+    assert_eq!((ws.sessions, ws.completed), (1, 1));
+    assert!(ws.messages >= 3 && ws.echoes >= 3, "the captured messages, echoed by the oracle: {ws:?}");
+    assert_eq!(s.replay[0].compared["match"], 1, "101 as recorded");
+}

@@ -126,7 +126,8 @@ fn check_id(parts: &[&str]) -> String {
 /// or a 2xx/3xx. A refusal is a false deny either way.
 fn recorded_allow(profile: &Profile, client_errors: bool) -> Expect {
     let refusals = refusals(profile);
-    let mut items: Vec<String> = vec!["2xx".into(), "3xx".into()];
+    // 101: a captured WebSocket upgrade, replayed as one.
+    let mut items: Vec<String> = vec!["2xx".into(), "3xx".into(), "101".into()];
     if client_errors {
         items.extend((400..500u16).filter(|s| !refusals.contains(s)).map(|s| s.to_string()));
     }
@@ -334,7 +335,11 @@ fn resolve(
             cx.at(o, &format!("{at}.name"), format!("rule name `{name}` is used twice"));
         }
         let expect = match ru.expect.as_deref() {
-            Some("allow") => Some(Expect::Allow { success: Statuses::success(), refusals: refusals(profile) }),
+            // 101 only answers a replayed WebSocket upgrade.
+            Some("allow") => Some(Expect::Allow {
+                success: Statuses::parse(["2xx", "101"]).unwrap_or_else(Statuses::success),
+                refusals: refusals(profile),
+            }),
             Some("deny") => Some(Expect::Deny { statuses: profile.deny_status.clone() }),
             Some(x) => {
                 cx.at(o, &format!("{at}.expect"), format!("`{x}`: a replay rule expects `allow` or `deny`"));
