@@ -126,13 +126,22 @@ impl JwtSpec {
     /// [`JwtSpec::mint`] for member `n` of an identity pool: `{n}` in string claims becomes
     /// the member's number.
     pub fn mint_as(&self, now: i64, n: Option<u32>) -> Result<String, Error> {
+        self.mint_with(now, n, &Map::new())
+    }
+
+    /// [`JwtSpec::mint_as`] with `extra` claims set over the template's (a replayed
+    /// request's captured claims), then signed like any other.
+    pub fn mint_with(&self, now: i64, n: Option<u32>, extra: &Map<String, Value>) -> Result<String, Error> {
         let mut header = Map::new();
         header.insert("alg".into(), Value::String(self.alg_header.clone()));
         header.insert("typ".into(), Value::String(self.typ.clone().unwrap_or_else(|| "JWT".into())));
         if let Some(kid) = &self.kid {
             header.insert("kid".into(), Value::String(kid.clone()));
         }
-        let claims = render(&self.claims, now, n);
+        let mut claims = render(&self.claims, now, n);
+        for (k, v) in extra {
+            claims.insert(k.clone(), v.clone());
+        }
         let h = B64.encode(Value::Object(header).to_string());
         let p = B64.encode(Value::Object(claims.clone()).to_string());
         let signing_input = format!("{h}.{p}");

@@ -286,6 +286,7 @@ fn walk(
     let mut pacer = Pacer::new(r);
     let mut index = 0u64;
     let mut first_ts: Option<u64> = None;
+    let mut reminted = Reminted::default();
     for pass in 0..r.loops {
         let mut ordered =
             Ordered::open(&r.capture, r.decrypt.as_ref().map(|k| k.as_deref())).map_err(|e| e.to_string())?;
@@ -313,9 +314,18 @@ fn walk(
             let identity = d.identity;
             let members = credentials.get(identity).map_or(1, |m| m.len().max(1));
             let member = (index % members as u64) as usize;
-            let creds = credentials.get(identity).and_then(|m| m.get(member)).map_or(&[][..], Vec::as_slice);
+            let mut creds = credentials.get(identity).and_then(|m| m.get(member)).cloned().unwrap_or_default();
+            if !d.claims.is_empty() {
+                match reminted.token(s, identity, member, &d.claims) {
+                    Ok((name, value)) => {
+                        creds.retain(|(n, _)| *n != name);
+                        creds.push((name, value));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let slot = slots.get(identity).copied().unwrap_or(0) + member;
-            let Some((check, request, recorded)) = select::prepare(*d, slot, creds, endpoint, ws) else {
+            let Some((check, request, recorded)) = select::prepare(*d, slot, &creds, endpoint, ws) else {
                 c.unreplayable[Unreplayable::NotSendable.index()].fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -337,6 +347,44 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Tokens re-minted with captured claims, one per (identity, member, claims), bounded.
+#[derive(Default)]
+struct Reminted {
+    cache: std::collections::HashMap<(usize, usize, String), (HeaderName, HeaderValue)>,
+}
+
+impl Reminted {
+    const MAX: usize = 4096;
+
+    fn token(
+        &mut self,
+        s: &Scenario,
+        identity: usize,
+        member: usize,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(HeaderName, HeaderValue), String> {
+        let key = (identity, member, serde_json::Value::Object(claims.clone()).to_string());
+        if let Some(t) = self.cache.get(&key) {
+            return Ok(t.clone());
+        }
+        let id = &s.identities[identity];
+        let Some(t) = &id.token else { return Err(format!("identity `{}` has no token to re-mint", id.name)) };
+        let crate::scenario::TokenSource::Jwt(spec) = &t.source else {
+            return Err(format!("identity `{}` has no JWT to re-mint", id.name));
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let raw = spec.mint_with(now, id.number(member), claims).map_err(|e| format!("identity `{}`: {e}", id.name))?;
+        let value = if t.scheme.is_empty() { raw } else { format!("{} {raw}", t.scheme) };
+        let hv = HeaderValue::from_str(&value)
+            .map_err(|_| format!("identity `{}`: a re-minted token cannot be sent as a header", id.name))?;
+        if self.cache.len() >= Self::MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(key, (t.header.clone(), hv.clone()));
+        Ok((t.header.clone(), hv))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -104,6 +104,8 @@ pub struct Outgoing {
     /// A WebSocket session to hold after the upgrade: the client's captured messages at their
     /// captured pace.
     pub websocket: Option<crate::scenario::WebSocket>,
+    /// Captured claims to re-mint the identity's token with (empty: its own token).
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Headers never replayed as captured: hop-by-hop, framing (the body is re-framed), the
@@ -209,8 +211,14 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
         return Decision::Skip(Unreplayable::BodyTooLong);
     }
     let claims = bearer_claims(x);
-    let Some(identity) = r.identities.iter().find(|m| maps(m, x, &claims)).map(|m| m.identity).or(r.unmapped) else {
+    let mapping = r.identities.iter().find(|m| maps(m, x, &claims));
+    let Some(identity) = mapping.map(|m| m.identity).or(r.unmapped) else {
         return Decision::Skip(Unreplayable::NoIdentity);
+    };
+    // Captured claims the mapping keeps, for the identity's re-minted token.
+    let kept: serde_json::Map<String, serde_json::Value> = match (mapping, &claims) {
+        (Some(m), Some(c)) => m.keep_claims.iter().filter_map(|k| c.get(k).map(|v| (k.clone(), v.clone()))).collect(),
+        _ => serde_json::Map::new(),
     };
     let Some(sender) = r.senders.iter().position(|&i| i == identity) else {
         return Decision::Skip(Unreplayable::NoIdentity);
@@ -278,7 +286,18 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
     };
     let body = Bytes::from(x.request.body.clone());
     let websocket = x.websocket.then(|| session(r, x));
-    Decision::Send(Box::new(Outgoing { check, identity, method, path, headers, body, authority, recorded, websocket }))
+    Decision::Send(Box::new(Outgoing {
+        check,
+        identity,
+        method,
+        path,
+        headers,
+        body,
+        authority,
+        recorded,
+        websocket,
+        claims: kept,
+    }))
 }
 
 /// The session to hold for a captured WebSocket exchange: the client's text messages (a

@@ -534,6 +534,9 @@ pub struct Mapping {
     pub source: Option<(std::net::IpAddr, u8)>,
     /// Matches requests that carried no credential.
     pub anonymous: bool,
+    /// Claims of the captured token copied into the identity's token, re-minted per distinct
+    /// set (never its subject, issuer, audience or times: those stay the identity's).
+    pub keep_claims: Vec<String>,
 }
 
 /// An expected verdict for matching replayed requests.

@@ -552,6 +552,9 @@ pub(crate) struct RawMapping {
     /// Requests that carried no credential at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) anonymous: Option<bool>,
+    /// Claims copied from the captured token into the identity's re-minted one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) keep_claims: Vec<String>,
 }
 
 /// `replay.policy[]`: the expected verdict of matching replayed requests.

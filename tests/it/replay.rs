@@ -607,3 +607,53 @@ async fn a_captured_websocket_session_is_replayed_as_a_session_through_the_gatew
     assert!(ws.messages >= 3 && ws.echoes >= 3, "the captured messages, echoed by the oracle: {ws:?}");
     assert_eq!(s.replay[0].compared["match"], 1, "101 as recorded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_claims_are_re_minted_into_the_identitys_own_token() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
+    common::repo_certs();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let (addr, stop) = common::raw_server(move |_, _, head| {
+        log.lock().unwrap().push(head.to_string());
+        common::reply(200)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::pcap(link::ETHERNET);
+    let mut c = Conn::new("10.1.2.3:50000".parse().unwrap(), "10.1.0.1:80".parse().unwrap(), 1, 1);
+    c.handshake(&mut w, 1_000_000);
+    let h = B64.encode(br#"{"alg":"RS256"}"#);
+    let p = B64.encode(br#"{"sub":"alice@prod","scope":"orders:read orders:write","tenant":"eu-1","groups":["eng"]}"#);
+    let req = format!("GET /api/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {h}.{p}.c2ln\r\n\r\n");
+    c.send(&mut w, 1_000_100, true, req.as_bytes());
+    c.send(&mut w, 1_000_200, false, &resp(200));
+    c.close(&mut w, 1_000_300);
+    let cap = dir.path().join("claims.pcap");
+    std::fs::write(&cap, w.into_bytes()).unwrap();
+    let body = |keep: &str| {
+        format!(
+            "identities:\n  alice: {{ token: {{ jwt: {{ alg: RS256, key: \"{root}/certs/jwt-rs256.key\", kid: rs256-1, claims: {{ sub: alice, groups: [eng], exp: +10m }} }} }} }}\n\
+             phases:\n  - name: p\n    replay:\n      capture: \"{}\"\n      identities: [{{ identity: alice, claim: {{ sub: \"^alice@\" }}, keep_claims: [{keep}] }}]\n      policy: [{{ name: all, expect: allow }}]\n",
+            cap.display()
+        )
+    };
+    let (_d, code, s) =
+        common::run_yaml(&common::http_scenario("replay-claims", addr, "", &body("scope, tenant"))).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1);
+    let token =
+        heads[0].lines().find_map(|l| l.strip_prefix("authorization: Bearer ")).expect("a token").trim().to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "alice", "the subject stays the identity's: {claims}");
+    assert_eq!(claims["scope"], "orders:read orders:write");
+    assert_eq!(claims["tenant"], "eu-1");
+    assert!(parts[2].len() > 100, "signed with the identity's key (RS256)");
+    // The subject (and times, issuer, audience) are refused.
+    let (_d, p) = common::scenario_file(&common::http_scenario("replay-claims", addr, "", &body("sub")));
+    let e = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("keep_claims[0]") && e.contains("stays the identity's own"), "{e}");
+}

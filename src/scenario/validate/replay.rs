@@ -294,7 +294,33 @@ fn resolve(
             }
             c
         });
-        mappings.push(Mapping { identity, claims, headers, source, anonymous: mp.anonymous.unwrap_or(false) });
+        const OWN: [&str; 7] = ["sub", "iss", "aud", "exp", "iat", "nbf", "jti"];
+        for (k, c) in mp.keep_claims.iter().enumerate() {
+            if OWN.contains(&c.as_str()) {
+                cx.at(
+                    o,
+                    &format!("{at}.keep_claims[{k}]"),
+                    format!("`{c}` stays the identity's own (its principal and validity are what the gateway must see); keep claims like `groups` or `scope`"),
+                );
+            }
+        }
+        if !mp.keep_claims.is_empty()
+            && !matches!(identities[identity].token.as_ref().map(|t| &t.source), Some(TokenSource::Jwt(_)))
+        {
+            cx.at(
+                o,
+                &format!("{at}.keep_claims"),
+                format!("identity `{name}` has no JWT to re-mint: give it `token: {{ jwt: … }}`"),
+            );
+        }
+        mappings.push(Mapping {
+            identity,
+            claims,
+            headers,
+            source,
+            anonymous: mp.anonymous.unwrap_or(false),
+            keep_claims: mp.keep_claims.clone(),
+        });
     }
     let unmapped = match r.unmapped.as_deref() {
         None | Some("unreplayable") => None,
