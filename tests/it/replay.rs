@@ -290,9 +290,10 @@ fn the_documented_replay_phase_validates() {
     std::fs::create_dir(d.path().join("captures")).unwrap();
     let cap = capture(d.path());
     std::fs::rename(cap, d.path().join("captures/prod.pcap")).unwrap();
+    let key = common::cert("jwt-rs256.key");
     let yaml = format!(
         "gauntlet: 1\nname: doc\ntarget: {{ url: \"http://127.0.0.1:1\", protocol: h1 }}\n\
-         identities: {{ admin: {{}}, alice: {{}}, partner: {{}}, visitor: {{}} }}\n{phases}"
+         identities: {{ admin: {{ token: {{ jwt: {{ alg: RS256, key: \"{key}\", claims: {{ sub: ops-1 }} }} }} }}, alice: {{}}, partner: {{}}, visitor: {{}} }}\n{phases}"
     );
     let p = d.path().join("doc.yaml");
     std::fs::write(&p, yaml).unwrap();
