@@ -11,6 +11,7 @@ pub mod craft;
 pub mod decode;
 pub mod file;
 pub mod h2;
+pub mod har;
 pub mod http1;
 pub mod tcp;
 pub mod tls;
@@ -76,6 +77,9 @@ pub struct Stats {
     /// TLS connections decrypted by tshark, when asked to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decrypted: Option<Decrypted>,
+    /// A HAR file's entries that could not be read, and the first reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub har_unread: Option<(u64, String)>,
 }
 
 /// What decrypting the TLS connections gave.
@@ -93,32 +97,47 @@ pub struct Decrypted {
 #[derive(Debug)]
 pub struct Reader {
     path: PathBuf,
-    frames: file::Frames,
+    /// `None` for a HAR file.
+    frames: Option<file::Frames>,
     tcp: tcp::Reassembler,
     http: http1::Http1,
     buf: Vec<u8>,
     frame_stats: FrameStats,
     last_ts: u64,
     ended: bool,
-    /// Decrypted exchanges, in time order, merged into the clear ones by time.
-    tls: std::collections::VecDeque<Exchange>,
+    /// Exchanges read whole (decrypted TLS, a HAR file), in time order, merged into the
+    /// clear ones by time.
+    whole: std::collections::VecDeque<Exchange>,
+    har_unread: Option<(u64, String)>,
     decrypted: Option<Decrypted>,
     /// A clear exchange held back while earlier decrypted ones go first.
     held: Option<Exchange>,
 }
 
 impl Reader {
-    /// Opens a pcap or pcapng file.
+    /// Opens a pcap or pcapng file, or a HAR file (by its first bytes).
     pub fn open(path: &Path) -> Result<Self, Error> {
-        Ok(Self::new(file::Frames::open(path)?, path))
+        use std::io::Read as _;
+        let mut head = [0u8; 64];
+        let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
+        if har::looks_like(&head[..n]) {
+            let (xs, http, problem) = har::read(path)?;
+            let mut r = Self::new(None, path);
+            r.har_unread = problem.map(|p| (http.incomplete, p));
+            r.http.stats = http;
+            r.whole = xs.into();
+            r.ended = true;
+            return Ok(r);
+        }
+        Ok(Self::new(Some(file::Frames::open(path)?), path))
     }
 
     /// Reads a capture from memory (`name` names it in errors).
     pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<Self, Error> {
-        Ok(Self::new(file::Frames::from_reader(std::io::Cursor::new(bytes), name)?, name))
+        Ok(Self::new(Some(file::Frames::from_reader(std::io::Cursor::new(bytes), name)?), name))
     }
 
-    fn new(frames: file::Frames, path: &Path) -> Self {
+    fn new(frames: Option<file::Frames>, path: &Path) -> Self {
         Reader {
             path: path.to_path_buf(),
             frames,
@@ -128,9 +147,10 @@ impl Reader {
             frame_stats: FrameStats::default(),
             last_ts: 0,
             ended: false,
-            tls: std::collections::VecDeque::new(),
+            whole: std::collections::VecDeque::new(),
             decrypted: None,
             held: None,
+            har_unread: None,
         }
     }
 
@@ -140,13 +160,13 @@ impl Reader {
     pub fn decrypting(mut self, keylog: Option<&Path>) -> Result<Self, Error> {
         let (xs, decrypted) = tls::decrypt(&self.path, keylog)?;
         self.decrypted = Some(decrypted);
-        self.tls = xs.into();
+        self.whole = xs.into();
         Ok(self)
     }
 
-    /// The container format.
-    pub fn format(&self) -> file::Format {
-        self.frames.format()
+    /// The container format (`None`: a HAR file).
+    pub fn format(&self) -> Option<file::Format> {
+        self.frames.as_ref().map(file::Frames::format)
     }
 
     /// The next exchange, in the order they complete; `None` once the capture is done.
@@ -155,13 +175,13 @@ impl Reader {
             Some(x) => Some(x),
             None => self.next_clear()?,
         };
-        match (clear, self.tls.front()) {
+        match (clear, self.whole.front()) {
             (Some(x), Some(t)) if t.ts_ns < x.ts_ns => {
                 self.held = Some(x);
-                Ok(self.tls.pop_front())
+                Ok(self.whole.pop_front())
             }
             (Some(x), _) => Ok(Some(x)),
-            (None, _) => Ok(self.tls.pop_front()),
+            (None, _) => Ok(self.whole.pop_front()),
         }
     }
 
@@ -173,7 +193,11 @@ impl Reader {
             if self.ended {
                 return Ok(None);
             }
-            match self.frames.next(&mut self.buf, &self.path)? {
+            let Some(frames) = self.frames.as_mut() else {
+                self.ended = true;
+                continue;
+            };
+            match frames.next(&mut self.buf, &self.path)? {
                 Some(f) => self.frame(f),
                 None => {
                     self.ended = true;
@@ -206,8 +230,14 @@ impl Reader {
     /// Counts so far (complete once [`Reader::next_exchange`] returned `None`).
     pub fn stats(&self) -> Stats {
         let mut frames = self.frame_stats.clone();
-        frames.decryption_secrets = self.frames.secrets;
-        Stats { frames, tcp: self.tcp.stats, http: self.http.stats, decrypted: self.decrypted.clone() }
+        frames.decryption_secrets = self.frames.as_ref().map_or(0, |f| f.secrets);
+        Stats {
+            frames,
+            tcp: self.tcp.stats,
+            http: self.http.stats,
+            decrypted: self.decrypted.clone(),
+            har_unread: self.har_unread.clone(),
+        }
     }
 }
 

@@ -657,6 +657,9 @@ pub fn stats_text(s: &capture::Stats) -> String {
     note(h.websocket, "WebSocket sessions");
     note(h.h2_broken, "h2c connections whose reading stopped early (a hole or a malformed frame)");
     note(h.other_flows, "connections that are not HTTP");
+    if let Some((n, why)) = &s.har_unread {
+        notes.push(format!("{n} HAR entries that cannot be read (first: {why})"));
+    }
     for (l, n) in &f.unknown_linktypes {
         notes.push(format!("{n} frames of link type {l} (not read)"));
     }

@@ -658,3 +658,64 @@ async fn kept_claims_are_re_minted_into_the_identitys_own_token() {
     let e = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
     assert!(e.contains("keep_claims[0]") && e.contains("stays the identity's own"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_har_file_is_read_and_replayed_like_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("browser.har");
+    let token = captured_bearer("alice");
+    let entry = |t: &str, method: &str, url: &str, status: u16, extra: &str| {
+        format!(
+            r#"{{"startedDateTime":"{t}","request":{{"method":"{method}","url":"{url}","httpVersion":"HTTP/2","headers":[{{"name":":authority","value":"shop.example"}},{{"name":"authorization","value":"{token}"}},{{"name":"accept","value":"*/*"}}]{extra}}},"response":{{"status":{status},"headers":[],"content":{{"size":2,"text":"ok"}}}},"connection":"1"}}"#
+        )
+    };
+    let doc = format!(
+        r#"{{"log":{{"version":"1.2","entries":[{},{},{},{}]}}}}"#,
+        entry("2026-11-30T10:00:00.100+01:00", "GET", "https://shop.example/api/orders?page=1", 200, ""),
+        entry(
+            "2026-11-30T10:00:00.350+01:00",
+            "POST",
+            "https://shop.example/api/orders",
+            201,
+            r#","postData":{"mimeType":"application/json","text":"{\"sku\":\"A-1\"}"}"#
+        ),
+        entry("2026-11-30T10:00:00.200+01:00", "GET", "https://shop.example/admin/users", 403, ""),
+        r#"{"startedDateTime":"2026-11-30T10:00:01Z","request":{"method":"GET"}}"#,
+    );
+    std::fs::write(&har, doc).unwrap();
+    let bin = env!("CARGO_BIN_EXE_gauntlet");
+    let o = std::process::Command::new(bin).args(["replay", "inspect"]).arg(&har).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("3 requests over 0.2s") && out.contains("shop.example ×3"), "{out}");
+    assert!(out.contains("1 HAR entries that cannot be read (first: entries[3]: no `request.url`)"), "{out}");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let (addr, stop) = common::raw_server(move |_, _, head| {
+        log.lock().unwrap().push(head.to_string());
+        common::reply(200)
+    })
+    .await;
+    let yaml = common::http_scenario(
+        "replay-har",
+        addr,
+        "",
+        &format!(
+            "identities:\n  alice: {{ headers: {{ x-user: alice }} }}\nphases:\n  - name: p\n    replay:\n      capture: \"{}\"\n      speed: 10x\n      identities: [{{ identity: alice, claim: {{ sub: \"^alice$\" }} }}]\n      policy: [{{ name: admin-only, path: \"^/admin\", expect: deny }}]\n",
+            har.display()
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    // The permit-all server lets alice's /admin/users through: a leak, as it should be.
+    assert_eq!(code, 1);
+    assert_eq!(check(&s, "RP-p-admin-only-alice").violations.get("leak").copied(), Some(1));
+    let heads = seen.lock().unwrap().clone();
+    let lines: Vec<&str> = heads.iter().map(|h| h.lines().next().unwrap_or("")).collect();
+    assert_eq!(
+        lines,
+        ["GET /api/orders?page=1 HTTP/1.1", "GET /admin/users HTTP/1.1", "POST /api/orders HTTP/1.1"],
+        "in time order"
+    );
+    assert!(heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization") && h.contains("x-user: alice")));
+}
