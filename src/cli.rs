@@ -37,6 +37,29 @@ pub enum Command {
     /// Captured traffic: profile a capture (a replay itself is a scenario phase with `replay:`).
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Capture live traffic on an interface into a pcap file (libpcap; built with
+    /// `--features live-capture`), bounded by a packet count and a duration.
+    Capture(CaptureArgs),
+}
+
+/// `gauntlet capture`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Interface (`lo`, `eth0`, `any`).
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub interface: String,
+    /// BPF filter, e.g. `tcp port 8080`.
+    #[arg(long, short = 'f', value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// The pcap file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Stop after this long (e.g. `60s`).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub duration: String,
 }
 
 /// `gauntlet replay`.

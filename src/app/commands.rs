@@ -471,3 +471,66 @@ fn dry_run(s: &crate::scenario::Scenario) -> Exit {
     out("dry run: nothing was sent\n");
     exit
 }
+
+/// `gauntlet capture`: live capture into a pcap file (feature `live-capture`).
+#[cfg(feature = "live-capture")]
+pub(super) async fn capture(a: crate::cli::CaptureArgs) -> Exit {
+    let duration = match humantime::parse_duration(&a.duration) {
+        Ok(d) => d,
+        Err(e) => {
+            errln!("gauntlet: --duration `{}`: {e}", a.duration);
+            return Exit::Usage;
+        }
+    };
+    let live = crate::capture::live::Live {
+        interface: a.interface,
+        filter: a.filter,
+        count: a.count,
+        duration,
+        out: a.out.clone(),
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token = CancellationToken::new();
+    tokio::spawn(stop_on_signal(token.clone(), None, "stopping the capture"));
+    let s2 = stop.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        s2.store(true, std::sync::atomic::Ordering::Release);
+    });
+    errln!(
+        "capture: on `{}`{} into {} (at most {} packets, {:?}; Ctrl-C to stop)",
+        live.interface,
+        live.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+        live.out.display(),
+        live.count,
+        duration
+    );
+    match tokio::task::spawn_blocking(move || crate::capture::live::capture(&live, &stop)).await {
+        Ok(Ok(c)) => {
+            out(&format!(
+                "captured {} packets into {} ({} dropped by the kernel)\n",
+                c.packets,
+                a.out.display(),
+                c.dropped
+            ));
+            Exit::Pass
+        }
+        Ok(Err(e)) => {
+            errln!("gauntlet: {e}");
+            Exit::Runtime
+        }
+        Err(e) => {
+            errln!("gauntlet: the capture stopped: {e}");
+            Exit::Runtime
+        }
+    }
+}
+
+/// `gauntlet capture` in a build without libpcap.
+#[cfg(not(feature = "live-capture"))]
+pub(super) async fn capture(_a: crate::cli::CaptureArgs) -> Exit {
+    errln!(
+        "gauntlet: live capture is not in this build: install libpcap (Debian: apt-get install libpcap-dev) and build with `cargo build --release --features live-capture`; or record with `tcpdump -w FILE` and replay the file"
+    );
+    Exit::Usage
+}

@@ -64,6 +64,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Probe(a) => commands::probe(a).await,
         Command::Replay(ReplayCommand::Inspect(a)) => commands::replay_inspect(&a),
         Command::Replay(ReplayCommand::Convert(a)) => commands::replay_convert(&a),
+        Command::Capture(a) => commands::capture(a).await,
     };
     exit.code()
 }

@@ -13,6 +13,8 @@ pub mod file;
 pub mod h2;
 pub mod har;
 pub mod http1;
+#[cfg(feature = "live-capture")]
+pub mod live;
 pub mod tcp;
 pub mod tls;
 

@@ -719,3 +719,40 @@ async fn a_har_file_is_read_and_replayed_like_a_capture() {
     );
     assert!(heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization") && h.contains("x-user: alice")));
 }
+
+/// Live capture on loopback (`--features live-capture`, root): what `gauntlet capture` writes
+/// is a capture the replay reads.
+#[cfg(feature = "live-capture")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_capture_on_loopback_writes_a_replayable_capture() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, stop) = common::raw_server(|_, _, _| common::reply(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live.pcap");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["capture", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "--duration", "3s", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"GET /live/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /live/2 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    while got.windows(2).filter(|w| w == b"ok").count() < 2 {
+        let mut b = [0u8; 1024];
+        let n = sock.read(&mut b).await.unwrap();
+        assert!(n > 0, "the server answers");
+        got.extend_from_slice(&b[..n]);
+    }
+    drop(sock);
+    let status = tokio::task::spawn_blocking(move || common::wait_exit(&mut child, 20)).await.unwrap();
+    stop.cancel();
+    assert!(status.is_some_and(|s| s.success()), "gauntlet capture ended by itself with success: {status:?}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["replay", "inspect"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("2 requests") && text.contains("GET /live/1 ×1"), "{text}");
+}
