@@ -33,6 +33,13 @@ NO_JWT = [
     "ZT-AUTHN-JWT-013", "ZT-AUTHN-MTLS-008",
 ]
 EXPECTED_SKIPPED = {"haproxy": [], "nginx": [], "caddy": NO_JWT + ["ZT-DOS-RATE-001"]}
+# Requests a gateway is known to lose even after the one retry, per 1,000 sent: HAProxy
+# 2.6.12's jwt_verify defect (FINDINGS.md, "why HAProxy resets") drops a few answers of the
+# connections a failed RS256 verification lands on — a handful per 22,000, more in some runs
+# (9 seen). A check whose only shortfall is such drops may come out inconclusive (above its
+# error budget): that is gauntlet reporting the gateway's defect, so it is noted, not a
+# difference. Everyone else: at most one loss per 5,000, and none may decide a check.
+KNOWN_DROPS_PER_1000 = {"haproxy": 1.0}
 
 
 def main():
@@ -49,8 +56,16 @@ def main():
     skipped = {c["id"] for c in s["checks"] if c["result"] == "skipped"}
     if skipped != set(EXPECTED_SKIPPED[a.gateway]):
         problems.append(f"skipped {sorted(skipped)}, expected {sorted(EXPECTED_SKIPPED[a.gateway])}")
+    def dropped(m):
+        return "on the retry" in m or ("closed" in m and "answering" in m)
+    tolerated = []
     for c in s["checks"]:
         if c["result"] in ("pass", "skipped"):
+            continue
+        only_drops = c["result"] == "inconclusive" and all(dropped(e["message"]) for e in c.get("error_causes", [])) \
+            and c.get("error_causes") and a.gateway in KNOWN_DROPS_PER_1000
+        if only_drops:
+            tolerated.append(c["id"])
             continue
         kinds = sorted(k for k, n in c["violations"].items() if k != "total" and n > 0)
         got[c["id"]] = "+".join(kinds) or c["result"]
@@ -66,13 +81,12 @@ def main():
     # closing a connection without answering even the one retry on a new connection (the
     # HAProxy 2.6.12 jwt_verify defect, FINDINGS.md), and only a handful.
     causes = [e for c in s["checks"] for e in c.get("error_causes", [])]
-    def dropped(m):
-        return "on the retry" in m or ("closed" in m and "answering" in m)
     gateway_drops = sum(e["count"] for e in causes if dropped(e["message"]))
+    allowed_drops = max(1, int(req["sent"] * KNOWN_DROPS_PER_1000.get(a.gateway, 0.2) / 1000))
     if req["errors"] != gateway_drops:
         problems.append(f"{req['errors']} request(s) without an answer: {causes}")
-    elif gateway_drops > max(1, req["sent"] // 5000):
-        problems.append(f"{gateway_drops} request(s) lost by the gateway even after the retry")
+    elif gateway_drops > allowed_drops:
+        problems.append(f"{gateway_drops} request(s) lost by the gateway even after the retry (at most {allowed_drops} expected)")
     if s["outcomes"]["total"] != req["sent"]:
         problems.append(f"buckets add up to {s['outcomes']['total']}, not to {req['sent']} sent")
     rps = max((p["achieved_rps"] for p in s["phases"]), default=0)
@@ -84,7 +98,7 @@ def main():
     if req["unsent"]:
         problems.append(f"{req['unsent']} scheduled requests unsent")
     verdict = s["verdict"]
-    expected_verdict = "fail" if want else "pass"
+    expected_verdict = "fail" if want or tolerated else "pass"
     if verdict != expected_verdict:
         problems.append(f"verdict {verdict}, expected {expected_verdict}: {s['reasons']}")
     line = (f"interop {a.gateway:<8} {s['target']['protocol']}: {req['sent']} sent at {rps}/s, "
@@ -94,6 +108,9 @@ def main():
     print(line)
     for n in s.get("notes", []):
         print(f"  note: {n}")
+    for cid in tolerated:
+        print(f"  note: {cid} is inconclusive only because the gateway lost answers even after the retry "
+              f"(its known defect, FINDINGS.md): gauntlet reports the gateway, as it should")
     if slow:
         print(f"  note: achieved {rps}/s, below the {a.min_rps}/s offered-rate target: this machine or the gateway "
               f"could not keep up (requests were sent late, none left unsent; not a conformance finding)")
