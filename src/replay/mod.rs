@@ -628,7 +628,7 @@ pub fn stats_text(s: &capture::Stats) -> String {
     let (f, t, h) = (&s.frames, &s.tcp, &s.http);
     let _ = writeln!(
         o,
-        "  read: {} frames ({} bytes), {} TCP connections ({} caught mid-stream, {} h2c), {} requests ({} answered, {} over HTTP/2)",
+        "  read in clear: {} frames ({} bytes), {} TCP connections ({} caught mid-stream, {} h2c), {} requests ({} answered, {} over HTTP/2)",
         f.frames, f.bytes, t.flows, t.mid_stream, h.h2c_flows, h.requests, h.answered, h.h2_streams
     );
     let mut notes: Vec<String> = Vec::new();
