@@ -39,7 +39,11 @@ pub fn line(s: &Snapshot) -> String {
     let q = |x: f64| s.window_latency.value_at_quantile(x) as f64 / 1000.0;
     let (p50, p99) = if s.window_latency.is_empty() { (0.0, 0.0) } else { (q(0.5), q(0.99)) };
     let phase_len = s.phase_length.map_or_else(|| "?".to_string(), |d| format!("{:.0}s", d.as_secs_f64()));
-    let offered = s.offered_rps.map_or_else(|| "closed".to_string(), |r| format!("{r:.0}/s"));
+    let offered = match (s.offered_rps, s.replay) {
+        (Some(r), _) => format!("{r:.0}/s"),
+        (None, true) => "recorded pace".to_string(),
+        (None, false) => "closed".to_string(),
+    };
     format!(
         "[{:>6.1}s] {} {:.1}/{} | offered {} achieved {:.0}/s | p50 {:.2}ms p99 {:.2}ms | sent {} err {} | violations {}",
         s.elapsed.as_secs_f64(),

@@ -99,7 +99,11 @@ fn draw_header(f: &mut Frame, area: Rect, v: &View) {
     let inner = b.inner(area);
     f.render_widget(b, area);
     let [top, gauge] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
-    let offered = s.offered_rps.map_or_else(|| "closed loop".to_string(), |r| format!("offered {r:.0}/s"));
+    let offered = match (s.offered_rps, s.replay) {
+        (Some(r), _) => format!("offered {r:.0}/s"),
+        (None, true) => "replay at the recorded pace".to_string(),
+        (None, false) => "closed loop".to_string(),
+    };
     let title = Line::from(vec![
         Span::styled(v.info.scenario.clone(), Style::new().bold()),
         Span::raw(format!(" → {} ({}) · {offered} · achieved {:.0}/s", v.info.target, v.info.protocol, s.achieved_rps)),
@@ -543,6 +547,7 @@ mod tests {
             condition: "wan-40ms".into(),
             condition_index: 1,
             offered_rps: Some(100.0),
+            replay: false,
             achieved_rps: 99.0,
             window_latency: h.clone(),
             totals,

@@ -93,6 +93,8 @@ pub struct Snapshot {
     pub condition_index: usize,
     /// Offered rate now (open loop).
     pub offered_rps: Option<f64>,
+    /// The current phase replays a capture (its pace is the recording's, not a rate).
+    pub replay: bool,
     /// Completions per second over the window.
     pub achieved_rps: f64,
     /// Latency over the last window (about one second).
@@ -328,6 +330,7 @@ impl Collector {
             condition: self.plan.conditions.get(condition).map(|c| c.name.clone()).unwrap_or_default(),
             condition_index: condition,
             offered_rps: if done { None } else { pp.and_then(|p| p.offered_rate(phase_elapsed)) },
+            replay: pp.is_some_and(|p| p.pace == crate::plan::Pace::Replay),
             achieved_rps: sent as f64 / span.as_secs_f64(),
             window_latency,
             totals,

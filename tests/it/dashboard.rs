@@ -55,6 +55,7 @@ fn fixture() -> (Info, Snapshot, History) {
         condition: "unimpaired".into(),
         condition_index: 0,
         offered_rps: Some(1_050.0),
+        replay: false,
         achieved_rps: 1_020.0,
         window_latency: window,
         totals,
