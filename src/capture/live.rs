@@ -51,7 +51,12 @@ pub fn capture(l: &Live, stop: &AtomicBool) -> Result<Captured, String> {
                 packets += 1;
             }
             Err(pcap::Error::TimeoutExpired) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("capture on `{}` failed: {e}", l.interface)),
+            Err(e) => {
+                // No half-written capture is left behind.
+                drop(save);
+                let _ = std::fs::remove_file(&partial);
+                return Err(format!("capture on `{}` failed: {e}", l.interface));
+            }
         }
     }
     save.flush().map_err(|e| format!("cannot write {}: {e}", partial.display()))?;

@@ -166,11 +166,6 @@ impl Reader {
         Ok(self)
     }
 
-    /// The container format (`None`: a HAR file).
-    pub fn format(&self) -> Option<file::Format> {
-        self.frames.as_ref().map(file::Frames::format)
-    }
-
     /// The next exchange, in the order they complete; `None` once the capture is done.
     pub fn next_exchange(&mut self) -> Result<Option<Exchange>, Error> {
         let clear = match self.held.take() {

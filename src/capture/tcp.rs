@@ -133,11 +133,6 @@ impl Reassembler {
         Self::default()
     }
 
-    /// Connections open now.
-    pub fn open_flows(&self) -> usize {
-        self.flows.len()
-    }
-
     /// Takes one segment captured at `ts_ns`.
     pub fn segment(&mut self, s: &Segment<'_>, ts_ns: u64, sink: &mut impl Sink) {
         self.stats.segments += 1;

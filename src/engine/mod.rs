@@ -482,20 +482,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             let Some(slot) = phase.slot(i) else { break };
             let check = phase.check(i);
             let intended = match slot {
-                Some(off) => loop {
-                    // The intended time moves with every pause of this phase.
-                    let at = start + off + state.shift();
-                    let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
-                    let now = Instant::now();
-                    // Paused, or due later than the next look at the pause switch.
-                    if cx.shared.paused.load(Ordering::Acquire) || wake > now + PAUSE_POLL {
-                        tokio::time::sleep(PAUSE_POLL).await;
-                    } else if wake > now {
-                        tokio::time::sleep_until(wake.into()).await;
-                    } else {
-                        break at;
-                    }
-                },
+                Some(off) => due(&cx.shared, state, start, off).await,
                 None => {
                     let now = Instant::now();
                     if phase.duration.is_some_and(|d| now >= start + d + state.shift()) {
@@ -531,6 +518,24 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                     state.all_done.notify_waiters();
                 }
             }
+        }
+    }
+}
+
+/// Sleeps until a request intended `off` after the phase's `start` is due, and returns that
+/// instant. The intended time moves with every pause of the phase.
+async fn due(shared: &Shared, state: &PhaseState, start: Instant, off: Duration) -> Instant {
+    loop {
+        let at = start + off + state.shift();
+        let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
+        let now = Instant::now();
+        // Paused, or due later than the next look at the pause switch.
+        if shared.paused.load(Ordering::Acquire) || wake > now + PAUSE_POLL {
+            tokio::time::sleep(PAUSE_POLL).await;
+        } else if wake > now {
+            tokio::time::sleep_until(wake.into()).await;
+        } else {
+            return at;
         }
     }
 }
@@ -579,21 +584,8 @@ async fn replayed<P: Protocol>(
                 return true;
             }
         };
-        let intended = loop {
-            let at = start + fed.offset + state.shift();
-            let wake = at.checked_sub(TIMER_SLACK).unwrap_or(at);
-            let now = Instant::now();
-            if cx.shared.paused.load(Ordering::Acquire) || wake > now + PAUSE_POLL {
-                tokio::time::sleep(PAUSE_POLL).await;
-            } else if wake > now {
-                tokio::time::sleep_until(wake.into()).await;
-            } else {
-                break at;
-            }
-            if cx.shared.stop.is_cancelled() {
-                return false;
-            }
-        };
+        // A stop aborts a worker waiting here (the thread's supervisor), as in `worker`.
+        let intended = due(&cx.shared, state, start, fed.offset).await;
         let condition = cx.job.timeline.condition();
         let key = Key { phase: pi as u16, condition, check: fed.check as u16 };
         if phase.duration.is_some_and(|d| fed.offset >= d) {

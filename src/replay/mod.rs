@@ -93,7 +93,7 @@ pub struct Counters {
     /// The phase's `duration:` or `requests:` bound was reached before the capture's end.
     pub bounded: AtomicBool,
     /// Not replayed, by [`Unreplayable::index`].
-    pub unreplayable: [AtomicU64; 7],
+    pub unreplayable: [AtomicU64; Unreplayable::ALL.len()],
     /// The capture's own counts (of the first pass).
     pub capture: Mutex<Option<capture::Stats>>,
     /// The capture could not be read to its end.
@@ -195,8 +195,8 @@ pub fn start(
     let feed = Arc::new(ReplayFeed { rx: Mutex::new(rx), done: AtomicBool::new(false), stop: stop.clone(), counters });
     let c = feed.counters.clone();
     let spawned = std::thread::Builder::new().name(format!("gauntlet-replay-{phase}")).spawn(move || {
-        let Some(r) = s.phases.get(phase).and_then(|p| p.replay.clone()) else { return };
-        if let Err(e) = produce(&s, &r, &credentials, &endpoint, &ws, &tx, &c, &stop) {
+        let Some(p) = s.phases.get(phase) else { return };
+        if let Err(e) = produce(&s, p, &credentials, &endpoint, &ws, &tx, &c, &stop) {
             *c.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     });
@@ -273,16 +273,16 @@ impl Ordered {
 /// capture ends. Everything not sent is counted in `c`.
 fn walk(
     s: &Scenario,
-    r: &Replay,
+    phase: &crate::scenario::Phase,
     credentials: &Credentials,
     endpoint: &Endpoint,
     ws: &Arc<crate::proto::ws::Stats>,
     c: &Counters,
     mut send: impl FnMut(Fed, &Exchange) -> bool,
 ) -> Result<(), String> {
+    let Some(r) = phase.replay.as_deref() else { return Err(format!("phase `{}` does not replay", phase.name)) };
     let slots = s.slots();
-    let phase = s.phases.iter().find(|p| p.replay.as_ref().is_some_and(|x| std::ptr::eq(&**x, r)));
-    let (max_offset, max_requests) = (phase.and_then(|p| p.duration), phase.and_then(|p| p.requests));
+    let (max_offset, max_requests) = (phase.duration, phase.requests);
     let mut pacer = Pacer::new(r);
     let mut index = 0u64;
     let mut first_ts: Option<u64> = None;
@@ -390,7 +390,7 @@ impl Reminted {
 #[allow(clippy::too_many_arguments)]
 fn produce(
     s: &Scenario,
-    r: &Replay,
+    phase: &crate::scenario::Phase,
     credentials: &Credentials,
     endpoint: &Endpoint,
     ws: &Arc<crate::proto::ws::Stats>,
@@ -398,7 +398,7 @@ fn produce(
     c: &Counters,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    walk(s, r, credentials, endpoint, ws, c, |mut fed, _| {
+    walk(s, phase, credentials, endpoint, ws, c, |mut fed, _| {
         // Bounded: wait for the engine, looking at the stop flag.
         loop {
             if stop.load(Ordering::Acquire) {
@@ -440,7 +440,9 @@ pub struct DryRun {
 /// Works out replay phase `phase` of `s` without sending anything.
 pub fn dry_run(s: &Scenario, phase: usize) -> Result<DryRun, String> {
     let p = s.phases.get(phase).ok_or("no such phase")?;
-    let r = p.replay.as_ref().ok_or("not a replay phase")?;
+    if p.replay.is_none() {
+        return Err("not a replay phase".into());
+    }
     // Credentials are not minted for a dry run: what is sent is counted, not signed.
     let credentials: Credentials = s.identities.iter().map(|i| vec![Vec::new(); i.members()]).collect();
     let endpoint =
@@ -451,7 +453,7 @@ pub fn dry_run(s: &Scenario, phase: usize) -> Result<DryRun, String> {
         (BTreeMap::new(), BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     let mut last = Duration::ZERO;
     let ws = Arc::new(crate::proto::ws::Stats::default());
-    let walked = walk(s, r, &credentials, &endpoint, &ws, &c, |step, x| {
+    let walked = walk(s, p, &credentials, &endpoint, &ws, &c, |step, x| {
         out.requests += 1;
         last = last.max(step.offset);
         *per_second.entry(step.offset.as_secs()).or_insert(0u64) += 1;
@@ -497,12 +499,7 @@ impl DryRun {
             "replay phase `{}`: would send {} requests over {:.1}s (peak {peak} in one second)",
             self.phase, self.requests, self.duration_s
         );
-        if !self.per_second.is_empty() {
-            let buckets = 10.min(self.per_second.len());
-            let per = self.per_second.len().div_ceil(buckets);
-            let line: Vec<String> = self.per_second.chunks(per).map(|c| c.iter().sum::<u64>().to_string()).collect();
-            let _ = writeln!(o, "  rate profile ({per}s buckets): {}", line.join(" "));
-        }
+        o.push_str(&rate_profile(&self.per_second));
         let _ = writeln!(o, "  to: {}", join_counts(&self.hosts));
         let _ = writeln!(o, "  routes: {}", join_counts(&self.routes));
         for (id, n) in &self.by_check {
@@ -598,12 +595,7 @@ impl Profile {
             "  {} requests over {:.1}s (mean {mean:.1}/s, peak {peak}/s in one recorded second)",
             self.requests, self.span_s
         );
-        if !self.per_second.is_empty() {
-            let buckets = 10.min(self.per_second.len());
-            let per = self.per_second.len().div_ceil(buckets);
-            let line: Vec<String> = self.per_second.chunks(per).map(|c| c.iter().sum::<u64>().to_string()).collect();
-            let _ = writeln!(o, "  rate profile ({per}s buckets): {}", line.join(" "));
-        }
+        o.push_str(&rate_profile(&self.per_second));
         let _ = writeln!(o, "  hosts: {}", join_counts(&self.hosts));
         let _ = writeln!(o, "  routes ({} distinct): {}", self.distinct_routes, join_counts(&self.routes));
         let st: Vec<String> = self
@@ -615,6 +607,16 @@ impl Profile {
         o.push_str(&stats_text(&self.capture));
         o
     }
+}
+
+/// Requests per second folded into at most ten buckets, as one line (empty when none).
+fn rate_profile(per_second: &[u64]) -> String {
+    if per_second.is_empty() {
+        return String::new();
+    }
+    let per = per_second.len().div_ceil(10.min(per_second.len()));
+    let line: Vec<String> = per_second.chunks(per).map(|c| c.iter().sum::<u64>().to_string()).collect();
+    format!("  rate profile ({per}s buckets): {}\n", line.join(" "))
 }
 
 fn join_counts(v: &[(String, u64)]) -> String {

@@ -256,7 +256,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
         path = re.replace_all(&path, to.as_str()).into_owned();
     }
     // Headers the mapping read the identity from are the captured identity: not sent.
-    let mapped_on: Vec<&HeaderName> = r.identities.iter().flat_map(|m| m.headers.iter().map(|(n, _)| n)).collect();
+    let mapped_on = |name: &HeaderName| r.identities.iter().any(|m| m.headers.iter().any(|(n, _)| n == name));
     let identity_header = s.profile.identity_header.as_ref();
     let mut headers = HeaderMap::new();
     for (n, v) in &x.request.headers {
@@ -267,7 +267,7 @@ pub fn decide(s: &Scenario, r: &Replay, x: &Exchange) -> Decision {
         let (Ok(name), Ok(value)) = (HeaderName::from_str(&lower), HeaderValue::from_bytes(v)) else {
             return Decision::Skip(Unreplayable::NotSendable);
         };
-        if mapped_on.contains(&&name) || identity_header == Some(&name) || r.rewrite.remove_headers.contains(&name) {
+        if mapped_on(&name) || identity_header == Some(&name) || r.rewrite.remove_headers.contains(&name) {
             continue;
         }
         headers.append(name, value);

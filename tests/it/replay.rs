@@ -124,6 +124,19 @@ async fn replay(flaws: &[Flaw]) -> (tempfile::TempDir, u8, gauntlet::report::Sum
     (d, out.exit.code(), out.summary.expect("a summary"))
 }
 
+/// A permit-all plain-HTTP server that keeps every request head it gets (200 to each).
+async fn recording_server()
+-> (SocketAddr, tokio_util::sync::CancellationToken, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let (addr, stop) = common::raw_server(move |_, _, head| {
+        log.lock().unwrap().push(head.to_string());
+        common::reply(200)
+    })
+    .await;
+    (addr, stop, seen)
+}
+
 fn check<'a>(s: &'a gauntlet::report::Summary, id: &str) -> &'a gauntlet::report::CheckSummary {
     s.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}"))
 }
@@ -181,13 +194,7 @@ async fn a_gateway_that_lets_a_missing_token_through_fails_on_the_recorded_refus
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_credentials_never_reach_the_gateway() {
     // A plain-HTTP raw server stands where the gateway would: it sees exactly what is sent.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    let (addr, stop) = common::raw_server(move |_, _, head| {
-        log.lock().unwrap().push(head.to_string());
-        common::reply(200)
-    })
-    .await;
+    let (addr, stop, seen) = recording_server().await;
     let dir = tempfile::tempdir().unwrap();
     let cap = capture(dir.path());
     let yaml = common::http_scenario(
@@ -519,13 +526,7 @@ async fn an_https_capture_is_read_through_tshark_with_its_key_log() {
     );
     assert!(out.contains("401 1") && out.contains("403 1"), "{out}");
     // Replayed: the decrypted requests go out like clear ones.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    let (addr, stop) = common::raw_server(move |_, _, head| {
-        log.lock().unwrap().push(head.lines().next().unwrap_or("").to_string());
-        common::reply(200)
-    })
-    .await;
+    let (addr, stop, seen) = recording_server().await;
     let yaml = common::http_scenario(
         "replay-tls",
         addr,
@@ -540,7 +541,8 @@ async fn an_https_capture_is_read_through_tshark_with_its_key_log() {
     stop.cancel();
     assert_eq!(code, 0, "{:?}", s.reasons);
     assert_eq!(s.replay[0].source.replayed, 4);
-    let mut lines = seen.lock().unwrap().clone();
+    let mut lines: Vec<String> =
+        seen.lock().unwrap().iter().map(|h| h.lines().next().unwrap_or("").to_string()).collect();
     lines.sort();
     assert_eq!(
         lines,
@@ -613,13 +615,7 @@ async fn a_captured_websocket_session_is_replayed_as_a_session_through_the_gatew
 async fn kept_claims_are_re_minted_into_the_identitys_own_token() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
     common::repo_certs();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    let (addr, stop) = common::raw_server(move |_, _, head| {
-        log.lock().unwrap().push(head.to_string());
-        common::reply(200)
-    })
-    .await;
+    let (addr, stop, seen) = recording_server().await;
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::pcap(link::ETHERNET);
     let mut c = Conn::new("10.1.2.3:50000".parse().unwrap(), "10.1.0.1:80".parse().unwrap(), 1, 1);
@@ -689,13 +685,7 @@ async fn a_har_file_is_read_and_replayed_like_a_capture() {
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("3 requests over 0.2s") && out.contains("shop.example ×3"), "{out}");
     assert!(out.contains("1 HAR entries that cannot be read (first: entries[3]: no `request.url`)"), "{out}");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    let (addr, stop) = common::raw_server(move |_, _, head| {
-        log.lock().unwrap().push(head.to_string());
-        common::reply(200)
-    })
-    .await;
+    let (addr, stop, seen) = recording_server().await;
     let yaml = common::http_scenario(
         "replay-har",
         addr,
@@ -730,11 +720,19 @@ async fn live_capture_on_loopback_writes_a_replayable_capture() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("live.pcap");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
-        .args(["capture", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "--duration", "3s", "--out"])
+        .args(["capture", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "--duration", "4s", "--out"])
         .arg(&out)
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // Ready once the capture file is open (after the device and the filter are).
+    let partial = dir.path().join("live.pcap.partial");
+    for _ in 0..200 {
+        if partial.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(partial.exists(), "gauntlet capture started");
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     sock.write_all(b"GET /live/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /live/2 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
     let mut got = Vec::new();
