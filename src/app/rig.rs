@@ -184,6 +184,11 @@ impl Rig {
         }
     }
 
+    /// Whether gauntlet's oracle runs as the gateway's upstream.
+    pub(super) fn has_oracle(&self) -> bool {
+        self.oracle.is_some()
+    }
+
     /// Stops the oracle, once requests the gateway is still forwarding had time to arrive,
     /// and reads its counters.
     pub(super) async fn stop_oracle(&mut self) -> Option<oracle::Report> {

@@ -195,10 +195,10 @@ async fn run_once(
     let credentials = Arc::new(credentials);
     let replays: Vec<Option<Arc<crate::replay::ReplayFeed>>> = (0..s.phases.len())
         .map(|i| {
-            s.phases[i]
-                .replay
-                .as_ref()
-                .map(|_| crate::replay::start(s.clone(), i, credentials.clone(), endpoint(&s), ws.clone()))
+            s.phases[i].replay.as_ref().map(|_| {
+                let to = crate::replay::Upstream { oracle: rig.has_oracle() };
+                crate::replay::start(s.clone(), i, credentials.clone(), endpoint(&s), ws.clone(), to)
+            })
         })
         .collect();
     let source = Source { requests, ws, replays };

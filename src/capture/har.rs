@@ -68,6 +68,7 @@ pub fn read(path: &Path) -> Result<(Vec<Exchange>, HttpStats, Option<String>), E
                     response,
                     websocket: false,
                     session: None,
+                    client_cert: None,
                 });
             }
             Err(why) => {

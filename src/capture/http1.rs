@@ -103,6 +103,9 @@ pub struct Exchange {
     pub websocket: bool,
     /// What the client sent in that session.
     pub session: Option<WsSession>,
+    /// The subject of the client certificate its connection presented, when the capture
+    /// shows it (a decrypted TLS connection).
+    pub client_cert: Option<String>,
 }
 
 /// The client side of a captured WebSocket session.
@@ -317,6 +320,11 @@ pub struct Http1 {
 
 pub(super) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// The digest [`Response::body_hash`] holds, of a whole body (FNV-1a).
+pub fn body_hash(bytes: &[u8]) -> u64 {
+    fnv(FNV_OFFSET, bytes)
+}
+
 pub(super) fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
@@ -431,6 +439,7 @@ impl Http1 {
             response,
             websocket,
             session: None,
+            client_cert: None,
         });
     }
 

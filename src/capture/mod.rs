@@ -20,7 +20,7 @@ pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-pub use http1::{Exchange, Request, Response};
+pub use http1::{Exchange, Request, Response, body_hash};
 
 /// A capture that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -65,7 +65,8 @@ pub const REFUSALS: [u16; 3] = [401, 403, 429];
 pub enum ReplayClass {
     /// The same status.
     Match,
-    /// Another status of the same kind (both let through, or both refused).
+    /// Another status of the same kind (both let through, or both refused), or the same
+    /// status with another body (once the declared noisy fields are masked).
     Drift,
     /// Let through in the recording and refused now (401/403), or the other way round: a
     /// policy change, or a violation.

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::conformance::{Broke, Expect, Outcome, Verdict, classify_under};
+use crate::conformance::{Broke, Expect, Outcome, ReplayClass, Verdict, classify_under};
 use crate::metrics::{Cell as MetricCell, Delta, Dims, Key, Progress, Recorder, Sample, TICK};
 use crate::plan::{Pace, Plan};
 use crate::proto::{Prepared, Protocol, Tag};
 use crate::timeline::Timeline;
 
-use pool::Pools;
+use pool::{Lanes, Pools, Via};
 
 /// How long in-flight requests may finish after a stop before they are abandoned.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -46,8 +46,12 @@ const CLOSED: u64 = u64::MAX / 2;
 /// A phase's requests taken one at a time from outside the plan (a replayed capture), in
 /// send order, each with its intended offset from the phase start.
 pub trait Feed: Send + Sync + std::fmt::Debug {
-    /// The next request.
-    fn next(&self) -> Next;
+    /// The next request for generator thread `shard` of `shards`. Requests of one lane
+    /// ([`Fed::lane`]) always go to the same thread (its connection lives there), in order.
+    fn next(&self, shard: usize, shards: usize) -> Next;
+    /// The digest of a replayed answer's body, to compare with [`Recorded::body`] (noisy
+    /// fields masked as the recorded body's were); `None`: it cannot be compared.
+    fn digest(&self, body: &[u8]) -> Option<u64>;
 }
 
 /// What a [`Feed`] hands out.
@@ -72,8 +76,20 @@ pub struct Fed {
     pub check: usize,
     /// The request.
     pub request: Prepared,
-    /// The recorded answer's status, when there is one.
-    pub recorded: Option<u16>,
+    /// The recorded answer, when there is one.
+    pub recorded: Option<Recorded>,
+    /// The captured connection it belongs to, when the replay keeps connection boundaries:
+    /// requests of one lane go in order on one connection of their own.
+    pub lane: Option<u64>,
+}
+
+/// A recorded answer, to compare the replayed one with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Its status.
+    pub status: u16,
+    /// Its body's digest ([`Feed::digest`]); `None`: bodies are not compared.
+    pub body: Option<u64>,
 }
 
 /// How long a worker waits before asking a feed that had nothing ready again.
@@ -210,7 +226,7 @@ pub async fn run<P: Protocol>(
         let (proto, job, shared, deltas) = (proto.clone(), job.clone(), shared.clone(), deltas.clone());
         let ids: Vec<usize> = (t..workers).step_by(threads).collect();
         let spawned = std::thread::Builder::new().name(format!("gauntlet-gen-{t}")).spawn(move || {
-            generator_thread(proto, job, shared, deltas, ids, threads);
+            generator_thread(proto, job, shared, deltas, ids, (t, threads));
             let _ = tx.send(());
         });
         if spawned.is_ok() {
@@ -351,7 +367,7 @@ fn generator_thread<P: Protocol>(
     shared: Arc<Shared>,
     deltas: mpsc::UnboundedSender<Delta>,
     workers: Vec<usize>,
-    threads: usize,
+    (thread, threads): (usize, usize),
 ) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         return;
@@ -361,6 +377,7 @@ fn generator_thread<P: Protocol>(
         let rec = Rc::new(RefCell::new(Recorder::new(job.dims)));
         let cap = job.connections.div_ceil(threads).max(1);
         let pools = Rc::new(Pools::<P>::new(job.identities, cap, job.multiplexed));
+        let lanes = Rc::new(Lanes::<P>::default());
         let mut handles = Vec::new();
         let mut states = Vec::new();
         for _ in &workers {
@@ -391,6 +408,8 @@ fn generator_thread<P: Protocol>(
                 shared: shared.clone(),
                 rec: rec.clone(),
                 pools: pools.clone(),
+                lanes: lanes.clone(),
+                shard: (thread, threads),
                 state: state.clone(),
             };
             handles.push(tokio::task::spawn_local(worker(ctx, w)));
@@ -435,6 +454,9 @@ struct WorkerCtx<P: Protocol> {
     shared: Arc<Shared>,
     rec: Rc<RefCell<Recorder>>,
     pools: Rc<Pools<P>>,
+    lanes: Rc<Lanes<P>>,
+    /// This thread's index and the thread count (a feed's shard).
+    shard: (usize, usize),
     state: Rc<Cell<State>>,
 }
 
@@ -511,7 +533,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                 let _ = write!(tag, ".{member}");
             }
             let req = &cx.job.requests[check][member];
-            one(&cx, key, req, None, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
+            one(&cx, key, req, None, Via::Pool, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 if phase.requests.is_some_and(|r| n >= r) {
@@ -542,7 +564,9 @@ async fn due(shared: &Shared, state: &PhaseState, start: Instant, off: Duration)
 
 /// Sends a replay phase's fed requests, each at its intended time (from the recorded pace:
 /// latency counts from it, so a slow gateway cannot slow the replay down unseen), until
-/// the feed is over or the phase's `duration:` bound passes. False when the run stopped.
+/// the feed is over or the phase's `duration:` bound passes. A request of a lane goes on
+/// the lane's connection: when another worker holds the lane, it is queued there and that
+/// worker sends it after the lane's earlier ones. False when the run stopped.
 async fn replayed<P: Protocol>(
     cx: &WorkerCtx<P>,
     pi: usize,
@@ -551,14 +575,7 @@ async fn replayed<P: Protocol>(
     tag: &mut String,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> bool {
-    let phase = &cx.job.plan.phases[pi];
     let state = &cx.shared.phases[pi];
-    let finish_one = || {
-        let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
-        if state.feed_done.load(Ordering::Acquire) && n >= state.next.load(Ordering::Acquire) {
-            state.all_done.notify_waiters();
-        }
-    };
     loop {
         if cx.shared.stop.is_cancelled() {
             return false;
@@ -568,7 +585,7 @@ async fn replayed<P: Protocol>(
         }
         // Claimed before taken, so `completed >= next` never holds while a request is out.
         state.next.fetch_add(1, Ordering::AcqRel);
-        let fed = match feed.next() {
+        let fed = match feed.next(cx.shard.0, cx.shard.1) {
             Next::Send(f) => f,
             Next::Wait => {
                 state.next.fetch_sub(1, Ordering::AcqRel);
@@ -584,22 +601,65 @@ async fn replayed<P: Protocol>(
                 return true;
             }
         };
-        // A stop aborts a worker waiting here (the thread's supervisor), as in `worker`.
-        let intended = due(&cx.shared, state, start, fed.offset).await;
-        let condition = cx.job.timeline.condition();
-        let key = Key { phase: pi as u16, condition, check: fed.check as u16 };
-        if phase.duration.is_some_and(|d| fed.offset >= d) {
-            // Past the phase's time bound: not sent, counted.
-            cx.rec.borrow_mut().unsent(key, 1);
-            finish_one();
+        let Some(lane) = fed.lane else {
+            let _ = send_fed(cx, pi, start, feed, &fed, Via::Pool, tag, deadline.as_mut()).await;
             continue;
+        };
+        let identity = fed.request.identity;
+        let Some((mut fed, mut via)) = cx.lanes.take(lane, fed) else { continue };
+        loop {
+            let holder = !matches!(via, Via::Shared(_));
+            let conn = send_fed(cx, pi, start, feed, &fed, via, tag, deadline.as_mut()).await;
+            if !holder {
+                break;
+            }
+            match cx.lanes.release(lane, identity, conn) {
+                Some((next, v)) => (fed, via) = (next, v),
+                None => break,
+            }
         }
+    }
+}
+
+/// Sends one fed request at its intended time and counts it completed; returns the
+/// connection it went on when that was its lane's and is still open.
+#[allow(clippy::too_many_arguments)]
+async fn send_fed<P: Protocol>(
+    cx: &WorkerCtx<P>,
+    pi: usize,
+    start: Instant,
+    feed: &dyn Feed,
+    fed: &Fed,
+    via: Via<P::Conn>,
+    tag: &mut String,
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Option<P::Conn> {
+    let phase = &cx.job.plan.phases[pi];
+    let state = &cx.shared.phases[pi];
+    // A stop aborts a worker waiting here (the thread's supervisor), as in `worker`.
+    let intended = due(&cx.shared, state, start, fed.offset).await;
+    let condition = cx.job.timeline.condition();
+    let key = Key { phase: pi as u16, condition, check: fed.check as u16 };
+    let conn = if phase.duration.is_some_and(|d| fed.offset >= d) {
+        // Past the phase's time bound: not sent, counted.
+        cx.rec.borrow_mut().unsent(key, 1);
+        match via {
+            Via::Held(c) => c,
+            Via::Shared(c) => Some(c),
+            Via::Pool => None,
+        }
+    } else {
         tag.clear();
         let seq = crate::proto::seq(pi, condition, fed.index);
         let _ = write!(tag, "{}.{}.{seq}", cx.job.run_id, cx.job.check_ids[fed.check]);
-        one(cx, key, &fed.request, fed.recorded, intended, Tag { text: tag, seq }, deadline.as_mut()).await;
-        finish_one();
+        let compare = fed.recorded.map(|r| (r, feed));
+        one(cx, key, &fed.request, compare, via, intended, Tag { text: tag, seq }, deadline).await
+    };
+    let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
+    if state.feed_done.load(Ordering::Acquire) && n >= state.next.load(Ordering::Acquire) {
+        state.all_done.notify_waiters();
     }
+    conn
 }
 
 /// A failure of the one retry says so in its cause: the gateway lost the request twice.
@@ -617,22 +677,34 @@ fn on_retry(o: Outcome) -> Outcome {
     }
 }
 
-/// Sends one request and records what became of it.
+/// Sends one request on `via` and records what became of it (compared with `recorded`, a
+/// replayed request's recorded answer); returns the connection it went on, when that was
+/// a lane's (not the pool's) and it is still open.
 #[allow(clippy::too_many_arguments)]
 async fn one<P: Protocol>(
     cx: &WorkerCtx<P>,
     key: Key,
     req: &Prepared,
-    recorded: Option<u16>,
+    recorded: Option<(Recorded, &dyn Feed)>,
+    via: Via<P::Conn>,
     intended: Instant,
     tag: Tag<'_>,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
-) {
+) -> Option<P::Conn> {
     let expect = &cx.job.expects[usize::from(key.check)];
     let sent = Instant::now();
     let mut retried = false;
+    let mut kept: Option<P::Conn> = None;
     let attempt = async {
-        let mut lease = cx.pools.checkout(&cx.proto, req.identity).await?;
+        let pooled = matches!(via, Via::Pool);
+        let mut lease = match via {
+            Via::Pool => cx.pools.checkout(&cx.proto, req.identity).await?,
+            Via::Held(held) => match held.and_then(|mut c| P::revalidate(&mut c).then_some(c)) {
+                Some(c) => pool::Lease::own(c),
+                None => pool::Lease::own(cx.proto.connect(req.identity).await?),
+            },
+            Via::Shared(c) => pool::Lease::own(c),
+        };
         let mut r = cx.proto.exchange(&mut lease.conn, req, tag).await;
         // The server closed the connection before any response byte of this request: on a
         // kept-alive one, it was most likely never read (or lost by the gateway). An
@@ -646,20 +718,32 @@ async fn one<P: Protocol>(
         };
         if retry && req.idempotent() {
             retried = true;
-            lease = cx.pools.connect_new(&cx.proto, req.identity).await?;
+            lease = if pooled {
+                cx.pools.connect_new(&cx.proto, req.identity).await?
+            } else {
+                pool::Lease::own(cx.proto.connect(req.identity).await?)
+            };
             r = cx.proto.exchange(&mut lease.conn, req, tag).await.map_err(on_retry);
         }
         if r.is_ok() {
-            cx.pools.checkin(req.identity, lease);
+            if pooled {
+                cx.pools.checkin(req.identity, lease);
+            } else if P::is_open(&lease.conn) {
+                kept = Some(lease.conn);
+            }
         }
         r
     };
     cx.state.set(State::InFlight(key));
     deadline.as_mut().reset((sent + cx.job.timeout + req.extra_time()).into());
+    let mut body = None;
     let outcome = tokio::select! {
         biased;
         r = attempt => match r {
-            Ok(status) => Outcome::Answered { status },
+            Ok(answer) => {
+                body = answer.body;
+                Outcome::Answered { status: answer.status }
+            }
             Err(o) => o,
         },
         _ = deadline => Outcome::TimedOut,
@@ -702,9 +786,26 @@ async fn one<P: Protocol>(
         window,
         cause: outcome.cause(),
         stale_retry: retried,
-        recorded,
+        replay: match (recorded, &outcome) {
+            (Some((rec, feed)), Outcome::Answered { status }) => Some(compared(rec, *status, body.as_deref(), feed)),
+            (Some((rec, _)), Outcome::KeptOpen) => Some(ReplayClass::of(rec.status, 101)),
+            _ => None,
+        },
     };
     cx.rec.borrow_mut().record(&sample);
+    kept
+}
+
+/// How a replayed answer compares with the recorded one: by status, then (the same status,
+/// both bodies comparable) by body digest.
+fn compared(rec: Recorded, status: u16, body: Option<&[u8]>, feed: &dyn Feed) -> ReplayClass {
+    match ReplayClass::of(rec.status, status) {
+        ReplayClass::Match => match (rec.body, body) {
+            (Some(want), Some(got)) if feed.digest(got).is_some_and(|d| d != want) => ReplayClass::Drift,
+            _ => ReplayClass::Match,
+        },
+        other => other,
+    }
 }
 
 fn micros(d: Duration) -> u64 {

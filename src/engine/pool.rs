@@ -2,9 +2,14 @@
 //!
 //! Exclusive connections (HTTP/1.1) are checked out and back in; multiplexed ones (HTTP/2)
 //! stay in the pool and workers get forked handles, up to `cap` connections per identity.
+//!
+//! A replay that keeps its capture's connection boundaries uses [`Lanes`] instead: one
+//! connection per captured connection, its requests sent in captured order.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -30,6 +35,117 @@ pub(crate) struct Pools<P: Protocol> {
 pub(crate) struct Lease<C> {
     pub(crate) conn: C,
     shared: bool,
+}
+
+impl<C> Lease<C> {
+    /// A connection outside any pool (a lane's).
+    pub(crate) fn own(conn: C) -> Self {
+        Lease { conn, shared: false }
+    }
+}
+
+/// Which connection a request goes on.
+pub(crate) enum Via<C> {
+    /// The identity's pool.
+    Pool,
+    /// Its lane's connection, held exclusively (`None`: the lane has none open: open one).
+    Held(Option<C>),
+    /// A handle to its lane's multiplexed connection, sent alongside the lane's others.
+    Shared(C),
+}
+
+/// One captured connection being replayed on this thread.
+struct Lane<C> {
+    /// Its connection, while no worker holds it.
+    conn: Option<C>,
+    /// A worker holds the lane: it sends the lane's requests one after another.
+    held: bool,
+    /// Requests that came while it was held, in captured order.
+    queue: VecDeque<Box<super::Fed>>,
+    /// Last sent on.
+    used: Instant,
+}
+
+/// Lanes by (lane, identity).
+type LaneMap<C> = HashMap<(u64, usize), Lane<C>>;
+
+/// The lanes of one generator thread: a captured connection's requests go in captured order
+/// on one connection of their own (a multiplexed one carries them side by side, as it did).
+pub(crate) struct Lanes<P: Protocol> {
+    map: RefCell<LaneMap<P::Conn>>,
+}
+
+impl<P: Protocol> Default for Lanes<P> {
+    fn default() -> Self {
+        Lanes { map: RefCell::new(HashMap::new()) }
+    }
+}
+
+/// Idle lanes kept per thread with their connections (the least recently used beyond are
+/// closed: a captured connection idle that long is most likely over).
+const LANES_KEPT: usize = 1024;
+
+impl<P: Protocol> Lanes<P> {
+    /// How to send `fed`, of lane `lane`: `None` when another worker holds the lane — the
+    /// request is queued, and that worker sends it in turn. With `Via::Held`, the caller
+    /// holds the lane until [`Lanes::release`] returns `None`. A lane is also keyed by the
+    /// request's identity: its connection never carries another identity's requests.
+    pub(crate) fn take(&self, lane: u64, fed: Box<super::Fed>) -> Option<(Box<super::Fed>, Via<P::Conn>)> {
+        let mut map = self.map.borrow_mut();
+        let l = map.entry((lane, fed.request.identity)).or_insert_with(|| Lane {
+            conn: None,
+            held: false,
+            queue: VecDeque::new(),
+            used: Instant::now(),
+        });
+        l.used = Instant::now();
+        if let Some(h) = l.conn.as_ref().filter(|c| P::is_open(c)).and_then(P::fork) {
+            return Some((fed, Via::Shared(h)));
+        }
+        if l.held {
+            l.queue.push_back(fed);
+            return None;
+        }
+        l.held = true;
+        Some((fed, Via::Held(l.conn.take())))
+    }
+
+    /// Hands lane `lane` back by its holder, with its connection (`None`: lost); returns
+    /// the lane's next queued request for the holder to send, or `None` (the lane is free).
+    pub(crate) fn release(
+        &self,
+        lane: u64,
+        identity: usize,
+        conn: Option<P::Conn>,
+    ) -> Option<(Box<super::Fed>, Via<P::Conn>)> {
+        let mut map = self.map.borrow_mut();
+        let l = map.get_mut(&(lane, identity))?;
+        l.used = Instant::now();
+        l.conn = conn.filter(P::is_open);
+        if let Some(fed) = l.queue.pop_front() {
+            let via = match l.conn.as_ref().and_then(P::fork) {
+                Some(h) => Via::Shared(h),
+                None => Via::Held(l.conn.take()),
+            };
+            return Some((fed, via));
+        }
+        l.held = false;
+        if map.len() > LANES_KEPT {
+            evict(&mut map);
+        }
+        None
+    }
+}
+
+/// Closes the least recently used idle lanes, down to three quarters of [`LANES_KEPT`].
+fn evict<C>(map: &mut LaneMap<C>) {
+    let mut idle: Vec<(Instant, (u64, usize))> =
+        map.iter().filter(|(_, l)| !l.held && l.queue.is_empty()).map(|(k, l)| (l.used, *k)).collect();
+    idle.sort_unstable();
+    let excess = map.len().saturating_sub(LANES_KEPT * 3 / 4);
+    for (_, k) in idle.into_iter().take(excess) {
+        map.remove(&k);
+    }
 }
 
 impl<P: Protocol> Pools<P> {

@@ -376,8 +376,8 @@ pub struct Sample<'a> {
     pub cause: Option<&'a str>,
     /// Sent a second time on a fresh connection after a stale kept-alive one.
     pub stale_retry: bool,
-    /// A replayed request's recorded status.
-    pub recorded: Option<u16>,
+    /// How a replayed request's answer compares with the recorded one.
+    pub replay: Option<ReplayClass>,
 }
 
 /// Saturation of one phase as seen by one generator thread: ticks observed, and ticks at
@@ -449,8 +449,8 @@ impl Recorder {
         c.sent += 1;
         if let Some(st) = s.status {
             c.status(st, 1);
-            if let Some(rec) = s.recorded {
-                c.replay[ReplayClass::of(rec, st).index()] += 1;
+            if let Some(class) = s.replay {
+                c.replay[class.index()] += 1;
             }
         }
         c.tls_rejected += u64::from(s.tls_rejected);
@@ -554,7 +554,7 @@ mod tests {
             window: None,
             cause: None,
             stale_retry: false,
-            recorded: None,
+            replay: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::conn::Connector;
-use super::{Prepared, Protocol, Tag, h1, h2, h3};
+use super::{Answer, Prepared, Protocol, Tag, h1, h2, h3};
 use crate::conformance::{Broke, ErrorKind, Outcome};
 
 /// ALPN offered by [`Auto`].
@@ -75,17 +75,17 @@ impl Protocol for Auto {
         }
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
         match conn {
             Conn::H1(c, _) => {
-                let status = h1::exchange(c, req, tag).await?;
+                let answer = h1::exchange(c, req, tag).await?;
                 self.learn(c.alt_h3);
-                Ok(status)
+                Ok(answer)
             }
             Conn::H2(c, _) => {
-                let (status, alt) = h2::exchange_alt(c, req, tag).await?;
+                let (answer, alt) = h2::exchange_alt(c, req, tag).await?;
                 self.learn(alt);
-                Ok(status)
+                Ok(answer)
             }
             Conn::H3(c) => match &self.h3 {
                 Some(h3) => h3.exchange(c, req, tag).await,

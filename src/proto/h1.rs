@@ -12,7 +12,7 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::conn::{Connector, Stream};
-use super::{Prepared, Protocol, Tag, failure};
+use super::{Answer, Keeper, Prepared, Protocol, Tag, failure};
 use crate::conformance::{Broke, ErrorKind, Outcome};
 
 /// ALPN offered by [`Http1`].
@@ -150,14 +150,17 @@ impl Conn {
     }
 
     /// Discards exactly `n` body bytes.
-    async fn skip(&mut self, mut n: u64) -> Result<(), Outcome> {
+    /// Reads `n` body bytes, handing them to `kept`.
+    async fn skip(&mut self, mut n: u64, kept: &mut Keeper) -> Result<(), Outcome> {
         loop {
             let have = (self.end - self.start) as u64;
             if have >= n {
+                kept.add(&self.rbuf[self.start..self.start + n as usize]);
                 self.start += n as usize;
                 return Ok(());
             }
             n -= have;
+            kept.add(&self.rbuf[self.start..self.end]);
             self.start = self.end;
             match self.fill().await {
                 Ok(0) => return Err(truncated(&format!("with {n} body bytes still to come"))),
@@ -186,7 +189,7 @@ impl Conn {
         }
     }
 
-    async fn chunked(&mut self) -> Result<(), Outcome> {
+    async fn chunked(&mut self, kept: &mut Keeper) -> Result<(), Outcome> {
         loop {
             let (a, b) = self.line().await?;
             let line = &self.rbuf[a..b];
@@ -200,7 +203,7 @@ impl Conn {
                     }
                 }
             }
-            self.skip(size).await?;
+            self.skip(size, kept).await?;
             let (a, b) = self.line().await?;
             if a != b {
                 return Err(protocol("chunk data longer than its size"));
@@ -208,8 +211,9 @@ impl Conn {
         }
     }
 
-    async fn until_close(&mut self) -> Result<(), Outcome> {
+    async fn until_close(&mut self, kept: &mut Keeper) -> Result<(), Outcome> {
         loop {
+            kept.add(&self.rbuf[self.start..self.end]);
             self.start = self.end;
             match self.fill().await {
                 Ok(0) => return Ok(()),
@@ -330,7 +334,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<He
     Ok(Some((n, Some(Head { status, framing, close: close || status == 101, alt_h3, ws_accept }))))
 }
 
-pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
     // A close before any response byte means: on a new TLS connection, the gateway refusing
     // the client (TLS 1.3 reports a rejected certificate after the handshake); on a
     // connection that served before, a stale kept-alive connection the server closed.
@@ -376,19 +380,20 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Resu
                 Broke::Other,
                 "WebSocket: an echo did not come back in time (the session did not carry its messages)",
             )),
-            _ => Ok(head.status),
+            _ => Ok(Answer::status(head.status)),
         };
     }
+    let mut kept = Keeper::new(req.keep_body);
     match head.framing {
         Framing::None => {}
-        Framing::Length(n) => c.skip(n).await?,
-        Framing::Chunked => c.chunked().await?,
-        Framing::UntilClose => c.until_close().await?,
+        Framing::Length(n) => c.skip(n, &mut kept).await?,
+        Framing::Chunked => c.chunked(&mut kept).await?,
+        Framing::UntilClose => c.until_close(&mut kept).await?,
     }
     c.served += 1;
     c.open = !head.close && head.framing != Framing::UntilClose;
     c.idle_since = std::time::Instant::now();
-    Ok(head.status)
+    Ok(Answer { status: head.status, body: kept.take() })
 }
 
 impl Protocol for Http1 {
@@ -400,7 +405,7 @@ impl Protocol for Http1 {
         Ok(handshake(stream))
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
         exchange(conn, req, tag).await
     }
 
@@ -473,7 +478,7 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..n {
             let tag = format!("run.C.{i}");
-            let r = exchange(&mut c, &req, Tag { text: &tag, seq: i as u64 }).await;
+            let r = exchange(&mut c, &req, Tag { text: &tag, seq: i as u64 }).await.map(|a| a.status);
             let stop = r.is_err() || !c.open;
             out.push(r);
             if stop {
@@ -584,7 +589,7 @@ mod tests {
         let mut c = handshake(Stream::Plain(TcpStream::connect(addr).await.unwrap()));
         let ep = Endpoint { tls: false, authority: "gw.test:80".parse().unwrap(), tagging: Tagging::Header };
         let req = Prepared::new(0, http::Method::GET, "/", http::HeaderMap::new(), bytes::Bytes::new(), &ep).unwrap();
-        assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.0", seq: 0 }).await, Ok(200));
+        assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.0", seq: 0 }).await.map(|a| a.status), Ok(200));
         server.await.unwrap();
         // Once idle past the threshold, the close is seen and the connection is not reused.
         tokio::time::sleep(IDLE_CHECK_AFTER + std::time::Duration::from_millis(100)).await;

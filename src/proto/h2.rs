@@ -7,7 +7,7 @@ use std::rc::Rc;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::conn::{Connector, Stream};
-use super::{Prepared, Protocol, Tag, failure};
+use super::{Answer, Keeper, Prepared, Protocol, Tag, failure};
 use crate::conformance::{Broke, Outcome};
 
 /// ALPN offered by [`Http2`].
@@ -46,8 +46,8 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
     Ok(Conn { sender, served: Rc::new(Cell::new(0)), tls })
 }
 
-pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
-    exchange_alt(c, req, tag).await.map(|(status, _)| status)
+pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
+    exchange_alt(c, req, tag).await.map(|(answer, _)| answer)
 }
 
 /// Whether `err` says the connection went away (GOAWAY, a refused stream, EOF, reset)
@@ -77,7 +77,7 @@ fn connection_gone(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// [`exchange`], also returning the HTTP/3 port an `Alt-Svc` header announced (0: none).
-pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<(u16, u16), Outcome> {
+pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<(Answer, u16), Outcome> {
     // Before any response header: on a connection that has answered nothing yet, a refusal
     // (see h1); on one that has, a stale connection the server closed.
     let unanswered = match (c.served.get(), c.tls) {
@@ -103,21 +103,20 @@ pub(crate) async fn exchange_alt(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> 
     let resp = c.sender.send_request(req.request(tag, true)).await.map_err(|e| before_answer(&e))?;
     let status = resp.status().as_u16();
     let alt = resp.headers().get(http::header::ALT_SVC).map_or(0, |v| super::alt_svc_h3(v.as_bytes()));
-    drain(resp.into_body()).await.map_err(|e| failure(&e, Broke::Other))?;
+    let body = drain(resp.into_body(), Keeper::new(req.keep_body)).await.map_err(|e| failure(&e, Broke::Other))?;
     c.served.set(c.served.get() + 1);
-    Ok((status, alt))
+    Ok((Answer { status, body }, alt))
 }
 
-/// Reads a body to its end without keeping it.
-async fn drain(mut body: hyper::body::Incoming) -> Result<u64, hyper::Error> {
+/// Reads a body to its end, handing it to `kept`.
+async fn drain(mut body: hyper::body::Incoming, mut kept: Keeper) -> Result<Option<Vec<u8>>, hyper::Error> {
     use http_body_util::BodyExt;
-    let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         if let Some(d) = frame?.data_ref() {
-            n += d.len() as u64;
+            kept.add(d);
         }
     }
-    Ok(n)
+    Ok(kept.take())
 }
 
 pub(crate) fn fork(c: &Conn) -> Conn {
@@ -137,7 +136,7 @@ impl Protocol for Http2 {
         handshake(stream).await
     }
 
-    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+    async fn exchange(&self, conn: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
         exchange(conn, req, tag).await
     }
 

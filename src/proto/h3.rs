@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use bytes::{Buf, Bytes};
 
-use super::{Error, Prepared, Protocol, Tag};
+use super::{Answer, Error, Prepared, Protocol, Tag};
 use crate::conformance::{Broke, ErrorKind, Outcome};
 use crate::scenario::{Identity, Target};
 use crate::tls;
@@ -171,7 +171,7 @@ impl Protocol for Http3 {
         self.connect_to(identity, self.via.unwrap_or(self.addr)).await
     }
 
-    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
+    async fn exchange(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
         self.exchange_on(c, req, tag).await
     }
 
@@ -219,8 +219,11 @@ impl Http3 {
     }
 
     /// Carries one request on `c`.
-    pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<u16, Outcome> {
-        self.exchange_keeping(c, req, tag, 0).await.map(|(head, _)| head.status.as_u16())
+    pub async fn exchange_on(&self, c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Result<Answer, Outcome> {
+        let keep = if req.keep_body { crate::proto::KEPT_BODY + 1 } else { 0 };
+        let (head, body) = self.exchange_keeping(c, req, tag, keep).await?;
+        let body = (req.keep_body && body.len() <= crate::proto::KEPT_BODY).then_some(body);
+        Ok(Answer { status: head.status.as_u16(), body })
     }
 
     /// [`Http3::exchange_on`], returning the response head and the first `keep` bytes of the

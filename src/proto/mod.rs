@@ -90,6 +90,54 @@ pub struct Extras {
     pub followed_h3: bool,
 }
 
+/// Most body bytes kept for a request that asks for its answer's body ([`Prepared::keep_body`]).
+pub const KEPT_BODY: usize = 1 << 20;
+
+/// What came back for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The whole body, when the request asked for it ([`Prepared::keep_body`]) and it was at
+    /// most [`KEPT_BODY`] bytes long; `None` otherwise.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Answer {
+    /// An answer whose body was not kept.
+    pub fn status(status: u16) -> Self {
+        Answer { status, body: None }
+    }
+}
+
+/// Collects an answer's body for [`Answer::body`]: up to [`KEPT_BODY`] bytes, or nothing
+/// once it is longer.
+#[derive(Debug, Default)]
+pub(crate) struct Keeper(Option<Vec<u8>>);
+
+impl Keeper {
+    /// Keeps the body when `keep`.
+    pub(crate) fn new(keep: bool) -> Self {
+        Keeper(keep.then(Vec::new))
+    }
+
+    /// Adds body bytes.
+    pub(crate) fn add(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.0 {
+            if b.len() + bytes.len() > KEPT_BODY {
+                self.0 = None;
+            } else {
+                b.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// The body kept.
+    pub(crate) fn take(self) -> Option<Vec<u8>> {
+        self.0
+    }
+}
+
 /// One protocol. The engine is generic over it; `app` picks the implementation.
 pub trait Protocol: Send + Sync + 'static {
     /// Per-connection state.
@@ -98,13 +146,13 @@ pub trait Protocol: Send + Sync + 'static {
     const NAME: &'static str;
     /// Opens a connection as identity `identity` (TLS and client certificate pre-built).
     fn connect(&self, identity: usize) -> impl Future<Output = Result<Self::Conn, Outcome>>;
-    /// Carries one request; returns the status once the whole body has arrived.
+    /// Carries one request; returns the answer once its whole body has arrived.
     fn exchange(
         &self,
         conn: &mut Self::Conn,
         req: &Prepared,
         tag: Tag<'_>,
-    ) -> impl Future<Output = Result<u16, Outcome>>;
+    ) -> impl Future<Output = Result<Answer, Outcome>>;
     /// For multiplexed connections: another handle to the same connection.
     fn fork(conn: &Self::Conn) -> Option<Self::Conn>;
     /// Whether the connection can carry another exchange.
@@ -162,6 +210,9 @@ pub struct Prepared {
     pub tagging: Tagging,
     /// A WebSocket session instead of a plain exchange (HTTP/1.1 only).
     pub websocket: Option<std::sync::Arc<(crate::scenario::WebSocket, std::sync::Arc<ws::Stats>)>>,
+    /// The answer's body comes back in [`Answer::body`] (a replayed request compared with
+    /// its recorded answer); otherwise it is read and dropped.
+    pub keep_body: bool,
     scheme: Scheme,
     authority: Authority,
     origin_uri: Uri,
@@ -198,6 +249,7 @@ impl Prepared {
             varying: Vec::new(),
             tagging,
             websocket: None,
+            keep_body: false,
             scheme,
             authority,
             origin_uri,

@@ -5,11 +5,12 @@
 //! [`Feed`]. Memory is bounded by the reorder window and the queue, not by the capture.
 //! Everything not replayed is counted ([`Counters`]), never dropped silently.
 
+pub mod compare;
 pub mod convert;
 pub mod select;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -19,7 +20,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::capture::{self, Exchange};
-use crate::engine::{Fed, Feed, Next};
+use crate::engine::{Fed, Feed, Next, Recorded};
 use crate::proto::Endpoint;
 use crate::scenario::{Replay, Scenario};
 
@@ -92,6 +93,10 @@ pub struct Counters {
     pub outside_window: AtomicU64,
     /// The phase's `duration:` or `requests:` bound was reached before the capture's end.
     pub bounded: AtomicBool,
+    /// Recorded bodies were compared (`compare.body`).
+    pub bodies: AtomicBool,
+    /// Captured connection boundaries were kept (`connections: keep`).
+    pub lanes: AtomicBool,
     /// Not replayed, by [`Unreplayable::index`].
     pub unreplayable: [AtomicU64; Unreplayable::ALL.len()],
     /// The capture's own counts (of the first pass).
@@ -109,6 +114,8 @@ impl Counters {
             filtered: n(&self.filtered),
             outside_window: n(&self.outside_window),
             stopped_at_bound: self.bounded.load(Ordering::Relaxed),
+            bodies_compared: self.bodies.load(Ordering::Relaxed),
+            connections: if self.lanes.load(Ordering::Relaxed) { "keep" } else { "spread" },
             unreplayable: Unreplayable::ALL
                 .iter()
                 .map(|u| (*u, n(&self.unreplayable[u.index()])))
@@ -131,6 +138,11 @@ pub struct Summary {
     pub outside_window: u64,
     /// The phase's `duration:` or `requests:` bound ended the replay before the capture did.
     pub stopped_at_bound: bool,
+    /// Answers were compared by body too (noisy fields masked), not only by status.
+    pub bodies_compared: bool,
+    /// `keep`: each captured connection's requests went in order on one connection of their
+    /// own; `spread`: over the identity's pooled connections.
+    pub connections: &'static str,
     /// Not replayable, by reason.
     pub unreplayable: BTreeMap<Unreplayable, u64>,
     /// Reading the capture.
@@ -139,35 +151,69 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-/// The engine's side of a replay: a bounded queue filled by the producer thread.
+/// The engine's side of a replay: a bounded queue filled by the producer thread, read in
+/// order and routed to the generator threads — a lane always to the same one.
 pub struct ReplayFeed {
-    rx: Mutex<Receiver<Fed>>,
-    done: AtomicBool,
+    queue: Mutex<Routing>,
     stop: Arc<AtomicBool>,
+    compare: crate::scenario::Compare,
     /// What the producer counted.
     pub counters: Arc<Counters>,
 }
 
+/// Requests taken from the producer's queue and held for the thread their lane goes to.
+struct Routing {
+    rx: Receiver<Fed>,
+    held: Vec<VecDeque<Fed>>,
+    /// The producer is done: once every held request is taken, so is the feed.
+    ended: bool,
+}
+
 impl std::fmt::Debug for ReplayFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayFeed").field("done", &self.done).finish()
+        f.debug_struct("ReplayFeed").finish_non_exhaustive()
     }
 }
 
+/// The generator thread lane `lane` goes to, of `shards`.
+fn shard_of(lane: u64, shards: usize) -> usize {
+    ((lane.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % shards.max(1) as u64) as usize
+}
+
 impl Feed for ReplayFeed {
-    fn next(&self) -> Next {
-        if self.done.load(Ordering::Acquire) {
-            return Next::Done;
+    fn next(&self, shard: usize, shards: usize) -> Next {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.held.len() < shards {
+            q.held.resize_with(shards, VecDeque::new);
         }
-        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
-        match rx.try_recv() {
-            Ok(f) => Next::Send(Box::new(f)),
-            Err(std::sync::mpsc::TryRecvError::Empty) => Next::Wait,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                self.done.store(true, Ordering::Release);
-                Next::Done
+        if let Some(f) = q.held.get_mut(shard).and_then(VecDeque::pop_front) {
+            return Next::Send(Box::new(f));
+        }
+        loop {
+            if q.ended {
+                // Over only when no thread has anything left: a phase ends once its feed is.
+                return if q.held.iter().all(VecDeque::is_empty) { Next::Done } else { Next::Wait };
+            }
+            match q.rx.try_recv() {
+                Ok(f) => {
+                    let to = f.lane.map_or(shard, |l| shard_of(l, shards));
+                    if to == shard {
+                        return Next::Send(Box::new(f));
+                    }
+                    q.held[to].push_back(f);
+                    if q.held[to].len() >= AHEAD {
+                        // That thread is behind: let it catch up before reading further.
+                        return Next::Wait;
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Next::Wait,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => q.ended = true,
             }
         }
+    }
+
+    fn digest(&self, body: &[u8]) -> Option<u64> {
+        Some(compare::digest(&self.compare, body))
     }
 }
 
@@ -181,6 +227,14 @@ impl Drop for ReplayFeed {
 /// token, as a run sends them.
 pub type Credentials = Vec<Vec<Vec<(HeaderName, HeaderValue)>>>;
 
+/// What answers behind the gateway during a replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Upstream {
+    /// gauntlet's oracle, in the recorded application's place: its bodies are not the
+    /// application's, so `compare.body: auto` compares statuses only.
+    pub oracle: bool,
+}
+
 /// Starts the producer of phase `phase` of `s` (a replay phase).
 pub fn start(
     s: Arc<Scenario>,
@@ -188,15 +242,22 @@ pub fn start(
     credentials: Arc<Credentials>,
     endpoint: Endpoint,
     ws: Arc<crate::proto::ws::Stats>,
+    upstream: Upstream,
 ) -> Arc<ReplayFeed> {
     let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let feed = Arc::new(ReplayFeed { rx: Mutex::new(rx), done: AtomicBool::new(false), stop: stop.clone(), counters });
+    let compare = s.phases.get(phase).and_then(|p| p.replay.as_ref()).map(|r| r.compare.clone()).unwrap_or_default();
+    let feed = Arc::new(ReplayFeed {
+        queue: Mutex::new(Routing { rx, held: Vec::new(), ended: false }),
+        stop: stop.clone(),
+        compare,
+        counters,
+    });
     let c = feed.counters.clone();
     let spawned = std::thread::Builder::new().name(format!("gauntlet-replay-{phase}")).spawn(move || {
         let Some(p) = s.phases.get(phase) else { return };
-        if let Err(e) = produce(&s, p, &credentials, &endpoint, &ws, &tx, &c, &stop) {
+        if let Err(e) = produce(&s, p, upstream, &credentials, &endpoint, &ws, &tx, &c, &stop) {
             *c.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     });
@@ -271,9 +332,11 @@ impl Ordered {
 /// each sendable request prepared as credential `credentials` — and handed to `send` until
 /// it returns false (stop), the phase's `duration`/`requests` bound is reached, or the
 /// capture ends. Everything not sent is counted in `c`.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     s: &Scenario,
     phase: &crate::scenario::Phase,
+    upstream: Upstream,
     credentials: &Credentials,
     endpoint: &Endpoint,
     ws: &Arc<crate::proto::ws::Stats>,
@@ -287,6 +350,10 @@ fn walk(
     let mut index = 0u64;
     let mut first_ts: Option<u64> = None;
     let mut reminted = Reminted::default();
+    // An oracle upstream answers in the application's place: its bodies are not comparable.
+    let bodies = r.compare.body.unwrap_or(!upstream.oracle);
+    c.bodies.store(bodies, Ordering::Relaxed);
+    c.lanes.store(r.keep_connections, Ordering::Relaxed);
     for pass in 0..r.loops {
         let mut ordered =
             Ordered::open(&r.capture, r.decrypt.as_ref().map(|k| k.as_deref())).map_err(|e| e.to_string())?;
@@ -325,17 +392,23 @@ fn walk(
                 }
             }
             let slot = slots.get(identity).copied().unwrap_or(0) + member;
-            let Some((check, request, recorded)) = select::prepare(*d, slot, &creds, endpoint, ws) else {
+            let Some((check, mut request, status)) = select::prepare(*d, slot, &creds, endpoint, ws) else {
                 c.unreplayable[Unreplayable::NotSendable.index()].fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            let body = x.response.as_ref().filter(|_| bodies).and_then(|a| compare::recorded(&r.compare, a));
+            request.keep_body = body.is_some();
+            let recorded = status.map(|status| Recorded { status, body });
+            // One lane per captured connection, loop and identity member: its requests go in
+            // order on one connection of their own.
+            let lane = r.keep_connections.then(|| lane(pass, x.conn, slot));
             let offset = pacer.next(x.ts_ns);
             // The phase's own bounds end the replay: nothing past them is read or sent.
             if max_offset.is_some_and(|d| offset >= d) || max_requests.is_some_and(|n| index >= n) {
                 c.bounded.store(true, Ordering::Relaxed);
                 return Ok(());
             }
-            let step = Fed { index, offset, check, request, recorded };
+            let step = Fed { index, offset, check, request, recorded, lane };
             index += 1;
             if !send(step, &x) {
                 return Ok(());
@@ -347,6 +420,12 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// The lane of captured connection `conn` in pass `pass`, sent as identity slot `slot` (the
+/// engine also keys lanes by identity, so a collision never mixes identities).
+fn lane(pass: u32, conn: u64, slot: usize) -> u64 {
+    (u64::from(pass) << 48) ^ ((slot as u64) << 36) ^ conn
 }
 
 /// Tokens re-minted with captured claims, one per (identity, member, claims), bounded.
@@ -391,6 +470,7 @@ impl Reminted {
 fn produce(
     s: &Scenario,
     phase: &crate::scenario::Phase,
+    upstream: Upstream,
     credentials: &Credentials,
     endpoint: &Endpoint,
     ws: &Arc<crate::proto::ws::Stats>,
@@ -398,7 +478,7 @@ fn produce(
     c: &Counters,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    walk(s, phase, credentials, endpoint, ws, c, |mut fed, _| {
+    walk(s, phase, upstream, credentials, endpoint, ws, c, |mut fed, _| {
         // Bounded: wait for the engine, looking at the stop flag.
         loop {
             if stop.load(Ordering::Acquire) {
@@ -453,7 +533,8 @@ pub fn dry_run(s: &Scenario, phase: usize) -> Result<DryRun, String> {
         (BTreeMap::new(), BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     let mut last = Duration::ZERO;
     let ws = Arc::new(crate::proto::ws::Stats::default());
-    let walked = walk(s, p, &credentials, &endpoint, &ws, &c, |step, x| {
+    let upstream = Upstream { oracle: s.oracle.is_some() };
+    let walked = walk(s, p, upstream, &credentials, &endpoint, &ws, &c, |step, x| {
         out.requests += 1;
         last = last.max(step.offset);
         *per_second.entry(step.offset.as_secs()).or_insert(0u64) += 1;
@@ -540,6 +621,9 @@ pub struct Profile {
     pub statuses: BTreeMap<u16, u64>,
     /// Distinct routes seen.
     pub distinct_routes: u64,
+    /// Subjects of the client certificates the capture shows (decrypted TLS connections),
+    /// by requests, most frequent first (at most 20): what `cert_subject:` mappings match.
+    pub client_certs: Vec<(String, u64)>,
     /// Reading the capture.
     pub capture: capture::Stats,
 }
@@ -555,8 +639,14 @@ pub fn inspect(path: &Path, decrypt: Option<Option<&Path>>) -> Result<Profile, c
     let mut routes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut first, mut last) = (None, 0u64);
     let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut certs: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(x) = ordered.next()? {
         p.requests += 1;
+        if let Some(c) = &x.client_cert {
+            if certs.len() < MAX_ROUTES || certs.contains_key(c) {
+                *certs.entry(c.clone()).or_default() += 1;
+            }
+        }
         let f = *first.get_or_insert(x.ts_ns);
         last = last.max(x.ts_ns);
         *per_second.entry(x.ts_ns.saturating_sub(f) / 1_000_000_000).or_default() += 1;
@@ -577,6 +667,7 @@ pub fn inspect(path: &Path, decrypt: Option<Option<&Path>>) -> Result<Profile, c
     p.distinct_routes = routes.len() as u64;
     p.hosts = top(hosts);
     p.routes = top(routes);
+    p.client_certs = top(certs);
     p.capture = ordered.reader.stats();
     Ok(p)
 }
@@ -598,6 +689,9 @@ impl Profile {
         o.push_str(&rate_profile(&self.per_second));
         let _ = writeln!(o, "  hosts: {}", join_counts(&self.hosts));
         let _ = writeln!(o, "  routes ({} distinct): {}", self.distinct_routes, join_counts(&self.routes));
+        if !self.client_certs.is_empty() {
+            let _ = writeln!(o, "  client certificates: {}", join_counts(&self.client_certs));
+        }
         let st: Vec<String> = self
             .statuses
             .iter()
@@ -712,7 +806,53 @@ mod tests {
             policy: Vec::new(),
             senders: Vec::new(),
             checks: Vec::new(),
+            keep_connections: true,
+            compare: Default::default(),
         }
+    }
+
+    fn fed(index: u64, lane: Option<u64>) -> Fed {
+        let ep = Endpoint { tls: false, authority: "h:80".parse().unwrap(), tagging: crate::proto::Tagging::Off };
+        let request =
+            crate::proto::Prepared::new(0, http::Method::GET, "/", Default::default(), Default::default(), &ep)
+                .unwrap();
+        Fed { index, offset: Duration::ZERO, check: 0, request, recorded: None, lane }
+    }
+
+    fn take(f: &ReplayFeed, shard: usize) -> Option<u64> {
+        match f.next(shard, 2) {
+            Next::Send(x) => Some(x.index),
+            Next::Wait => None,
+            Next::Done => Some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn a_lane_always_goes_to_one_thread_in_order_and_the_feed_ends_only_when_every_thread_is_done() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let feed = ReplayFeed {
+            queue: Mutex::new(Routing { rx, held: Vec::new(), ended: false }),
+            stop: Arc::new(AtomicBool::new(false)),
+            compare: Default::default(),
+            counters: Arc::default(),
+        };
+        let (a, b) = (0u64, (1..64).find(|l| shard_of(*l, 2) != shard_of(0, 2)).unwrap());
+        let (sa, sb) = (shard_of(a, 2), shard_of(b, 2));
+        for (i, lane) in [(0, a), (1, b), (2, a), (3, b)] {
+            tx.send(fed(i, Some(lane))).unwrap();
+        }
+        tx.send(fed(4, None)).unwrap();
+        drop(tx);
+        // Thread `sa` reads past lane b's requests (held for thread `sb`) and gets its own.
+        assert_eq!(take(&feed, sa), Some(0));
+        assert_eq!(take(&feed, sa), Some(2));
+        assert_eq!(take(&feed, sa), Some(4), "a request without a lane goes to whoever asks");
+        // Lane b's requests wait for their thread: the feed is not over while they do.
+        assert_eq!(take(&feed, sa), None, "not done while thread {sb} has requests left");
+        assert_eq!(take(&feed, sb), Some(1));
+        assert_eq!(take(&feed, sb), Some(3));
+        assert_eq!(take(&feed, sa), Some(u64::MAX));
+        assert_eq!(take(&feed, sb), Some(u64::MAX));
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub(super) fn carries_credential(x: &Exchange) -> bool {
 fn maps(m: &Mapping, x: &Exchange, claims: &Option<serde_json::Map<String, serde_json::Value>>) -> bool {
     (!m.anonymous || !carries_credential(x))
         && m.source.is_none_or(|r| in_range(x.client.ip(), r))
+        && m.cert_subject.as_ref().is_none_or(|re| x.client_cert.as_deref().is_some_and(|s| re.is_match(s)))
         && m.headers.iter().all(|(n, re)| header_matches(x, n, re))
         && m.claims.iter().all(|(k, re)| claims.as_ref().and_then(|c| c.get(k)).is_some_and(|v| claim_matches(v, re)))
 }

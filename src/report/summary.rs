@@ -835,14 +835,18 @@ impl Summary {
             let cmp: Vec<String> = r.compared.iter().map(|(k, n)| format!("{k} {n}")).collect();
             let skipped: u64 = r.source.unreplayable.values().sum();
             o.push_str(&format!(
-                "  replay {:<11} {} replayed, {} filtered, {} outside the window, {} unreplayable; against the recording: {}\n",
+                "  replay {:<11} {} replayed, {} filtered, {} outside the window, {} unreplayable; against the recording ({}): {}\n",
                 r.phase,
                 r.source.replayed,
                 r.source.filtered,
                 r.source.outside_window,
                 skipped,
+                if r.source.bodies_compared { "status and body" } else { "status" },
                 cmp.join(", ")
             ));
+            if r.source.connections == "keep" {
+                o.push_str("    captured connections kept: each one's requests in order on a connection of its own\n");
+            }
             for (u, n) in &r.source.unreplayable {
                 o.push_str(&format!("    {n} unreplayable: {}\n", u.describe()));
             }

@@ -484,6 +484,31 @@ pub struct Replay {
     /// order, then [`Replay::RECORDED_ALLOW`], [`Replay::RECORDED_DENY`] and
     /// [`Replay::RECORDED_OTHER`] past them.
     pub checks: Vec<Vec<Option<usize>>>,
+    /// Whether a captured connection's requests go in order on one connection of their own
+    /// (`connections: keep`, the default) or over the identity's pool (`spread`).
+    pub keep_connections: bool,
+    /// How answers are compared with the recorded ones.
+    pub compare: Compare,
+}
+
+/// `replay.compare:`.
+#[derive(Debug, Clone, Default)]
+pub struct Compare {
+    /// Whether bodies are compared: `Some(true)`/`Some(false)` as declared; `None` (`auto`):
+    /// when gauntlet's oracle is not the gateway's upstream in the run (it answers in the
+    /// application's place, so its bodies are not the recorded application's).
+    pub body: Option<bool>,
+    /// Parts of a body masked before comparing (timestamps, request ids).
+    pub noisy: Vec<Noisy>,
+}
+
+/// One noisy part of a body.
+#[derive(Debug, Clone)]
+pub enum Noisy {
+    /// A JSON field, by its path (`*`: every key or element at that level).
+    Json(Vec<String>),
+    /// Text matching a regex.
+    Regex(regex::Regex),
 }
 
 impl Replay {
@@ -534,6 +559,9 @@ pub struct Mapping {
     pub source: Option<(std::net::IpAddr, u8)>,
     /// Matches requests that carried no credential.
     pub anonymous: bool,
+    /// The subject of the client certificate of the captured connection (visible in a
+    /// decrypted TLS capture).
+    pub cert_subject: Option<regex::Regex>,
     /// Claims of the captured token copied into the identity's token, re-minted per distinct
     /// set (never its subject, issuer, audience or times: those stay the identity's).
     pub keep_claims: Vec<String>,

@@ -488,6 +488,33 @@ pub(crate) struct RawReplay {
     pub(crate) unmapped: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) policy: Vec<RawRule>,
+    /// `keep` (default: a captured connection's requests in order on one connection) or
+    /// `spread` (over the identity's pooled connections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) connections: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) compare: Option<RawCompare>,
+}
+
+/// `replay.compare:` — how replayed answers are compared with the recorded ones.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompare {
+    /// `auto` (default), `true` or `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) noisy: Vec<RawNoisy>,
+}
+
+/// One noisy field: a JSON field path or a regex over the body.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNoisy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) json: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) regex: Option<String>,
 }
 
 /// `replay.window:` — offsets from the capture's first request.
@@ -552,6 +579,9 @@ pub(crate) struct RawMapping {
     /// Requests that carried no credential at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) anonymous: Option<bool>,
+    /// The subject of the client certificate the captured connection presented (a regex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cert_subject: Option<String>,
     /// Claims copied from the captured token into the identity's re-minted one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) keep_claims: Vec<String>,

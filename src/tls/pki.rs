@@ -270,6 +270,13 @@ pub fn mint_clients(
     Ok(out)
 }
 
+/// The subject of a DER certificate as text (`CN=alice, O=Example`), as a capture shows a
+/// client's certificate; `None` when it does not parse.
+pub fn subject_text(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.subject().to_string())
+}
+
 /// Whether a kept certificate still has the validity its role needs (a "not yet valid"
 /// certificate that has become valid, or a current one that expired, is re-issued).
 fn still_fits(path: &Path, want: Validity, now: OffsetDateTime) -> bool {

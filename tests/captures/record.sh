@@ -114,10 +114,11 @@ kill -INT $dump; wait $dump 2>/dev/null || true
 cp "$tmp/raw.pcap" "$out"
 echo "record.sh: wrote $out ($(stat -c %s "$out") bytes)"
 
-# HTTPS: the same app over TLS (the test PKI's server certificate), curl writing its TLS
+# HTTPS: the same app over TLS (the test PKI's server certificate, client certificates asked
+# for: alice and carol present theirs, the anonymous client none), curl writing its TLS
 # secrets to a key log (SSLKEYLOGFILE) next to the capture: shop-tls.pcap + shop-tls.keys.
 tport=$(free)
-python3 "$here/shop_app.py" "$tport" "$root/certs/server.pem" "$root/certs/server.key" & tapp=$!
+python3 "$here/shop_app.py" "$tport" "$root/certs/server.pem" "$root/certs/server.key" "$root/certs/ca.pem" & tapp=$!
 trap 'kill $app $oracle $tapp ${dump:-} 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ca=(--cacert "$root/certs/ca.pem" --resolve "localhost:$tport:127.0.0.1")
 for _ in $(seq 50); do curl -s "${ca[@]}" "https://localhost:$tport/public/ping" >/dev/null && break; sleep 0.1; done
@@ -125,9 +126,11 @@ tcpdump -i lo -U -s 0 -w "$tmp/tls.pcap" "tcp port $tport" 2>/dev/null & dump=$!
 sleep 1
 keys="${tls_out%.pcap}.keys"
 rm -f "$keys"
-SSLKEYLOGFILE="$keys" curl -s "${ca[@]}" -H "Authorization: Bearer $(jwt alice eng)" \
+SSLKEYLOGFILE="$keys" curl -s "${ca[@]}" --cert "$root/certs/alice.pem" --key "$root/certs/alice.key" \
+  -H "Authorization: Bearer $(jwt alice eng)" \
   "https://localhost:$tport/api/orders?page=1" "https://localhost:$tport/admin/users" >/dev/null
-SSLKEYLOGFILE="$keys" curl -s "${ca[@]}" -H "Authorization: Bearer $(jwt carol admin)" "https://localhost:$tport/admin/users" >/dev/null
+SSLKEYLOGFILE="$keys" curl -s "${ca[@]}" --cert "$root/certs/carol.pem" --key "$root/certs/carol.key" \
+  -H "Authorization: Bearer $(jwt carol admin)" "https://localhost:$tport/admin/users" >/dev/null
 SSLKEYLOGFILE="$keys" curl -s "${ca[@]}" "https://localhost:$tport/api/orders" >/dev/null
 sleep 1
 kill -INT $dump; wait $dump 2>/dev/null || true

@@ -80,5 +80,9 @@ if __name__ == "__main__":
         import ssl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        if len(sys.argv) > 4:
+            # Client certificates asked for (optional), as a zero-trust gateway's mTLS.
+            ctx.load_verify_locations(sys.argv[4])
+            ctx.verify_mode = ssl.CERT_OPTIONAL
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.serve_forever()

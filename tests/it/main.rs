@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod crafted;
 mod dashboard;
 mod faults;
 mod gateway;

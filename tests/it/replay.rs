@@ -300,20 +300,22 @@ fn the_documented_replay_phase_validates() {
     let key = common::cert("jwt-rs256.key");
     let yaml = format!(
         "gauntlet: 1\nname: doc\ntarget: {{ url: \"http://127.0.0.1:1\", protocol: h1 }}\n\
-         identities: {{ admin: {{ token: {{ jwt: {{ alg: RS256, key: \"{key}\", claims: {{ sub: ops-1 }} }} }} }}, alice: {{}}, partner: {{}}, visitor: {{}} }}\n{phases}"
+         identities: {{ admin: {{ token: {{ jwt: {{ alg: RS256, key: \"{key}\", claims: {{ sub: ops-1 }} }} }} }}, alice: {{}}, partner: {{}}, device: {{}}, visitor: {{}} }}\n{phases}"
     );
     let p = d.path().join("doc.yaml");
     std::fs::write(&p, yaml).unwrap();
     let s = common::load(&p);
     let r = s.phases[0].replay.as_ref().expect("a replay phase");
-    assert_eq!((r.speed, r.loops, r.identities.len(), r.policy.len()), (2.0, 3, 4, 2));
+    assert_eq!((r.speed, r.loops, r.identities.len(), r.policy.len()), (2.0, 3, 5, 2));
+    assert!(r.keep_connections && r.compare.body.is_none() && r.compare.noisy.len() == 2);
+    assert!(r.identities[3].cert_subject.as_ref().is_some_and(|re| re.is_match("O=Example, CN=device-7")));
     assert_eq!(r.rewrite.path[0].0.replace("/v1/orders", r.rewrite.path[0].1.as_str()), "/api/orders");
     assert!(
         r.only.host.as_ref().unwrap().is_match("shop.example")
             && !r.only.host.as_ref().unwrap().is_match("shopxexample")
     );
-    // admin-only applies to alice and visitor: 2 checks; health to all 4; recorded-allow, -deny, -other: 4 each.
-    assert_eq!(s.checks.len(), 2 + 4 + 4 + 4 + 4);
+    // admin-only applies to alice and visitor: 2 checks; health to all 5; recorded-allow, -deny, -other: 5 each.
+    assert_eq!(s.checks.len(), 2 + 5 + 5 + 5 + 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,6 +527,12 @@ async fn an_https_capture_is_read_through_tshark_with_its_key_log() {
         "{out}"
     );
     assert!(out.contains("401 1") && out.contains("403 1"), "{out}");
+    // alice's and carol's connections presented client certificates (decrypted TLS 1.3
+    // handshakes), the anonymous one none.
+    assert!(
+        out.contains("client certificates: ") && out.contains("CN=alice ×2") && out.contains("CN=carol ×1"),
+        "{out}"
+    );
     // Replayed: the decrypted requests go out like clear ones.
     let (addr, stop, seen) = recording_server().await;
     let yaml = common::http_scenario(
@@ -551,6 +559,57 @@ async fn an_https_capture_is_read_through_tshark_with_its_key_log() {
             "GET /admin/users HTTP/1.1",
             "GET /api/orders HTTP/1.1",
             "GET /api/orders?page=1 HTTP/1.1"
+        ]
+    );
+
+    // Mapped by the client certificate's subject: each request goes out as the identity
+    // whose certificate its connection presented.
+    let (addr, stop, seen) = recording_server().await;
+    let yaml = common::http_scenario(
+        "replay-tls-certs",
+        addr,
+        "",
+        &format!(
+            "identities:
+  a: {{ headers: {{ x-who: a }} }}
+  c: {{ headers: {{ x-who: c }} }}
+  anon: {{}}
+phases:
+  - name: p
+    replay:
+      capture: \"{}\"
+      keylog: \"{}\"
+      speed: 20x
+      identities: [{{ identity: a, cert_subject: \"CN=alice$\" }}, {{ identity: c, cert_subject: \"CN=carol$\" }}, {{ identity: anon, anonymous: true }}]
+      policy: [{{ name: all, expect: allow }}]
+",
+            pcap.display(),
+            keys.display()
+        ),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    assert_eq!(s.replay[0].source.replayed, 4, "{:?}", s.replay[0].source);
+    let mut who: Vec<(String, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let first = h.lines().next().unwrap_or("").to_string();
+            let x = h.lines().find_map(|l| l.strip_prefix("x-who: ")).unwrap_or("-").to_string();
+            (first, x)
+        })
+        .collect();
+    who.sort();
+    let w = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        who,
+        [
+            w("GET /admin/users HTTP/1.1", "a"),
+            w("GET /admin/users HTTP/1.1", "c"),
+            w("GET /api/orders HTTP/1.1", "-"),
+            w("GET /api/orders?page=1 HTTP/1.1", "a"),
         ]
     );
 }
@@ -753,4 +812,213 @@ async fn live_capture_on_loopback_writes_a_replayable_capture() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("2 requests") && text.contains("GET /live/1 ×1"), "{text}");
+}
+
+/// Every request `(connection number, path)` a [`numbering_server`] got, in arrival order.
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>;
+
+/// A plain-HTTP server that numbers its connections, answers each GET with 200 and
+/// `body(path)` (JSON), and keeps `(connection, path)` in arrival order.
+async fn numbering_server(body: fn(&str) -> String) -> (SocketAddr, tokio_util::sync::CancellationToken, Arrivals) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let seen: Arrivals = Default::default();
+    let (s2, log) = (stop.clone(), seen.clone());
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        loop {
+            let (mut sock, _) = tokio::select! {
+                a = l.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = s2.cancelled() => return,
+            };
+            let (id, log, stop) = (n, log.clone(), s2.clone());
+            n += 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        buf.drain(..i + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                        let b = body(&path);
+                        log.lock().unwrap().push((id, path));
+                        let r = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+                            b.len()
+                        );
+                        if sock.write_all(r.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let k = tokio::select! {
+                        r = sock.read(&mut chunk) => r.unwrap_or(0),
+                        _ = stop.cancelled() => 0,
+                    };
+                    if k == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                }
+            });
+        }
+    });
+    (addr, stop, seen)
+}
+
+/// A capture of `conns` keep-alive connections, each carrying `paths(c)` in turn (GET, no
+/// credential), interleaved 5 ms apart; each answered 200 with `recorded(path)`.
+fn interleaved(
+    dir: &Path,
+    conns: usize,
+    paths: impl Fn(usize) -> Vec<String>,
+    recorded: fn(&str) -> String,
+) -> PathBuf {
+    let mut w = Writer::pcap(link::ETHERNET);
+    let server: SocketAddr = "10.9.0.1:80".parse().unwrap();
+    let mut t = 1_700_000_000_000_000u64;
+    let mut cs: Vec<(Conn, Vec<String>)> = (0..conns)
+        .map(|c| {
+            let client: SocketAddr = format!("10.9.1.{}:{}", c + 1, 40000 + c).parse().unwrap();
+            let mut k = Conn::new(client, server, 100 * c as u32, 900 * c as u32);
+            k.handshake(&mut w, t);
+            (k, paths(c))
+        })
+        .collect();
+    let longest = cs.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    for i in 0..longest {
+        for (k, ps) in &mut cs {
+            let Some(p) = ps.get(i) else { continue };
+            let req = format!("GET {p} HTTP/1.1\r\nHost: app.prod.example\r\n\r\n");
+            k.send(&mut w, t, true, req.as_bytes());
+            let b = recorded(p);
+            let resp =
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
+            k.send(&mut w, t + 1_000, false, resp.as_bytes());
+            t += 5_000;
+        }
+    }
+    for (k, _) in &mut cs {
+        k.close(&mut w, t);
+    }
+    let p = dir.join("lanes.pcap");
+    std::fs::write(&p, w.into_bytes()).unwrap();
+    p
+}
+
+fn replay_as_svc(name: &str, addr: SocketAddr, cap: &Path, extra: &str) -> String {
+    common::http_scenario(
+        name,
+        addr,
+        "max_in_flight: 16",
+        &format!(
+            "identities:\n  svc: {{ headers: {{ x-api-client: replay-svc }} }}\nphases:\n  - name: p\n    replay:\n      capture: \"{}\"\n      speed: 5x\n      unmapped: svc\n      policy: [{{ name: everything, expect: allow }}]\n{extra}",
+            cap.display()
+        ),
+    )
+}
+
+fn ok_body(_: &str) -> String {
+    "{}".to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_connections_requests_go_in_order_on_one_connection_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = interleaved(dir.path(), 3, |c| (0..4).map(|i| format!("/c{c}/{i}")).collect(), ok_body);
+    let (addr, stop, seen) = numbering_server(ok_body).await;
+    // Twice: each pass opens the captured connections anew.
+    let (_d, code, s) = common::run_yaml(&replay_as_svc("lanes", addr, &cap, "      loop: 2\n")).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    assert_eq!(s.replay[0].source.connections, "keep");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 24, "{got:?}");
+    // Per server connection: the paths it carried, in order.
+    let mut by_conn: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for (c, p) in &got {
+        by_conn.entry(*c).or_default().push(p.clone());
+    }
+    let mut carried: Vec<Vec<String>> = by_conn.into_values().collect();
+    carried.sort();
+    let want: Vec<Vec<String>> =
+        (0..3).flat_map(|c| std::iter::repeat_n((0..4).map(|i| format!("/c{c}/{i}")).collect::<Vec<_>>(), 2)).collect();
+    assert_eq!(carried, want, "one connection per captured connection and pass, its requests in captured order");
+
+    // `spread`: the same requests, over the identity's pooled connections.
+    let (addr, stop, seen) = numbering_server(ok_body).await;
+    let (_d, code, s) = common::run_yaml(&replay_as_svc("spread", addr, &cap, "      connections: spread\n")).await;
+    stop.cancel();
+    assert_eq!(code, 0, "{:?}", s.reasons);
+    assert_eq!(s.replay[0].source.connections, "spread");
+    assert_eq!(seen.lock().unwrap().len(), 12);
+}
+
+/// What production answered: a timestamp and a request id that change every time, and the
+/// value that matters.
+fn recorded_body(path: &str) -> String {
+    let v = if path == "/changed" { "\"old\"".to_string() } else { "1".to_string() };
+    format!(r#"{{"served_at":"2026-01-01T00:00:00Z","meta":{{"trace":"req-0001"}},"v":{v}}}"#)
+}
+
+/// What the application answers now: other timestamps and ids, and a changed value on `/changed`.
+fn replayed_body(path: &str) -> String {
+    let v = if path == "/changed" { "\"new\"" } else { "1" };
+    format!(r#"{{"v":{v},"meta":{{"trace":"req-9f3a"}},"served_at":"2026-12-02T10:00:00Z"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_bodies_are_compared_with_the_recorded_ones_after_masking_noisy_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = interleaved(
+        dir.path(),
+        2,
+        |c| if c == 0 { vec!["/a".into(), "/b".into(), "/changed".into()] } else { vec!["/c".into()] },
+        recorded_body,
+    );
+    let compared = |s: &gauntlet::report::Summary| {
+        let r = &s.replay[0];
+        (r.compared["match"], r.compared["drift"], r.compared["verdict_flip"], r.source.bodies_compared)
+    };
+    for (extra, want, why) in [
+        ("", (0, 4, 0, true), "no oracle: bodies compared, and every one differs (timestamps, ids)"),
+        (
+            "      compare: { noisy: [ { json: served_at }, { regex: 'req-[0-9a-f]+' } ] }\n",
+            (3, 1, 0, true),
+            "noisy fields masked: only the changed value drifts",
+        ),
+        ("      compare: { body: false }\n", (4, 0, 0, false), "status only"),
+    ] {
+        let (addr, stop, _) = numbering_server(replayed_body).await;
+        let (_d, code, s) = common::run_yaml(&replay_as_svc("bodies", addr, &cap, extra)).await;
+        stop.cancel();
+        assert_eq!(code, 0, "{why}: {:?}", s.reasons);
+        assert_eq!(compared(&s), want, "{why}");
+    }
+}
+
+#[test]
+fn bad_compare_and_connection_settings_are_refused_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = interleaved(dir.path(), 1, |_| vec!["/a".into()], ok_body);
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (extra, want) in [
+        ("      connections: sometimes\n", "connections"),
+        ("      compare: { body: maybe }\n", "compare.body"),
+        ("      compare: { noisy: [ { json: \"a..b\" } ] }\n", "compare.noisy[0].json"),
+        ("      compare: { noisy: [ { regex: \"(\" } ] }\n", "compare.noisy[0].regex"),
+        ("      compare: { noisy: [ { json: a, regex: b } ] }\n", "compare.noisy[0]"),
+    ] {
+        let yaml = replay_as_svc("bad", addr, &cap, extra);
+        let (_d, p) = common::scenario_file(&yaml);
+        let problems = match gauntlet::scenario::load(&p, &Default::default()) {
+            Err(gauntlet::scenario::Error::Invalid { problems }) => problems,
+            other => panic!("{extra}: expected problems, got {other:?}"),
+        };
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(text.iter().any(|t| t.contains(&format!("phases[0].replay.{want}"))), "{extra}: {text:#?}");
+        assert!(problems.iter().all(|p| p.pos.is_some()), "{extra}: {text:#?}");
+    }
 }

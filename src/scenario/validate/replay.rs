@@ -313,12 +313,21 @@ fn resolve(
                 format!("identity `{name}` has no JWT to re-mint: give it `token: {{ jwt: … }}`"),
             );
         }
+        let cert_subject = mp.cert_subject.as_deref().and_then(|s| regex(cx, o, &format!("{at}.cert_subject"), s));
+        if cert_subject.is_some() && decrypt.is_none() {
+            cx.warn(
+                o,
+                &format!("{at}.cert_subject"),
+                "a client certificate's subject is only visible in a decrypted TLS capture: without `keylog:` (or `decrypt: true`) this mapping matches nothing",
+            );
+        }
         mappings.push(Mapping {
             identity,
             claims,
             headers,
             source,
             anonymous: mp.anonymous.unwrap_or(false),
+            cert_subject,
             keep_claims: mp.keep_claims.clone(),
         });
     }
@@ -404,6 +413,19 @@ fn resolve(
             rules.push(Rule { name, path, methods, identities: ids, expect, out_of_scope });
         }
     }
+    let keep_connections = match r.connections.as_deref() {
+        None | Some("keep") => true,
+        Some("spread") => false,
+        Some(x) => {
+            cx.at(
+                o,
+                "connections",
+                format!("`{x}`: `keep` (a captured connection's requests in order on one connection) or `spread`"),
+            );
+            true
+        }
+    };
+    let compare = r.compare.as_ref().map(|c| compare(cx, o, c)).unwrap_or_default();
     if cx.problems.len() > before {
         return None;
     }
@@ -491,7 +513,51 @@ fn resolve(
         policy: rules,
         senders,
         checks: table,
+        keep_connections,
+        compare,
     })
+}
+
+/// `replay.compare:`.
+fn compare(cx: &mut Ctx<'_>, o: &Origin, c: &crate::scenario::raw::RawCompare) -> Compare {
+    let body = match &c.body {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) if s == "auto" => None,
+        Some(_) => {
+            cx.at(o, "compare.body", "`auto` (bodies compared when the run has no oracle upstream), `true` or `false`");
+            None
+        }
+    };
+    let mut noisy = Vec::new();
+    for (j, n) in c.noisy.iter().enumerate() {
+        let at = format!("compare.noisy[{j}]");
+        match (&n.json, &n.regex) {
+            (Some(p), None) => {
+                let parts: Vec<String> = p.split('.').map(str::to_string).collect();
+                if parts.iter().any(String::is_empty) {
+                    cx.at(
+                        o,
+                        &format!("{at}.json"),
+                        format!("`{p}` is not a field path like `meta.served_at` or `items.*.id`"),
+                    );
+                } else {
+                    noisy.push(Noisy::Json(parts));
+                }
+            }
+            (None, Some(re)) => {
+                if let Some(re) = regex(cx, o, &format!("{at}.regex"), re) {
+                    noisy.push(Noisy::Regex(re));
+                }
+            }
+            _ => cx.at(
+                o,
+                &at,
+                "a noisy field is `{json: PATH}` (a JSON field, `*` for any key or element) or `{regex: REGEX}`",
+            ),
+        }
+    }
+    Compare { body, noisy }
 }
 
 #[cfg(test)]
