@@ -606,9 +606,18 @@ async fn replayed<P: Protocol>(
             continue;
         };
         let identity = fed.request.identity;
-        let Some((mut fed, mut via)) = cx.lanes.take(lane, fed) else { continue };
+        let Some((mut fed, mut via)) = cx.lanes.take(lane, fed) else {
+            // Queued behind the lane's holder. A long backlog holds this worker back, as an
+            // in-flight request would, so memory stays bounded by the workers.
+            while cx.lanes.backlog(lane, identity) >= pool::LANE_BACKLOG && !cx.shared.stop.is_cancelled() {
+                tokio::time::sleep(FEED_POLL).await;
+            }
+            continue;
+        };
+        // Taken without holding the lane (a handle to its multiplexed connection): just this
+        // one. Holding it: this and every request queued on it meanwhile, until released.
+        let holder = matches!(via, Via::Held(_));
         loop {
-            let holder = !matches!(via, Via::Shared(_));
             let conn = send_fed(cx, pi, start, feed, &fed, via, tag, deadline.as_mut()).await;
             if !holder {
                 break;

@@ -81,6 +81,10 @@ impl<P: Protocol> Default for Lanes<P> {
     }
 }
 
+/// Requests a lane holds queued before the workers bringing more wait (as if in flight): a
+/// captured connection the gateway answers slowly cannot pull the capture into memory.
+pub(crate) const LANE_BACKLOG: usize = 256;
+
 /// Idle lanes kept per thread with their connections (the least recently used beyond are
 /// closed: a captured connection idle that long is most likely over).
 const LANES_KEPT: usize = 1024;
@@ -108,6 +112,11 @@ impl<P: Protocol> Lanes<P> {
         }
         l.held = true;
         Some((fed, Via::Held(l.conn.take())))
+    }
+
+    /// Requests queued on lane `lane` of `identity`.
+    pub(crate) fn backlog(&self, lane: u64, identity: usize) -> usize {
+        self.map.borrow().get(&(lane, identity)).map_or(0, |l| l.queue.len())
     }
 
     /// Hands lane `lane` back by its holder, with its connection (`None`: lost); returns

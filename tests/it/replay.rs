@@ -1022,3 +1022,30 @@ fn bad_compare_and_connection_settings_are_refused_at_their_place() {
         assert!(problems.iter().all(|p| p.pos.is_some()), "{extra}: {text:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connections_over_a_multiplexed_protocol_send_every_request_and_end() {
+    // Over h2 a lane's connection carries its requests side by side; requests that queued
+    // while it was being opened must still go out, and the phase must end (a lost queue
+    // once left a replay waiting for ever).
+    for protocol in ["h2", "auto"] {
+        let (gw, oracle) = common::reference(&[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cap = capture(dir.path());
+        let yaml = scenario(gw.addr, &cap, &anon())
+            .replace("protocol: h1", &format!("protocol: {protocol}"))
+            .replace("speed: 4x", "speed: 50x\n      loop: 5");
+        let (_d, out) = common::run_with(&yaml, oracle, None).await;
+        gw.stop().await;
+        let s = out.summary.expect("a summary");
+        assert_eq!(out.exit.code(), 0, "{protocol}: {:?}", s.reasons);
+        let r = &s.replay[0];
+        assert_eq!(r.source.replayed, 30, "{protocol}");
+        assert_eq!(
+            r.compared.values().sum::<u64>(),
+            30,
+            "{protocol}: every replayed request answered: {:?}",
+            r.compared
+        );
+    }
+}
