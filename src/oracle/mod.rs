@@ -463,16 +463,25 @@ pub fn spawn(
                 let oracle = oracle.clone();
                 async move {
                     let resp = answer(&oracle, &req);
-                    Ok::<_, Infallible>(match websocket_accept(&req) {
-                        Some(accept) => echo(&mut req, accept),
-                        None => resp,
-                    })
+                    if let Some(accept) = websocket_accept(&req) {
+                        return Ok::<_, Infallible>(echo(&mut req, accept));
+                    }
+                    drain(req.into_body()).await;
+                    Ok(resp)
                 }
             });
             crate::serve::http(tcp, acceptor.as_ref(), svc, &stop).await;
         }
     })?;
     Ok(Running { addr: server.addr, oracle, server })
+}
+
+/// Reads a request body to its end, keeping nothing: an upstream that answers before the body
+/// has arrived leaves it unread, and hyper then closes the kept-alive connection — the
+/// gateway's next request on it fails (a 502 gauntlet caused, not the gateway).
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// The `Sec-WebSocket-Accept` for a WebSocket upgrade request, if it is one.
