@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod dashboard;
 pub mod engine;
 pub mod gateway;
+pub mod input;
 pub mod judge;
 pub mod metrics;
 pub mod netem;

@@ -70,7 +70,7 @@ impl std::fmt::Debug for Frames {
 impl Frames {
     /// Opens `path` (pcap or pcapng, by its magic).
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = crate::input::open(path).map_err(|e| Error::io(path, e))?;
         Self::from_reader(file, path)
     }
 

@@ -27,7 +27,7 @@ pub fn read(path: &Path) -> Result<(Vec<Exchange>, HttpStats, Option<String>), E
             format!("a HAR file over {} MiB is not read (it is parsed whole)", MAX_BYTES >> 20),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read(path, crate::input::HAR).map_err(|e| Error::io(path, e))?;
     let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         // serde_json gives line and column; the byte offset follows from them.
         let offset =

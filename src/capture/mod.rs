@@ -121,7 +121,7 @@ impl Reader {
     pub fn open(path: &Path) -> Result<Self, Error> {
         use std::io::Read as _;
         let mut head = [0u8; 64];
-        let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
+        let n = crate::input::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
         if har::looks_like(&head[..n]) {
             let (xs, http, problem) = har::read(path)?;
             let mut r = Self::new(None, path);

@@ -190,7 +190,8 @@ fn default_strip() -> Vec<String> {
 impl Config {
     /// Reads a config; relative paths are resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let text = crate::input::read_text(path, crate::input::SCENARIO)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
         let mut c: Config = serde_yaml::from_str(&text).map_err(|e| Error::Invalid {
             path: path.to_path_buf(),
             msg: match e.location() {

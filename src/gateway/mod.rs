@@ -192,7 +192,11 @@ impl Running {
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::File { what, path: path.to_path_buf(), reason: e.to_string() })
+    crate::input::read(path, crate::input::PEM).map_err(|e| Error::File {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Starts the gateway on `listener` (or on `cfg.listen` when `None`), with `extra_flaws`

@@ -17,8 +17,6 @@ use crate::scenario::raw::{
 };
 use crate::scenario::{Error, Problem, units};
 
-/// Largest scenario file read.
-const MAX_BYTES: u64 = 1 << 20;
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// One file of a scenario.
@@ -75,14 +73,7 @@ pub(crate) fn load(main: &Path) -> Result<(Vec<Source>, Merged), Error> {
 }
 
 fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        return Err(std::io::Error::other("is a directory, not a scenario file"));
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(std::io::Error::other(format!("{} bytes is over the 1 MiB limit for a scenario file", meta.len())));
-    }
-    std::fs::read(path)
+    crate::input::read(path, crate::input::SCENARIO)
 }
 
 /// Whether `file` includes `other`, directly or through other files (`parents`: the file that
@@ -120,6 +111,19 @@ impl State {
         let file = self.sources.len();
         self.sources.push(Source { path: path.clone(), bytes, locator: Locator::new(&text) });
         self.parents.push(parent);
+        let dups = self.sources[file].locator.duplicates();
+        if !dups.is_empty() {
+            for (at, pos, first) in dups {
+                let key = at.rsplit('.').next().unwrap_or(at);
+                let msg = format!(
+                    "{at}: the key `{key}` is given twice in one mapping (first at {}:{}); YAML does not \
+                     allow it and one would silently replace the other: keep one",
+                    first.line, first.col
+                );
+                self.problems.push(Problem { file: path.clone(), pos: Some(*pos), msg });
+            }
+            return;
+        }
         if matches!(serde_yaml::from_str::<serde_yaml::Value>(&text), Ok(serde_yaml::Value::Null)) {
             self.problems.push(Problem { file: path, pos: None, msg: "the file is empty (no YAML content)".into() });
             return;
@@ -150,7 +154,7 @@ impl State {
                     file,
                     &at,
                     format!(
-                        "cannot read included file `{}`: {e} (paths are relative to this file)",
+                        "{at}: cannot read included file `{}`: {e} (paths are relative to this file)",
                         inc_path.display()
                     ),
                 ),

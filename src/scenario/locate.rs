@@ -30,6 +30,9 @@ impl Pos {
 pub(crate) struct Locator {
     keys: HashMap<String, Pos>,
     values: HashMap<String, Pos>,
+    /// Keys that appear twice in one mapping: the path, where the repeat stands and where
+    /// the first one does (YAML forbids it; serde would silently keep the last).
+    duplicates: Vec<(String, Pos, Pos)>,
 }
 
 impl Locator {
@@ -76,30 +79,47 @@ impl Locator {
                     i += 1;
                 }
             }
-            Event::MappingStart(..) => loop {
-                let (kev, kmark) = parser.next_token().map_err(|_| ())?;
-                let key = match kev {
-                    Event::MappingEnd => return Ok(()),
-                    Event::Scalar(s, ..) => s,
-                    other => {
-                        // A complex key: walk it into a throwaway path.
-                        let mut scratch = String::from("\u{0}");
-                        self.walk(parser, other, kmark, &mut scratch)?;
-                        String::from("?")
+            Event::MappingStart(..) => {
+                let mut seen: HashMap<String, Pos> = HashMap::new();
+                loop {
+                    let (kev, kmark) = parser.next_token().map_err(|_| ())?;
+                    let key = match kev {
+                        Event::MappingEnd => return Ok(()),
+                        Event::Scalar(s, ..) => s,
+                        other => {
+                            // A complex key: walk it into a throwaway path.
+                            let mut scratch = String::from("\u{0}");
+                            self.walk(parser, other, kmark, &mut scratch)?;
+                            String::from("?")
+                        }
+                    };
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
                     }
-                };
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
+                    let at = Pos::from_marker(&kmark);
+                    // `<<` (a merge key) may repeat; a complex key is not compared.
+                    if key != "<<" && key != "?" {
+                        if let Some(first) = seen.get(&key) {
+                            self.duplicates.push((format!("{path}{key}"), at, *first));
+                        } else {
+                            seen.insert(key.clone(), at);
+                        }
+                    }
+                    path.push_str(&key);
+                    self.keys.entry(path.clone()).or_insert(at);
+                    let (vev, vmark) = parser.next_token().map_err(|_| ())?;
+                    self.walk(parser, vev, vmark, path)?;
+                    path.truncate(len);
                 }
-                path.push_str(&key);
-                self.keys.insert(path.clone(), Pos::from_marker(&kmark));
-                let (vev, vmark) = parser.next_token().map_err(|_| ())?;
-                self.walk(parser, vev, vmark, path)?;
-                path.truncate(len);
-            },
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Keys repeated within one mapping: (path, where the repeat stands, where the first is).
+    pub(crate) fn duplicates(&self) -> &[(String, Pos, Pos)] {
+        &self.duplicates
     }
 
     /// Where the value at `path` starts, or the nearest enclosing node that exists.
@@ -142,5 +162,16 @@ mod tests {
         assert_eq!(loc.value("checks[1].request.path"), Some(Pos { line: 6, col: 21 }));
         // Missing leaf falls back to its parent.
         assert_eq!(loc.value("checks[1].request.method"), loc.value("checks[1].request"));
+        assert!(loc.duplicates().is_empty());
+    }
+
+    #[test]
+    fn finds_a_key_repeated_in_one_mapping() {
+        let text = "profile:\n  routes: {admin: /admin, admin: /public}\nids:\n  - {a: 1}\n  - {a: 2}\n";
+        let loc = Locator::new(text);
+        assert_eq!(
+            loc.duplicates(),
+            &[("profile.routes.admin".to_string(), Pos { line: 2, col: 27 }, Pos { line: 2, col: 12 })]
+        );
     }
 }

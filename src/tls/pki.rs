@@ -280,7 +280,7 @@ pub fn subject_text(der: &[u8]) -> Option<String> {
 /// Whether a kept certificate still has the validity its role needs (a "not yet valid"
 /// certificate that has become valid, or a current one that expired, is re-issued).
 fn still_fits(path: &Path, want: Validity, now: OffsetDateTime) -> bool {
-    let Ok(pem) = fs::read(path) else { return false };
+    let Ok(pem) = crate::input::read(path, crate::input::PEM) else { return false };
     use rustls_pki_types::pem::PemObject;
     let Some(Ok(der)) = rustls_pki_types::CertificateDer::pem_slice_iter(&pem).next() else {
         return false;
@@ -328,7 +328,7 @@ fn ca_key(
 ) -> Result<KeyPair, Error> {
     let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
     if !force && cert_path.exists() && key_path.exists() {
-        let pem = fs::read_to_string(&key_path)
+        let pem = crate::input::read_text(&key_path, crate::input::PEM)
             .map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;
         let key =
             KeyPair::from_pem(&pem).map_err(|e| Error::Reuse { path: key_path.clone(), reason: e.to_string() })?;

@@ -9,6 +9,7 @@ mod dashboard;
 mod faults;
 mod gateway;
 mod h3;
+mod hostile;
 mod layering;
 mod netem;
 mod oracle;

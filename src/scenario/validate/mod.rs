@@ -93,7 +93,7 @@ impl Ctx<'_> {
 
     fn read(&mut self, o: &Origin, sub: &str, rel: &str) -> Option<(PathBuf, Vec<u8>)> {
         let path = self.file(o, rel);
-        match std::fs::read(&path) {
+        match crate::input::read(&path, crate::input::PEM) {
             Ok(b) => Some((path, b)),
             Err(e) => {
                 let hint =

@@ -108,6 +108,16 @@ pub(super) fn rate_limit(cx: &mut Ctx<'_>, o: &Origin, sub: &str, rl: &RawRateLi
     }
 }
 
+/// `raw` with any `user:password@` in its authority replaced by `…@`, for messages.
+fn without_userinfo(raw: &str) -> String {
+    let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) if !scheme.is_empty() => format!("{scheme}://…@{}", &rest[at + 1..]),
+        _ => raw.to_string(),
+    }
+}
+
 pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     let Some((t, o)) = &m.target else {
         cx.at(&Origin { file: 0, path: String::new() }, "target", "missing `target:` (at least `url:`)");
@@ -117,13 +127,28 @@ pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
         cx.at(o, "url", "missing `url:` (e.g. `https://127.0.0.1:8443`)");
         return None;
     };
+    let shown = without_userinfo(raw_url);
     let url = match url::Url::parse(raw_url) {
         Ok(u) => u,
         Err(e) => {
-            cx.at(o, "url", format!("`{raw_url}` is not a URL ({e}): write e.g. `https://127.0.0.1:8443`"));
+            cx.at(o, "url", format!("`{shown}` is not a URL ({e}): write e.g. `https://127.0.0.1:8443`"));
             return None;
         }
     };
+    if !url.username().is_empty() || url.password().is_some() {
+        // Never echoed: the message shows the URL without them.
+        cx.at(
+            o,
+            "url",
+            format!(
+                "`{shown}`: credentials in the URL (`user:password@`) are refused — they would be \
+                 written into the results and sent as nobody in particular; every request is \
+                 sent as an identity: give it `headers: {{ authorization: \"Basic …\" }}` or a \
+                 `token:` under `identities:`"
+            ),
+        );
+        return None;
+    }
     let tls = match url.scheme() {
         "https" => true,
         "http" => false,
@@ -133,7 +158,7 @@ pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
         }
     };
     let Some(host) = url.host() else {
-        cx.at(o, "url", format!("`{raw_url}` has no host"));
+        cx.at(o, "url", format!("`{shown}` has no host"));
         return None;
     };
     let host_plain = match &host {
@@ -148,7 +173,7 @@ pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     let authority = match http::uri::Authority::from_str(&auth_str) {
         Ok(a) => a,
         Err(e) => {
-            cx.at(o, "url", format!("`{raw_url}`: bad authority ({e})"));
+            cx.at(o, "url", format!("`{shown}`: bad authority ({e})"));
             return None;
         }
     };
