@@ -250,6 +250,9 @@ pub struct OutputArgs {
     /// Results folder (default: results/<YYYYmmdd-HHMMSS>-<scenario>/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Run into a non-empty --out folder, replacing the results files of an earlier run there.
+    #[arg(long)]
+    pub force: bool,
     /// Print a progress line instead of a dashboard (always the case when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,

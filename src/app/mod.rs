@@ -108,7 +108,8 @@ fn load(path: &Path, ov: &Overrides) -> Result<Scenario, Exit> {
 /// What a run says when it is interrupted.
 const RUN_STOP_NOTE: &str = "stopping — in-flight requests get 2s, then results are written";
 
-/// Cancels `stop` on Ctrl-C or SIGTERM (printing `note`) or when `external` is.
+/// Cancels `stop` on Ctrl-C, SIGTERM or SIGHUP (the terminal closed; printing `note`) or when
+/// `external` is: each ends the run with its verdict and results folder.
 async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationToken>, note: &'static str) {
     let external = async {
         match external {
@@ -119,11 +120,11 @@ async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationTo
     #[cfg(unix)]
     let term = async {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut t) => {
-                t.recv().await;
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut t), Ok(mut h)) => {
+                tokio::select! { _ = t.recv() => {}, _ = h.recv() => {} }
             }
-            Err(_) => std::future::pending().await,
+            _ => std::future::pending().await,
         }
     };
     #[cfg(not(unix))]

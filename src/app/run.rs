@@ -33,6 +33,8 @@ pub struct ExecOptions {
     pub no_wait: bool,
     /// Print nothing (tests).
     pub quiet: bool,
+    /// Replace gauntlet's files in a non-empty `out` instead of refusing it.
+    pub force: bool,
     /// Stops the run early when cancelled (in addition to Ctrl-C / SIGTERM).
     pub stop: Option<CancellationToken>,
     /// A pause switch shared with the caller (the dashboard has its own otherwise).
@@ -56,21 +58,29 @@ pub struct RunOutcome {
     pub summary: Option<Summary>,
     /// A parity run's comparison.
     pub parity: Option<report::parity::ParitySummary>,
+    /// Results files that could not be written, each with why (the verdict stands).
+    pub unwritten: Vec<String>,
 }
 
 impl RunOutcome {
     fn early(exit: Exit) -> Self {
-        RunOutcome { exit, dir: None, summary: None, parity: None }
+        RunOutcome { exit, dir: None, summary: None, parity: None, unwritten: Vec::new() }
     }
 }
 
 pub(super) fn opts(o: &OutputArgs) -> ExecOptions {
-    ExecOptions { out: o.out.clone(), headless: o.headless, no_wait: o.no_wait, ..Default::default() }
+    ExecOptions { out: o.out.clone(), headless: o.headless, no_wait: o.no_wait, force: o.force, ..Default::default() }
 }
 
 /// Runs a validated scenario end to end and writes its results folder — once, or once per
 /// protocol of `target.parity` with a parity report on top.
 pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
+    if let Some(out) = &opt.out {
+        if let Err(e) = ResultsDir::claim(out, opt.force) {
+            say(&opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Usage);
+        }
+    }
     let s = Arc::new(s);
     let deps = match opt.dependencies.take() {
         Some(d) => d,
@@ -150,20 +160,21 @@ async fn parity(
             return RunOutcome::early(Exit::Runtime);
         }
     };
-    if let Err(e) = dir.write("summary.json", report.to_json().as_bytes()) {
-        say(opt, format!("gauntlet: {e}"));
-        return RunOutcome::early(Exit::Runtime);
-    }
+    let written = dir.write("summary.json", report.to_json().as_bytes());
     if !opt.quiet {
         out(&report.text());
         out(&format!("results: {}\n", dir.path.display()));
+    }
+    let unwritten: Vec<String> = written.err().map(|e| e.to_string()).into_iter().collect();
+    for e in &unwritten {
+        say(opt, format!("gauntlet: {e}"));
     }
     let exit = match (not_run, report.verdict) {
         (Some((_, exit)), _) => exit,
         (None, crate::judge::RunVerdict::Pass) => Exit::Pass,
         _ => Exit::Fail,
     };
-    RunOutcome { exit, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
+    RunOutcome { exit, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report), unwritten }
 }
 
 /// One run over `protocol` into `into` (default: a new folder under `results/`).
@@ -438,28 +449,41 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         &judgement,
     );
     let dir = &rig.dir;
-    let written = dir
-        .write("scenario.yaml", s.resolved_yaml.as_bytes())
-        .and_then(|_| {
-            dir.write("scenario.sha256", format!("{}  scenario (all source files, in order)\n", s.sha256).as_bytes())
-        })
-        .and_then(|_| hlog.finish())
-        .and_then(|_| {
-            let (report, lines) = report::conformance_report(s, &summary);
-            dir.write("results.jsonl", lines.as_bytes())?;
-            dir.write("conformance.yaml", report.as_bytes())
-        })
-        .and_then(|_| dir.write("summary.json", summary.to_json().as_bytes()));
-    if let Err(e) = written {
-        say(opt, format!("gauntlet: {e}"));
-        return RunOutcome::early(Exit::Runtime);
-    }
+    // Each file is tried on its own: one that cannot be written (a full disk, a folder gone
+    // read-only) costs that file, never the verdict, which goes to stdout whatever happens.
+    let (report, lines) = report::conformance_report(s, &summary);
+    let sha = format!("{}  scenario (all source files, in order)\n", s.sha256);
+    let failed: Vec<report::Error> = [
+        dir.write("scenario.yaml", s.resolved_yaml.as_bytes()).map(drop),
+        dir.write("scenario.sha256", sha.as_bytes()).map(drop),
+        hlog.finish().map(drop),
+        dir.write("results.jsonl", lines.as_bytes()).map(drop),
+        dir.write("conformance.yaml", report.as_bytes()).map(drop),
+        dir.write("summary.json", summary.to_json().as_bytes()).map(drop),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     if !opt.quiet {
         out(&summary.text());
-        out(&format!("results: {}\n", dir.path.display()));
+        match failed.is_empty() {
+            true => out(&format!("results: {}\n", dir.path.display())),
+            false => {
+                out(&format!("results: {} is INCOMPLETE ({} file(s) not written)\n", dir.path.display(), failed.len()))
+            }
+        }
+    }
+    for e in &failed {
+        say(opt, format!("gauntlet: {e}"));
     }
     let exit = if summary.verdict == crate::judge::RunVerdict::Pass { Exit::Pass } else { Exit::Fail };
-    RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: Some(summary), parity: None }
+    RunOutcome {
+        exit,
+        dir: Some(rig.dir.path.clone()),
+        summary: Some(summary),
+        parity: None,
+        unwritten: failed.iter().map(|e| e.to_string()).collect(),
+    }
 }
 
 /// Every credential's headers, `[identity][member]`: the identity's static headers and its

@@ -41,18 +41,25 @@ impl Hlog {
         Ok(Hlog { dest, out: Some(out), ser, failed: None })
     }
 
-    /// Flushes and renames the log into place.
+    /// Flushes and renames the log into place; on failure the partial log is removed.
     pub fn finish(mut self) -> Result<PathBuf, Error> {
-        let err = |source| Error::Write { path: self.dest.clone(), source };
-        if let Some(e) = self.failed.take() {
-            return Err(err(e));
+        let tmp = tmp_name(&self.dest);
+        let r = match self.failed.take() {
+            Some(e) => Err(e),
+            None => self
+                .out
+                .take()
+                .map_or(Ok(()), |out| out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()))
+                .and_then(|_| std::fs::rename(&tmp, &self.dest)),
+        };
+        match r {
+            Ok(()) => Ok(self.dest.clone()),
+            Err(source) => {
+                self.out = None;
+                let _ = std::fs::remove_file(&tmp);
+                Err(Error::Write { path: self.dest.clone(), source })
+            }
         }
-        if let Some(out) = self.out.take() {
-            let file = out.into_inner().map_err(|e| err(e.into_error()))?;
-            file.sync_all().map_err(err)?;
-        }
-        std::fs::rename(tmp_name(&self.dest), &self.dest).map_err(err)?;
-        Ok(self.dest.clone())
     }
 }
 
@@ -68,8 +75,34 @@ impl IntervalSink for Hlog {
             }
             Ok(())
         });
-        if let Err(e) = r {
+        // Flushed every interval: a run killed outright (SIGKILL, power loss) leaves its
+        // latency data up to the last interval in `latency.hlog.partial`.
+        if let Err(e) = r.and_then(|_| out.flush()) {
             self.failed = Some(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_interval_is_on_disk_as_soon_as_it_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = Hlog::create(d.path(), SystemTime::now()).unwrap();
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record(1500).unwrap();
+        let on_disk = || {
+            let t = std::fs::read_to_string(d.path().join("latency.hlog.partial")).unwrap();
+            t.lines().filter(|l| l.starts_with("Tag=latency,")).count()
+        };
+        assert_eq!(on_disk(), 0);
+        log.interval(Duration::ZERO, Duration::from_secs(1), &h, &h);
+        assert_eq!(on_disk(), 1, "a killed run would lose this interval");
+        log.interval(Duration::from_secs(1), Duration::from_secs(1), &h, &h);
+        assert_eq!(on_disk(), 2);
+        log.finish().unwrap();
+        assert!(d.path().join("latency.hlog").exists() && !d.path().join("latency.hlog.partial").exists());
     }
 }

@@ -33,7 +33,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--out` names a folder that already holds files.
+    #[error(
+        "{} is not empty (results of an earlier run?): refusing to mix two runs' files — choose \
+         another --out, empty it, or pass --force to replace gauntlet's files in it",
+        .path.display()
+    )]
+    NotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
 }
+
+/// Every file a run writes into its folder (a parity run: into one subfolder per protocol, and
+/// `summary.json` on top).
+pub const FILES: &[&str] =
+    &["summary.json", "scenario.yaml", "scenario.sha256", "latency.hlog", "results.jsonl", "conformance.yaml"];
+
+/// Subfolders of a parity run.
+const PARITY_DIRS: &[&str] = &["h1", "h2", "h3", "auto"];
 
 /// A results folder being filled.
 #[derive(Debug)]
@@ -50,7 +68,39 @@ impl ResultsDir {
         Ok(ResultsDir { path })
     }
 
-    /// Where [`ResultsDir::create`] would put the folder, without creating it.
+    /// Makes `out` (a folder the user named) ready for a run: absent or empty is fine; a
+    /// folder with files in it is refused unless `force`, which removes the files a run writes
+    /// (and their `.partial` leftovers), nothing else.
+    pub fn claim(out: &Path, force: bool) -> Result<(), Error> {
+        let err = |source| Error::Write { path: out.to_path_buf(), source };
+        let entries = match fs::read_dir(out) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(e)),
+        };
+        if entries.count() == 0 {
+            return Ok(());
+        }
+        if !force {
+            return Err(Error::NotEmpty { path: out.to_path_buf() });
+        }
+        let dirs = std::iter::once(out.to_path_buf()).chain(PARITY_DIRS.iter().map(|d| out.join(d)));
+        for dir in dirs {
+            for f in FILES {
+                let file = dir.join(f);
+                for p in [tmp_name(&file), file] {
+                    match fs::remove_file(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where [`ResultsDir::create`] would put the folder, without creating it: `out`, or a
+    /// new `results/<stamp>-<name>` (with `-2`, `-3`… when two runs start in one second).
     pub fn path_for(out: Option<&Path>, name: &str) -> PathBuf {
         match out {
             Some(p) => p.to_path_buf(),
@@ -65,7 +115,11 @@ impl ResultsDir {
                     ts.minute(),
                     ts.second()
                 );
-                PathBuf::from("results").join(format!("{stamp}-{name}"))
+                let base = PathBuf::from("results").join(format!("{stamp}-{name}"));
+                (1..)
+                    .map(|n| if n == 1 { base.clone() } else { PathBuf::from(format!("{}-{n}", base.display())) })
+                    .find(|p| !p.exists())
+                    .unwrap_or(base)
             }
         }
     }
@@ -78,12 +132,17 @@ impl ResultsDir {
     }
 }
 
+/// Writes `dest` through a temporary file, fsync and rename; on any failure (a full disk, a
+/// folder gone read-only) the temporary file is removed, never left half-written.
 pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = tmp_name(dest);
-    let err = |source| Error::Write { path: dest.to_path_buf(), source };
-    let mut f = fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
-    fs::rename(&tmp, dest).map_err(err)
+    let r = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, dest));
+    r.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        Error::Write { path: dest.to_path_buf(), source }
+    })
 }
 
 pub(crate) fn tmp_name(dest: &Path) -> PathBuf {

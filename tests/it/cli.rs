@@ -127,6 +127,18 @@ async fn interrupted(
     extra: &str,
     network: &str,
 ) -> (std::process::ExitStatus, tempfile::TempDir, std::path::PathBuf, u32) {
+    signalled(extra, network, "INT", |_| true).await
+}
+
+/// As [`interrupted`], with `signal` (a `kill -SIGNAL` name), sent once `ready(out)` holds
+/// (checked while the run is sending, for up to 30 s).
+#[cfg(unix)]
+pub(super) async fn signalled(
+    extra: &str,
+    network: &str,
+    signal: &str,
+    ready: impl Fn(&std::path::Path) -> bool + Send + 'static,
+) -> (std::process::ExitStatus, tempfile::TempDir, std::path::PathBuf, u32) {
     let target = testkit::spawn(testkit::Config::default()).await.unwrap();
     let (d, p) = common::scenario_file(&format!(
         "gauntlet: 1\nname: sigint\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n{extra}\
@@ -167,12 +179,21 @@ async fn interrupted(
     .await
     .unwrap();
     assert!(seen, "the run never reported progress");
+    let o = out.clone();
+    let ready = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(&o) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ready(&o)
+    });
+    assert!(ready.await.unwrap(), "the run never got ready for SIG{signal}");
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill").arg(format!("-{signal}")).arg(&pid).status().unwrap().success());
     let status = tokio::task::spawn_blocking(move || common::wait_exit(&mut child, 30))
         .await
         .unwrap()
-        .expect("gauntlet exited after SIGINT");
+        .unwrap_or_else(|| panic!("gauntlet exited after SIG{signal}"));
     target.stop().await;
     (status, d, out, child_pid)
 }

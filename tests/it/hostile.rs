@@ -109,3 +109,112 @@ fn credentials_in_the_target_url_are_refused_without_echoing_them() {
     assert!(err.contains("identities:"), "the message points at identities: {err}");
     assert!(!err.contains("s3cr3t-pw") && !err.contains("labuser"), "the credential was echoed: {err}");
 }
+
+fn gauntlet() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+/// A short scenario against `addr` (plain HTTP).
+fn short(addr: std::net::SocketAddr) -> (tempfile::TempDir, std::path::PathBuf) {
+    common::scenario_file(&format!(
+        "gauntlet: 1\nname: short\ntarget: {{ url: \"http://{addr}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 40, users: 2 }} ]\n"
+    ))
+}
+
+/// 11. `--out` at a folder holding files is refused (nothing is sent, nothing touched);
+///     `--force` replaces gauntlet's own files there and leaves the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_empty_out_folder_is_refused_unless_forced() {
+    let target = gauntlet::testkit::spawn(gauntlet::testkit::Config::default()).await.unwrap();
+    let (d, p) = short(target.addr);
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("summary.json"), "{\"from\": \"an earlier run\"}").unwrap();
+    std::fs::write(out.join("latency.hlog.partial"), "stale").unwrap();
+    std::fs::write(out.join("notes.txt"), "the lab's own notes").unwrap();
+    let run = |force: bool| {
+        let mut c = gauntlet();
+        c.arg("run").arg(&p).arg("--headless").arg("--out").arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    let refused = run(false).await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not empty") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(out.join("summary.json")).unwrap(), "{\"from\": \"an earlier run\"}");
+    let forced = run(true).await.unwrap();
+    assert_eq!(forced.status.code(), Some(0), "{}", String::from_utf8_lossy(&forced.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["requests"]["sent"], 40);
+    assert!(!out.join("latency.hlog.partial").exists());
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "the lab's own notes");
+    target.stop().await;
+}
+
+/// 4. A full disk: the run still prints its verdict and text summary, names what it could not
+///    write, exits by the verdict, and leaves no `.partial` file. The disk is a tmpfs with no
+///    free inodes, mounted in a private mount namespace (root only; said when skipped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_keeps_the_verdict_on_stdout_and_leaves_no_partial_file() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: a private tmpfs needs root (unshare --mount)");
+        return;
+    }
+    let target = gauntlet::testkit::spawn(gauntlet::testkit::Config::default()).await.unwrap();
+    let (d, p) = short(target.addr);
+    let mnt = d.path().join("full");
+    std::fs::create_dir_all(&mnt).unwrap();
+    // Four inodes: the root, the results folder, the latency log, one more file.
+    let script = "mount -t tmpfs -o size=1m,nr_inodes=4 gauntlet-full \"$0\" || exit 99; \
+                  \"$1\" run \"$2\" --headless --out \"$0/res\"; rc=$?; echo '==listing'; ls -A \"$0/res\"; exit $rc";
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(&mnt)
+        .arg(env!("CARGO_BIN_EXE_gauntlet"))
+        .arg(&p);
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    if o.status.code() == Some(99) {
+        eprintln!("SKIPPED: cannot mount a tmpfs here: {stderr}");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "the verdict (pass) decides the exit:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("verdict") && stdout.contains("PASS"), "no verdict on stdout:\n{stdout}");
+    assert!(stdout.contains("INCOMPLETE"), "{stdout}");
+    assert!(stderr.contains("cannot write") && stderr.contains("No space left"), "{stderr}");
+    let listing = stdout.split("==listing").nth(1).unwrap_or_default();
+    assert!(!listing.contains(".partial"), "partial files left: {listing}");
+    target.stop().await;
+}
+
+/// 6. SIGHUP (the terminal closed) ends a run like SIGTERM: verdict and a whole folder.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_leaves_a_valid_results_folder() {
+    let (status, _d, out, _) = super::cli::signalled("", "", "HUP", |_| true).await;
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    assert!(out.join("latency.hlog").exists() && out.join("scenario.yaml").exists());
+}
+
+/// 6. SIGKILL cannot be handled: what survives is the latency log streamed so far, one
+///    interval a second, each flushed as it is written.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_leaves_the_latency_log_up_to_the_last_second() {
+    let intervals = |out: &Path| {
+        std::fs::read_to_string(out.join("latency.hlog.partial"))
+            .map(|t| t.lines().filter(|l| l.starts_with("Tag=latency,")).count())
+            .unwrap_or(0)
+    };
+    let (status, _d, out, _) = super::cli::signalled("", "", "KILL", move |o| intervals(o) >= 2).await;
+    assert_eq!(status.code(), None, "killed");
+    assert!(intervals(&out) >= 2);
+    assert!(!out.join("summary.json").exists());
+}
