@@ -83,6 +83,23 @@ pub fn read_text(path: &Path, limit: u64) -> std::io::Result<String> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text ({e})")))
 }
 
+/// `s` with its control characters (C0, DEL, C1) escaped as `\u{1b}`, `\n` and so on, for a
+/// message that carries text from a file or a peer to a terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn size(n: u64) -> String {
     match n {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
@@ -112,5 +129,11 @@ mod tests {
         assert!(e.to_string().contains("2048 bytes is over the 1 KiB limit"), "{e}");
         assert_eq!(read(&big, 2048).unwrap().len(), 2048);
         assert_eq!(size(SCENARIO), "1 MiB");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(printable("plain `name` é"), "plain `name` é");
+        assert_eq!(printable("a\u{1b}]0;owned\u{7}\u{1b}[2Jb\r\nc\0\u{9b}"), "a\\u{1b}]0;owned\\u{7}\\u{1b}[2Jb\\r\\nc\\u{0}\\u{9b}");
     }
 }

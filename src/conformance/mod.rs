@@ -604,8 +604,48 @@ pub fn truncate(s: &mut String, max: usize) {
 
 /// Header names whose values are credentials and never written to results.
 pub fn is_secret_header(name: &str) -> bool {
+    is_secret_name(name)
+}
+
+/// Words that make a header or query parameter name a secret's (`x-client-secret`,
+/// `x-password`, `x-session-id`, `access_token`, `x-api-key`, `authorization`, `set-cookie`,
+/// `x-credential`…): redaction goes by this rule, not by a list of names.
+const SECRET_WORDS: &[&str] = &["secret", "password", "passwd", "token", "session", "key", "auth", "cookie", "credential"];
+
+/// Whether `name` (a header or query parameter) names a secret, by [`SECRET_WORDS`].
+pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "authorization" || n == "cookie" || n == "proxy-authorization" || n.contains("token") || n.contains("api-key")
+    SECRET_WORDS.iter().any(|w| n.contains(w))
+}
+
+/// `path` with the value of every secret query parameter replaced by `REDACTED`
+/// (`/cb?access_token=abc&x=1` → `/cb?access_token=REDACTED&x=1`).
+pub fn redact_query(path: &str) -> std::borrow::Cow<'_, str> {
+    let Some((base, query)) = path.split_once('?') else { return std::borrow::Cow::Borrowed(path) };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !v.is_empty() && is_secret_name(k) => {
+                changed = true;
+                format!("{k}=REDACTED")
+            }
+            _ => kv.to_string(),
+        })
+        .collect();
+    if !changed {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = format!("{base}?{}", parts.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -622,6 +662,19 @@ mod tests {
 
     fn broken(kind: ErrorKind, at: Broke) -> Outcome {
         Outcome::Broken { kind, at, cause: None }
+    }
+
+    #[test]
+    fn secrets_are_found_by_rule_in_header_and_query_names() {
+        for n in ["Authorization", "x-client-secret", "x-password", "x-passwd", "x-session-id", "access_token", "x-api-key", "set-cookie", "x-credential", "proxy-authorization"] {
+            assert!(is_secret_name(n), "{n}");
+        }
+        for n in ["x-forwarded-user", "content-type", "x-request-id", "accept"] {
+            assert!(!is_secret_name(n), "{n}");
+        }
+        assert_eq!(redact_query("/cb?access_token=abc&x=1#f"), "/cb?access_token=REDACTED&x=1#f");
+        assert_eq!(redact_query("/a?x=1"), "/a?x=1");
+        assert_eq!(redact_query("/a"), "/a");
     }
 
     #[test]

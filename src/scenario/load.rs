@@ -108,6 +108,9 @@ impl State {
     /// Loads one file: its includes first, then its own items.
     fn visit(&mut self, path: PathBuf, bytes: Vec<u8>, parent: Option<usize>) {
         let text = String::from_utf8_lossy(&bytes).into_owned();
+        // A UTF-8 byte-order mark (editors on Windows write one) is not content: without
+        // this, the YAML parser sees a second document. Positions are as an editor shows them.
+        let text = text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text);
         let file = self.sources.len();
         self.sources.push(Source { path: path.clone(), bytes, locator: Locator::new(&text) });
         self.parents.push(parent);

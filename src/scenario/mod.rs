@@ -33,11 +33,16 @@ pub struct Problem {
     pub msg: String,
 }
 
+/// Control characters a scenario carries (an ESC sequence that retitles or clears the
+/// terminal, CR/LF that forge a line, NUL) are escaped in every message: a scenario is
+/// untrusted input.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = crate::input::printable(&self.file.display().to_string()).into_owned();
+        let msg = crate::input::printable(&self.msg);
         match self.pos {
-            Some(p) => write!(f, "{}:{}:{}: {}", self.file.display(), p.line, p.col, self.msg),
-            None => write!(f, "{}: {}", self.file.display(), self.msg),
+            Some(p) => write!(f, "{file}:{}:{}: {msg}", p.line, p.col),
+            None => write!(f, "{file}: {msg}"),
         }
     }
 }
@@ -46,7 +51,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The scenario file itself could not be read.
-    #[error("cannot read scenario {}: {source}", .path.display())]
+    #[error("cannot read scenario {}: {source}", crate::input::printable(&.path.display().to_string()))]
     Read {
         /// The file.
         path: PathBuf,

@@ -405,6 +405,9 @@ pub(crate) struct RawRequest {
     pub(crate) headers: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<String>,
+    /// The body holds no secret: the results' `scenario.yaml` may show it (redacted otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body_public: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) websocket: Option<RawWebsocket>,
 }

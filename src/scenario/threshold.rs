@@ -192,10 +192,16 @@ pub(crate) fn parse(expr: &str, phases: &[&str], checks: &[&str]) -> Result<Thre
         Metric::Latency(_) | Metric::ServiceTime(_) => {
             units::duration(raw).map_err(|e| format!("{m} needs a time: {e}"))?.as_secs_f64() * 1000.0
         }
-        Metric::ErrorRate => match units::percent(raw) {
-            Some(f) => f,
-            None => raw.parse::<f64>().map_err(|_| format!("`{raw}` is not a rate: write e.g. `1%` or `0.01`"))?,
-        },
+        Metric::ErrorRate => {
+            let f = match units::percent(raw) {
+                Some(f) => f,
+                None => raw.parse::<f64>().map_err(|_| format!("`{raw}` is not a rate: write e.g. `1%` or `0.01`"))?,
+            };
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("`{raw}`: an error rate is a share of the requests, from 0% to 100% (0 to 1)"));
+            }
+            f
+        }
         _ => raw.parse::<f64>().map_err(|_| format!("`{raw}` is not a number"))?,
     };
     let mut th = Threshold { expr: expr.to_string(), metric, op, value, phase: None, check: None };

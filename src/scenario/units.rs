@@ -18,6 +18,17 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{t}` is not a duration ({e}): write e.g. `30s`, `250ms` or `1m30s`"))
 }
 
+/// The highest rate one gauntlet process is asked for: above it a rate can only be a typo
+/// (`1e12/s`) or a load for several processes.
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
+/// The most closed-loop users, in-flight requests or connections one process holds (each is a
+/// task with its buffers and, mostly, a socket): more is a typo or exhausts the machine.
+pub(crate) const MAX_CONCURRENCY: u32 = 100_000;
+/// The most generator threads (each an OS thread with its own runtime).
+pub(crate) const MAX_THREADS: u32 = 1024;
+/// The longest scenario name (it names the results folder, `<stamp>-<name>`).
+pub(crate) const MAX_NAME: usize = 128;
+
 /// Parses a rate `N/s`, `N/m` (or `/min`), `N/h`; returns requests per second.
 pub(crate) fn rate(s: &str) -> Result<f64, String> {
     let t = s.trim();
@@ -36,6 +47,12 @@ pub(crate) fn rate(s: &str) -> Result<f64, String> {
     let r = n / per;
     if !r.is_finite() || r <= 0.0 {
         return Err(format!("`{t}`: a rate must be greater than zero"));
+    }
+    if r > MAX_RATE {
+        return Err(format!(
+            "`{t}` is over {MAX_RATE:.0}/s, more than one gauntlet process can send: split the load over \
+             several gauntlet processes, or lower the rate"
+        ));
     }
     Ok(r)
 }

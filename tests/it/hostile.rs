@@ -218,3 +218,82 @@ async fn sigkill_leaves_the_latency_log_up_to_the_last_second() {
     assert!(intervals(&out) >= 2);
     assert!(!out.join("summary.json").exists());
 }
+
+/// 5. Values that can only be a mistake, or would exhaust the machine, are refused with the
+///    bound and what to do.
+#[test]
+fn values_beyond_what_one_process_can_do_are_refused_with_their_bound() {
+    let base = minimal("", &alice());
+    let cases = [
+        (base.replace("users: 1", "users: 1000000"), "phases[0].users", "over the 100000"),
+        (base.replace("users: 1", "rate: 1e12/s, duration: 1s"), "phases[0].rate", "over 1000000/s"),
+        (base.replace("users: 1", "rate: 18446744073709551616/s, duration: 1s"), "phases[0].rate", "over 1000000/s"),
+        (minimal(", threads: 100000", &alice()), "target.threads", "100000 threads is over 1024"),
+        (minimal(", max_in_flight: 4000000000", &alice()), "target.max_in_flight", "over the 100000"),
+        (base.clone() + "thresholds: [ \"error_rate < 200%\" ]\n", "thresholds[0]", "from 0% to 100%"),
+        (base.replace("name: hostile", &format!("name: {}", "n".repeat(5000))), "name", "at most 128"),
+    ];
+    for (yaml, field, want) in cases {
+        let err = refusal(&yaml);
+        let line = err.lines().find(|l| l.contains(want)).unwrap_or_else(|| panic!("no `{want}` in:\n{err}"));
+        assert!(line.contains(field) || field == "name", "the problem must name `{field}`: {line}");
+        assert!(line.split(": ").next().is_some_and(|f| f.contains(".yaml:")), "a position: {line}");
+    }
+}
+
+/// 8. A byte-order mark is not content; control characters in a scenario never reach the
+///    terminal raw.
+#[test]
+fn a_byte_order_mark_is_accepted_and_control_characters_are_escaped() {
+    let (_d, p) = common::scenario_file(&format!("\u{feff}{}", minimal("", &alice())));
+    common::load(&p);
+    let evil = minimal("", &alice()).replace("name: hostile", "name: \"x\\e]0;owned\\a\\e[2J\\r\\nforged: line\\0\"");
+    let err = refusal(&evil);
+    assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "raw control characters: {err:?}");
+    assert!(err.contains("\\u{1b}]0;owned"), "{err}");
+    assert_eq!(err.lines().count(), 1, "a forged line: {err}");
+}
+
+/// 9. A relative time that does not parse is an error, unless the claim is marked raw.
+#[test]
+fn a_malformed_relative_time_is_an_error_unless_marked_raw() {
+    let with_claim = |exp: &str| {
+        let token = format!(
+            ", token: {{ jwt: {{ alg: RS256, key: \"{}\", claims: {{ sub: alice, exp: {exp} }} }} }}",
+            common::cert("jwt-rs256.key")
+        );
+        minimal("", &alice().replace(" }", &format!("{token} }}")))
+    };
+    let err = refusal(&with_claim("\"+banana\""));
+    assert!(err.contains("identities.alice.token.jwt.claims.exp") && err.contains("not a relative time"), "{err}");
+    assert!(err.contains("{ raw: \"+banana\" }"), "the message says how to mark it raw: {err}");
+    let err = refusal(&with_claim("tomorrow"));
+    assert!(err.contains("not a relative time"), "{err}");
+    let (_d, p) = common::scenario_file(&with_claim("{ raw: \"+banana\" }"));
+    common::load(&p);
+    let (_d, p) = common::scenario_file(&with_claim("+5m"));
+    common::load(&p);
+}
+
+/// 10. Redaction goes by rule: secret-looking header names, query parameters and request
+///     bodies never reach the results' `scenario.yaml` in clear.
+#[test]
+fn secrets_are_redacted_by_rule_in_the_resolved_scenario() {
+    let yaml = minimal("", &alice()).replace(
+        "request: { path: /a }",
+        "request: { path: \"/a?access_token=tok-9f8e&page=2\", method: POST, body: \"password=hunter2\", \
+         headers: { x-client-secret: cs-1234, x-password: pw-5678, x-session-id: sid-0001, x-trace: keep-me } }",
+    )
+    .replace(
+        "phases:",
+        "  - { id: B, identity: alice, request: { path: /b, method: POST, body: \"{\\\"q\\\": 1}\", body_public: true }, expect: allow }\nphases:",
+    );
+    let (_d, p) = common::scenario_file(&yaml);
+    let s = common::load(&p);
+    for secret in ["tok-9f8e", "hunter2", "cs-1234", "pw-5678", "sid-0001"] {
+        assert!(!s.resolved_yaml.contains(secret), "`{secret}` in clear:\n{}", s.resolved_yaml);
+    }
+    for kept in ["keep-me", "page=2", "access_token=REDACTED", "{\"q\": 1}"] {
+        assert!(s.resolved_yaml.contains(kept), "`{kept}` missing:\n{}", s.resolved_yaml);
+    }
+}

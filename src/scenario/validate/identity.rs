@@ -181,7 +181,26 @@ pub(super) fn cert_and_key(
     }
 }
 
+/// Claims that hold a NumericDate.
+const TIME_CLAIMS: &[&str] = &["exp", "nbf", "iat", "auth_time"];
+
+/// One claim: a relative time (`+5m`, `-1h`, `now`) becomes a NumericDate; `{raw: VALUE}`
+/// is VALUE exactly as written (a deliberately malformed claim for a negative test); any other
+/// value is literal JSON. A time claim's string that is not a relative time, or any string
+/// written like one (`+banana`), is an error: it would be minted literally and test something
+/// other than what was meant.
 pub(super) fn claim(cx: &mut Ctx<'_>, o: &Origin, sub: &str, v: &Value) -> Option<Claim> {
+    if let Value::Mapping(m) = v {
+        if let (1, Some(raw)) = (m.len(), m.get("raw")) {
+            return match serde_json::to_value(raw) {
+                Ok(j) => Some(Claim::Json(j)),
+                Err(e) => {
+                    cx.at(o, sub, format!("cannot be a JSON claim: {e}"));
+                    None
+                }
+            };
+        }
+    }
     if let Value::String(s) = v {
         if let Some(r) = units::relative_secs(s) {
             return match r {
@@ -191,6 +210,19 @@ pub(super) fn claim(cx: &mut Ctx<'_>, o: &Origin, sub: &str, v: &Value) -> Optio
                     None
                 }
             };
+        }
+        let name = sub.rsplit('.').next().unwrap_or(sub);
+        let t = s.trim();
+        if t.starts_with(['+', '-']) || TIME_CLAIMS.contains(&name) {
+            cx.at(
+                o,
+                sub,
+                format!(
+                    "`{s}` is not a relative time: write e.g. `+5m`, `-1h` or `now` (or a number of seconds \
+                     since the epoch); for a deliberately malformed claim write `{name}: {{ raw: \"{s}\" }}`"
+                ),
+            );
+            return None;
         }
     }
     match serde_json::to_value(v) {

@@ -132,7 +132,13 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     let name = match &m.name {
         Some((n, o)) => {
             if !valid_name(n) {
-                cx.at(o, "", format!("`{n}` is not a valid name: use letters, digits, `-`, `_` and `.`"));
+                cx.at(o, "", format!("`{}` is not a valid name: use letters, digits, `-`, `_` and `.`", n));
+            } else if n.len() > units::MAX_NAME {
+                cx.at(
+                    o,
+                    "",
+                    format!("the name is {} characters long: at most {} (it names the results folder)", n.len(), units::MAX_NAME),
+                );
             }
             n.clone()
         }

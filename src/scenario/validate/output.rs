@@ -79,11 +79,30 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
                         *v = "REDACTED".into();
                     }
                 }
+                r.path = r.path.as_deref().map(|p| crate::conformance::redact_query(p).into_owned());
+                if r.body.is_some() && r.body_public != Some(true) {
+                    let n = r.body.as_ref().map_or(0, String::len);
+                    r.body = Some(format!("REDACTED ({n} bytes; `body_public: true` shows it)"));
+                }
             }
             c
         })
         .collect();
-    doc.phases = m.phases.iter().map(|(p, _)| p.clone()).collect();
+    doc.phases = m
+        .phases
+        .iter()
+        .map(|(p, _)| {
+            let mut p = p.clone();
+            if let Some(rw) = p.replay.as_mut().and_then(|r| r.rewrite.as_mut()) {
+                for (k, v) in rw.set_headers.iter_mut() {
+                    if is_secret_header(k) {
+                        *v = "REDACTED".into();
+                    }
+                }
+            }
+            p
+        })
+        .collect();
     doc.thresholds = m.thresholds.iter().map(|(t, _)| t.clone()).collect();
     doc.error_budget = m.error_budget.as_ref().map(|(b, _)| b.clone());
     doc.dependencies = m

@@ -61,6 +61,18 @@ pub(super) fn resolve_phases(cx: &mut Ctx<'_>, m: &Merged, checks: &[Check]) -> 
                 cx.at(o, "users", "must be at least 1");
                 None
             }
+            (None, Some(u)) if u > units::MAX_CONCURRENCY => {
+                cx.at(
+                    o,
+                    "users",
+                    format!(
+                        "{u} users is over the {} one gauntlet process holds (each user is a task and a \
+                         connection): use fewer, or `rate:` for an open-loop load",
+                        units::MAX_CONCURRENCY
+                    ),
+                );
+                None
+            }
             (None, Some(u)) => Some(Load::Closed { users: u }),
             (Some(Value::String(s)), None) => match units::rate(s) {
                 Ok(r) => Some(Load::Constant(r)),

@@ -236,6 +236,18 @@ pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     if max_in_flight == 0 {
         cx.at(o, "max_in_flight", "must be at least 1");
     }
+    for (key, v) in [("connections", connections), ("max_in_flight", max_in_flight)] {
+        if v > units::MAX_CONCURRENCY {
+            cx.at(o, key, format!("{v} is over the {} one gauntlet process holds", units::MAX_CONCURRENCY));
+        }
+    }
+    if let Some(n) = t.threads.filter(|n| *n > units::MAX_THREADS) {
+        cx.at(
+            o,
+            "threads",
+            format!("{n} threads is over {}: leave `threads:` out (one per core) or give a few", units::MAX_THREADS),
+        );
+    }
     Some(Target {
         url: raw_url.clone(),
         tls,
