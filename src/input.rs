@@ -134,6 +134,9 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_for_the_terminal() {
         assert_eq!(printable("plain `name` é"), "plain `name` é");
-        assert_eq!(printable("a\u{1b}]0;owned\u{7}\u{1b}[2Jb\r\nc\0\u{9b}"), "a\\u{1b}]0;owned\\u{7}\\u{1b}[2Jb\\r\\nc\\u{0}\\u{9b}");
+        assert_eq!(
+            printable("a\u{1b}]0;owned\u{7}\u{1b}[2Jb\r\nc\0\u{9b}"),
+            "a\\u{1b}]0;owned\\u{7}\\u{1b}[2Jb\\r\\nc\\u{0}\\u{9b}"
+        );
     }
 }

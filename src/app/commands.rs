@@ -89,6 +89,12 @@ pub(super) fn certs_init(a: CertsInitArgs) -> Exit {
                 a.dir.display(),
                 a.dir.display()
             ));
+            for (path, mode) in &o.fixed {
+                out(&format!(
+                    "certs: {} was readable by others (mode {mode:04o}): now 0600 — a private key must be\n",
+                    path.display()
+                ));
+            }
             Exit::Pass
         }
         Err(e) => {

@@ -610,7 +610,8 @@ pub fn is_secret_header(name: &str) -> bool {
 /// Words that make a header or query parameter name a secret's (`x-client-secret`,
 /// `x-password`, `x-session-id`, `access_token`, `x-api-key`, `authorization`, `set-cookie`,
 /// `x-credential`…): redaction goes by this rule, not by a list of names.
-const SECRET_WORDS: &[&str] = &["secret", "password", "passwd", "token", "session", "key", "auth", "cookie", "credential"];
+const SECRET_WORDS: &[&str] =
+    &["secret", "password", "passwd", "token", "session", "key", "auth", "cookie", "credential"];
 
 /// Whether `name` (a header or query parameter) names a secret, by [`SECRET_WORDS`].
 pub fn is_secret_name(name: &str) -> bool {
@@ -666,7 +667,18 @@ mod tests {
 
     #[test]
     fn secrets_are_found_by_rule_in_header_and_query_names() {
-        for n in ["Authorization", "x-client-secret", "x-password", "x-passwd", "x-session-id", "access_token", "x-api-key", "set-cookie", "x-credential", "proxy-authorization"] {
+        for n in [
+            "Authorization",
+            "x-client-secret",
+            "x-password",
+            "x-passwd",
+            "x-session-id",
+            "access_token",
+            "x-api-key",
+            "set-cookie",
+            "x-credential",
+            "proxy-authorization",
+        ] {
             assert!(is_secret_name(n), "{n}");
         }
         for n in ["x-forwarded-user", "content-type", "x-request-id", "accept"] {

@@ -58,6 +58,8 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
     /// Files kept as they were.
     pub kept: Vec<PathBuf>,
+    /// Kept private keys others could read, made 0600: the file and its mode before.
+    pub fixed: Vec<(PathBuf, u32)>,
 }
 
 const CA_CN: &str = "gauntlet test CA";
@@ -208,7 +210,29 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
     } else {
         write(&p("README.md"), readme().as_bytes(), false, &mut out)?;
     }
+    fix_private_modes(&mut out)?;
     Ok(out)
+}
+
+/// A kept private key (`*.key`, `*.secret`) that group or others may read — copied in with
+/// `cp`, unpacked from an archive — is made 0600, and reported.
+fn fix_private_modes(out: &mut Outcome) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for path in &out.kept {
+            if !path.extension().is_some_and(|e| e == "key" || e == "secret") {
+                continue;
+            }
+            let err = |source| Error::Write { path: path.clone(), source };
+            let mode = fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+                out.fixed.push((path.clone(), mode));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A subject template's parts: `CN=alice-{n},OU=eng,O=corp` (`{n}` is the member number).

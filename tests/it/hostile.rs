@@ -297,3 +297,33 @@ fn secrets_are_redacted_by_rule_in_the_resolved_scenario() {
         assert!(s.resolved_yaml.contains(kept), "`{kept}` missing:\n{}", s.resolved_yaml);
     }
 }
+
+/// 7. `validate` refuses what `run` would: a certificate given another identity's key.
+#[test]
+fn a_certificate_with_another_identitys_key_is_refused_at_validation() {
+    let yaml = minimal("", &alice()).replace(&common::cert("alice.key"), &common::cert("bob.key"));
+    let err = refusal(&yaml);
+    assert!(err.contains("identities.alice.key") && err.contains("another identity's key"), "{err}");
+    let (_d, p) = common::scenario_file(&yaml);
+    let out = gauntlet().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "validate must refuse it");
+}
+
+/// 11. `certs init` keeping a private key others can read makes it 0600 and says so.
+#[cfg(unix)]
+#[test]
+fn certs_init_fixes_a_kept_private_key_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    gauntlet::tls::pki::init(d.path(), false).unwrap();
+    let key = d.path().join("alice.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = gauntlet().args(["certs", "init", "--dir"]).arg(d.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(stdout.contains("alice.key was readable by others (mode 0644): now 0600"), "{stdout}");
+    // Nothing to fix the second time.
+    let again = gauntlet().args(["certs", "init", "--dir"]).arg(d.path()).output().unwrap();
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("readable by others"));
+}

@@ -173,7 +173,23 @@ pub(super) fn cert_and_key(
         return None;
     }
     match PrivateKeyDer::from_pem_slice(&kbytes) {
-        Ok(key) => Some(ClientCert { chain, key }),
+        // The check a run makes when it builds the identity's TLS config, made here so that
+        // `validate` refuses what `run` would (a certificate with another identity's key).
+        Ok(key) => match crate::tls::client_config(&[], Some((&chain, &key)), &[]) {
+            Ok(_) => Some(ClientCert { chain, key }),
+            Err(e) => {
+                cx.at(
+                    o,
+                    ksub,
+                    format!(
+                        "`{}` cannot be used with the certificate `{}`: {e} (is it another identity's key?)",
+                        kpath.display(),
+                        cpath.display()
+                    ),
+                );
+                None
+            }
+        },
         Err(e) => {
             cx.at(o, ksub, format!("`{}` is not a PEM private key: {e}", kpath.display()));
             None
@@ -303,6 +319,23 @@ pub(super) fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token>
             return None;
         }
     };
+    // What a run does with the token before it sends, done here so `validate` refuses what
+    // `run` would: mint it once, and check it can be sent as a header value.
+    let (value, at) = match &source {
+        TokenSource::Static(v) => (v.clone(), "token.static"),
+        TokenSource::Jwt(spec) => match spec.mint(0) {
+            Ok(t) => (t, "token.jwt"),
+            Err(e) => {
+                cx.at(o, "token.jwt", format!("cannot be minted: {e}"));
+                return None;
+            }
+        },
+    };
+    let sent = if scheme.is_empty() { value } else { format!("{scheme} {value}") };
+    if http::HeaderValue::from_str(&sent).is_err() {
+        cx.at(o, at, "cannot be sent as a header value (a control character or a line break in it?)");
+        return None;
+    }
     Some(Token { header, scheme, source })
 }
 

@@ -137,7 +137,11 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
                 cx.at(
                     o,
                     "",
-                    format!("the name is {} characters long: at most {} (it names the results folder)", n.len(), units::MAX_NAME),
+                    format!(
+                        "the name is {} characters long: at most {} (it names the results folder)",
+                        n.len(),
+                        units::MAX_NAME
+                    ),
                 );
             }
             n.clone()
