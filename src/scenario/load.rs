@@ -134,7 +134,7 @@ impl State {
         let doc: RawDoc = match serde_yaml::from_str(&text) {
             Ok(d) => d,
             Err(e) => {
-                self.problems.push(parse_problem(&path, &e));
+                self.problems.push(parse_problem(&path, &e, &text));
                 return;
             }
         };
@@ -289,9 +289,17 @@ impl State {
 }
 
 /// Turns a serde error into a located problem, with a suggestion for a misspelt key.
-fn parse_problem(path: &Path, e: &serde_yaml::Error) -> Problem {
-    let pos = e.location().map(|l| crate::scenario::locate::Pos { line: l.line(), col: l.column() });
+fn parse_problem(path: &Path, e: &serde_yaml::Error, text: &str) -> Problem {
+    let mut pos = e.location().map(|l| crate::scenario::locate::Pos { line: l.line(), col: l.column() });
     let mut msg = e.to_string();
+    if msg.contains("more than one document") {
+        // serde gives no place: the second document starts where the parser says.
+        pos = pos.or_else(|| crate::scenario::locate::second_document(text));
+        msg = "a second YAML document starts here (a `---` line, or a key back at column 1 after \
+               a stray indented line?): a scenario file is one document"
+            .into();
+    }
+    let pos = pos.or_else(|| crate::scenario::locate::first_error(text));
     // serde_yaml appends " at line L column C"; the position is already in front.
     if let Some(cut) = msg.find(" at line ") {
         msg.truncate(cut);

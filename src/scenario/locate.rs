@@ -148,6 +148,39 @@ impl Locator {
     }
 }
 
+/// Where the YAML parser first fails on `text`, if it does.
+pub(crate) fn first_error(text: &str) -> Option<Pos> {
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return None,
+            Err(e) => return Some(Pos::from_marker(e.marker())),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Where the second YAML document of `text` starts, if it has one.
+pub(crate) fn second_document(text: &str) -> Option<Pos> {
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    let mut docs = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok((Event::DocumentStart, m)) if depth == 0 => {
+                docs += 1;
+                if docs == 2 {
+                    return Some(Pos::from_marker(&m));
+                }
+            }
+            Ok((Event::MappingStart(..) | Event::SequenceStart(..), _)) => depth += 1,
+            Ok((Event::MappingEnd | Event::SequenceEnd, _)) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +196,12 @@ mod tests {
         // Missing leaf falls back to its parent.
         assert_eq!(loc.value("checks[1].request.method"), loc.value("checks[1].request"));
         assert!(loc.duplicates().is_empty());
+    }
+
+    #[test]
+    fn finds_where_a_second_document_starts() {
+        assert_eq!(second_document("a: 1\n---\nb: 2\n"), Some(Pos { line: 2, col: 1 }));
+        assert_eq!(second_document("a: 1\n"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 mod crafted;
 mod dashboard;
 mod faults;
+mod fuzz;
 mod gateway;
 mod h3;
 mod hostile;
