@@ -60,8 +60,16 @@ pub(super) async fn run(a: RunArgs) -> Exit {
 pub(super) fn validate(a: ValidateArgs) -> Exit {
     let mut code = Exit::Pass;
     for f in &a.files {
-        match load(f, &Overrides::default()) {
-            Ok(s) => {
+        let loaded = load(f, &Overrides::default()).map(|s| {
+            let ready = super::run::ready_to_send(&s);
+            (s, ready)
+        });
+        match loaded {
+            Ok((_, Err(e))) => {
+                errln!("{}: {}", f.display(), crate::input::printable(&e));
+                code = Exit::Usage;
+            }
+            Ok((s, Ok(()))) => {
                 let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
                 out(&format!(
                     "ok: {} — {}, {}, {}, {} (sha256 {})\n",

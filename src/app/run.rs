@@ -486,6 +486,13 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     }
 }
 
+/// What a run builds from the scenario before it sends anything (credentials minted, every
+/// request prepared), built and dropped: `validate` refuses what `run` would.
+pub(super) fn ready_to_send(s: &Scenario) -> Result<(), String> {
+    let c = credentials(s)?;
+    prepare(s, &c, &Arc::new(proto::ws::Stats::default())).map(drop)
+}
+
 /// Every credential's headers, `[identity][member]`: the identity's static headers and its
 /// token, minted now (`{n}` per pool member).
 pub(super) fn credentials(s: &Scenario) -> Result<crate::replay::Credentials, String> {

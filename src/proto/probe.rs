@@ -54,7 +54,8 @@ pub fn shown(name: &str, value: &[u8]) -> String {
 }
 
 fn request_lines(req: &http::Request<http_body_util::Full<bytes::Bytes>>, version: &str) -> Vec<String> {
-    let mut out = vec![format!("{} {} {version}", req.method(), req.uri())];
+    let uri = req.uri().to_string();
+    let mut out = vec![format!("{} {} {version}", req.method(), crate::conformance::redact_query(&uri))];
     for (n, v) in req.headers() {
         out.push(format!("{}: {}", n, shown(n.as_str(), v.as_bytes())));
     }
