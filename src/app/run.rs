@@ -459,6 +459,8 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         hlog.finish().map(drop),
         dir.write("results.jsonl", lines.as_bytes()).map(drop),
         dir.write("conformance.yaml", report.as_bytes()).map(drop),
+        dir.write("junit.xml", report::junit(&summary).as_bytes()).map(drop),
+        dir.write("summary.md", report::markdown(&summary).as_bytes()).map(drop),
         dir.write("summary.json", summary.to_json().as_bytes()).map(drop),
     ]
     .into_iter()

@@ -1,10 +1,11 @@
 //! The results folder: the only code that writes run outputs.
 //!
 //! `summary.json` (schema `gauntlet.summary/v1`), `scenario.yaml` (resolved, secrets
-//! redacted) with `scenario.sha256`, and `latency.hlog` (HdrHistogram interval log, V2
-//! compressed). Every file is written under a temporary name and renamed, so an
+//! redacted) with `scenario.sha256`, `latency.hlog` (HdrHistogram interval log, V2
+//! compressed), and for CI `junit.xml` and `summary.md` (`ci`). Every file is written under a temporary name and renamed, so an
 //! interrupted run leaves whole files or none.
 
+mod ci;
 mod conformance;
 mod hlog;
 mod summary;
@@ -14,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod parity;
+pub use ci::{junit, markdown};
 pub use conformance::render as conformance_report;
 pub use hlog::Hlog;
 pub use summary::{
@@ -47,8 +49,16 @@ pub enum Error {
 
 /// Every file a run writes into its folder (a parity run: into one subfolder per protocol, and
 /// `summary.json` on top).
-pub const FILES: &[&str] =
-    &["summary.json", "scenario.yaml", "scenario.sha256", "latency.hlog", "results.jsonl", "conformance.yaml"];
+pub const FILES: &[&str] = &[
+    "summary.json",
+    "scenario.yaml",
+    "scenario.sha256",
+    "latency.hlog",
+    "results.jsonl",
+    "conformance.yaml",
+    "junit.xml",
+    "summary.md",
+];
 
 /// Subfolders of a parity run.
 const PARITY_DIRS: &[&str] = &["h1", "h2", "h3", "auto"];

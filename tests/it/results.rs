@@ -72,3 +72,53 @@ async fn results_folder_is_complete_and_parseable() {
         assert!(!e.unwrap().file_name().to_string_lossy().ends_with(".partial"));
     }
 }
+
+/// `junit.xml` and `summary.md` for CI: one testcase per check (a leak a failure with its
+/// reason, a check the mix never sends skipped), the run's verdict and failing checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junit_and_markdown_reports_say_what_the_summary_says() {
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: ci-reports\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks:\n\
+         - {{ id: OK, identity: anon, request: {{ path: /public }}, expect: allow }}\n\
+         - {{ id: LEAKS, title: \"admin <must> & be 'denied'\", identity: anon, request: {{ path: /admin }}, expect: deny }}\n\
+         - {{ id: NOT-SENT, identity: anon, request: {{ path: /x }}, expect: allow }}\n\
+         phases: [ {{ name: p, requests: 40, users: 2, mix: {{ OK: 1, LEAKS: 1 }} }} ]\n",
+        target.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out_dir = d.path().join("out");
+    let out = common::run(common::load(&p), &out_dir).await;
+    target.stop().await;
+    assert_eq!(out.exit.code(), 1);
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert!(junit.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"gauntlet\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{junit}");
+    assert_eq!(junit.matches("<testcase ").count(), 3);
+    let leaks = junit.split("<testcase name=\"LEAKS\"").nth(1).unwrap().split("</testcase>").next().unwrap();
+    assert!(leaks.contains("<failure message=\"") && leaks.contains("leak"), "{leaks}");
+    assert!(
+        junit
+            .split("<testcase name=\"NOT-SENT\"")
+            .nth(1)
+            .unwrap()
+            .trim_start()
+            .starts_with("classname=\"allow\">\n      <skipped"),
+        "{junit}"
+    );
+    // Well formed: every element opened is closed, in order.
+    let mut stack: Vec<String> = Vec::new();
+    for tag in junit.split('<').skip(2) {
+        let body = tag.split('>').next().unwrap();
+        if let Some(name) = body.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "{junit}");
+        } else if !body.ends_with('/') {
+            stack.push(body.split([' ', '\n']).next().unwrap().to_string());
+        }
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(md.starts_with("## gauntlet: ci-reports — ❌ FAIL"), "{md}");
+    assert!(md.contains("**Checks**: 1 passed, 1 failed, 0 inconclusive, 1 skipped"), "{md}");
+    assert!(md.contains("| `LEAKS` | fail | deny | 20 | leak 20 |"), "{md}");
+}
