@@ -40,6 +40,30 @@ pub enum Command {
     /// Capture live traffic on an interface into a pcap file (libpcap; built with
     /// `--features live-capture`), bounded by a packet count and a duration.
     Capture(CaptureArgs),
+    /// Sign a results folder's manifest.json with a lab's Ed25519 key (writes manifest.sig).
+    Sign(SignArgs),
+    /// Check a results folder against its signed manifest: the signature, then every file's digest.
+    Verify(VerifyArgs),
+}
+
+/// `gauntlet sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// The lab's Ed25519 private key, PKCS#8 PEM (`gauntlet certs init` makes `lab-signing.key`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+}
+
+/// `gauntlet verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// The lab's Ed25519 public key, PEM (`lab-signing.pub.pem`).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
 }
 
 /// `gauntlet capture`.

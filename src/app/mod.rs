@@ -19,6 +19,7 @@ macro_rules! errln {
 }
 
 mod commands;
+mod evidence;
 pub mod probe;
 mod rig;
 mod run;
@@ -65,6 +66,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Replay(ReplayCommand::Inspect(a)) => commands::replay_inspect(&a),
         Command::Replay(ReplayCommand::Convert(a)) => commands::replay_convert(&a),
         Command::Capture(a) => commands::capture(a).await,
+        Command::Sign(a) => evidence::sign(&a),
+        Command::Verify(a) => evidence::verify(&a),
     };
     exit.code()
 }

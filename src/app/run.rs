@@ -160,7 +160,9 @@ async fn parity(
             return RunOutcome::early(Exit::Runtime);
         }
     };
-    let written = dir.write("summary.json", report.to_json().as_bytes());
+    let written = dir
+        .write("summary.json", report.to_json().as_bytes())
+        .and_then(|_| report::evidence::write_manifest(&dir.path));
     if !opt.quiet {
         out(&report.text());
         out(&format!("results: {}\n", dir.path.display()));
@@ -466,6 +468,11 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     .into_iter()
     .filter_map(Result::err)
     .collect();
+    // The manifest comes last: it lists the digest of every file above.
+    let mut failed = failed;
+    if let Err(e) = report::evidence::write_manifest(&dir.path) {
+        failed.push(e);
+    }
     if !opt.quiet {
         out(&summary.text());
         match failed.is_empty() {

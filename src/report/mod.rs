@@ -7,6 +7,7 @@
 
 mod ci;
 mod conformance;
+pub mod evidence;
 mod hlog;
 mod summary;
 
@@ -58,6 +59,8 @@ pub const FILES: &[&str] = &[
     "conformance.yaml",
     "junit.xml",
     "summary.md",
+    "manifest.json",
+    "manifest.sig",
 ];
 
 /// Subfolders of a parity run.

@@ -5,6 +5,7 @@
 //! config. Does not open sockets.
 
 pub mod pki;
+pub mod sign;
 
 use std::sync::Arc;
 

@@ -49,6 +49,9 @@ pub enum Error {
     /// RSA key generation failed.
     #[error("cannot generate the RSA JWT key: {0}")]
     Rsa(String),
+    /// The lab signing key could not be generated.
+    #[error("cannot generate the lab signing key: {0}")]
+    Sign(String),
 }
 
 /// What `init` did.
@@ -205,6 +208,13 @@ pub fn init(dir: &Path, force: bool) -> Result<Outcome, Error> {
     }
 
     jwt_material(dir, force, &mut out)?;
+    if exists("lab-signing.key") && exists("lab-signing.pub.pem") {
+        out.kept.extend([p("lab-signing.key"), p("lab-signing.pub.pem")]);
+    } else {
+        let (private, public) = super::sign::generate().map_err(Error::Sign)?;
+        write(&p("lab-signing.key"), private.as_bytes(), true, &mut out)?;
+        write(&p("lab-signing.pub.pem"), public.as_bytes(), false, &mut out)?;
+    }
     if exists("README.md") {
         out.kept.push(p("README.md"));
     } else {
@@ -441,7 +451,8 @@ fn readme() -> String {
         s.push_str(&format!("| `{0}.pem` / `{0}.key` | {1} |\n", l.stem, l.about));
     }
     s.push_str(
-        "| `rogue-ca.pem` / `rogue-ca.key` | a second CA with the *same name* as the test CA and another key |\n\
+        "| `lab-signing.key` / `lab-signing.pub.pem` | an Ed25519 key pair for `gauntlet sign` / `gauntlet verify` (a lab makes its own for real reports) |\n\
+         | `rogue-ca.pem` / `rogue-ca.key` | a second CA with the *same name* as the test CA and another key |\n\
          | `jwt-rs256.key` / `jwt-rs256.pub.pem` | RS256 JWT signing key (PKCS#8) and its public half (kid `rs256-1`); the public PEM doubles as the HS256 key-confusion secret |\n\
          | `jwt-es256.key` / `jwt-es256.pub.pem` | ES256 JWT signing key (PKCS#8, P-256) and its public half (kid `es256-1`) |\n\
          | `jwt-hs256.secret` | HS256 shared secret (base64url text; the bytes of the file are the key) |\n\

@@ -122,3 +122,67 @@ async fn junit_and_markdown_reports_say_what_the_summary_says() {
     assert!(md.contains("**Checks**: 1 passed, 1 failed, 0 inconclusive, 1 skipped"), "{md}");
     assert!(md.contains("| `LEAKS` | fail | deny | 20 | leak 20 |"), "{md}");
 }
+
+/// The evidence pack: every run writes `manifest.json`; `sign` signs it, `verify` checks the
+/// signature and every digest and names what changed; a folder that drifted is not signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_results_folder_verifies_until_a_file_is_changed() {
+    use std::process::Command;
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: evidence\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks: [ {{ id: OK, identity: anon, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 10, users: 1 }} ]\n",
+        target.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out = d.path().join("out");
+    assert_eq!(common::run(common::load(&p), &out).await.exit.code(), 0);
+    target.stop().await;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let listed: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    for f in ["summary.json", "scenario.yaml", "latency.hlog", "conformance.yaml", "junit.xml", "summary.md"] {
+        assert!(listed.contains(&f), "{f} not in the manifest: {listed:?}");
+    }
+    let g = || Command::new(env!("CARGO_BIN_EXE_gauntlet"));
+    let key = common::pki().join("lab-signing.key");
+    let public = common::pki().join("lab-signing.pub.pem");
+    let verify = |pubkey: &std::path::Path| g().arg("verify").arg(&out).arg("--pubkey").arg(pubkey).output().unwrap();
+    let signed = g().arg("sign").arg(&out).arg("--key").arg(&key).output().unwrap();
+    assert_eq!(signed.status.code(), Some(0), "{}", String::from_utf8_lossy(&signed.stderr));
+    let ok = verify(&public);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("verified:"));
+    // Another lab's key.
+    let other = tempfile::tempdir().unwrap();
+    gauntlet::tls::pki::init(other.path(), false).unwrap();
+    let wrong = verify(&other.path().join("lab-signing.pub.pem"));
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("signed by key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    // A verdict edited after signing.
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    std::fs::write(out.join("summary.json"), summary.replace("\"verdict\": \"pass\"", "\"verdict\": \"fail\""))
+        .unwrap();
+    let tampered = verify(&public);
+    let err = String::from_utf8_lossy(&tampered.stderr);
+    assert_eq!(tampered.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("summary.json: changed since the manifest was written") && err.contains("NOT verified"),
+        "{err}"
+    );
+    // The manifest itself edited to match: the signature no longer does.
+    let m = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    std::fs::write(out.join("manifest.json"), m.replace("\"bytes\"", "\"bytes\" ")).unwrap();
+    let err = String::from_utf8_lossy(&verify(&public).stderr).into_owned();
+    assert!(err.contains("manifest.json: the signature does not match it"), "{err}");
+    // A drifted folder is not signed.
+    std::fs::write(out.join("manifest.json"), m).unwrap();
+    let refused = g().arg("sign").arg(&out).arg("--key").arg(&key).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("summary.json: changed"));
+}
