@@ -123,6 +123,8 @@ struct Report {
     gauntlet_version: String,
     catalog: Catalog,
     implementation: Implementation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certification: Option<crate::scenario::Certification>,
     mode: &'static str,
     oracle: &'static str,
     environment: Environment,
@@ -316,6 +318,7 @@ pub fn render(s: &Scenario, sum: &Summary) -> (String, String) {
             digest: format!("sha256:{}", s.sha256),
         },
         implementation: s.profile.implementation.clone(),
+        certification: s.certification.clone(),
         mode: "api-strict",
         oracle: oracle_name,
         environment: Environment {

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::scenario::locate::Locator;
 use crate::scenario::raw::{
-    RawCheck, RawDependency, RawDoc, RawEvent, RawIdentity, RawNetworkCfg, RawOracle, RawPhase, RawProfile, RawTarget,
+    RawCertification, RawCheck, RawDependency, RawDoc, RawEvent, RawIdentity, RawNetworkCfg, RawOracle, RawPhase,
+    RawProfile, RawTarget,
 };
 use crate::scenario::{Error, Problem, units};
 
@@ -60,6 +61,7 @@ pub(crate) struct Merged {
     pub(crate) dependencies: Vec<(String, RawDependency, Origin)>,
     pub(crate) events: Vec<(RawEvent, Origin)>,
     pub(crate) network: Option<(RawNetworkCfg, Origin)>,
+    pub(crate) certification: Option<(RawCertification, Origin)>,
     /// Overrides of an included file's identity or check: where, and what was replaced.
     pub(crate) overrides: Vec<(Origin, String)>,
 }
@@ -278,6 +280,12 @@ impl State {
                 m.overrides.push(replaced(&self.sources, "network", o));
             }
             m.network = Some((n, origin("network")));
+        }
+        if let Some(c) = doc.certification {
+            if let Some((_, o)) = &m.certification {
+                m.overrides.push(replaced(&self.sources, "certification", o));
+            }
+            m.certification = Some((c, origin("certification")));
         }
         for (i, e) in doc.events.into_iter().enumerate() {
             m.events.push((e, origin(&format!("events[{i}]"))));

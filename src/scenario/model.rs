@@ -16,6 +16,8 @@ use crate::conformance::{Expect, Severity};
 pub struct Scenario {
     /// Scenario name (also the results folder suffix).
     pub name: String,
+    /// Who issues the report, for which product, against which standard (a lab's run).
+    pub certification: Option<Certification>,
     /// Free text.
     pub description: String,
     /// Seed for everything random in a run.
@@ -201,6 +203,44 @@ pub struct Implementation {
     pub version: String,
     /// Contacts.
     pub contact: Vec<String>,
+}
+
+/// `certification:` — what a certification report must name (every field required).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certification {
+    /// The accredited lab issuing the report.
+    pub lab: String,
+    /// Its accreditation number.
+    pub lab_id: String,
+    /// The report's own identifier.
+    pub report_id: String,
+    /// The product under test.
+    pub product: Product,
+    /// The standard tested against.
+    pub standard: Standard,
+}
+
+/// The product a certification report is about.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Product {
+    /// Product class (e.g. "cloud security gateway with zero-trust policy enforcement").
+    pub class: String,
+    /// Vendor.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+    /// Version tested.
+    pub version: String,
+}
+
+/// The standard a certification report tests against.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Standard {
+    /// Its name.
+    pub name: String,
+    /// Its edition.
+    pub edition: String,
 }
 
 /// What a target profile can claim a gateway enforces, and checks can require.

@@ -48,6 +48,48 @@ pub(crate) struct RawDoc {
     pub(crate) events: Vec<RawEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<RawNetworkCfg>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certification: Option<RawCertification>,
+}
+
+/// `certification:` — who issues the report, for which product, against which standard.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lab: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lab_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) report_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) product: Option<RawProduct>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) standard: Option<RawStandard>,
+}
+
+/// `certification.product:`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProduct {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<String>,
+}
+
+/// `certification.standard:`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStandard {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) edition: Option<String>,
 }
 
 /// `network:` — how impairments are applied.

@@ -186,3 +186,36 @@ async fn a_signed_results_folder_verifies_until_a_file_is_changed() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("summary.json: changed"));
 }
+
+/// A lab's `certification:` block is required whole and goes into conformance.yaml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certification_block_names_lab_product_and_standard_in_the_report() {
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let cert = "certification:\n  lab: Example Test Lab\n  lab_id: ACC-0042\n  report_id: ETL-2026-117\n  \
+                product: { class: cloud security gateway with zero-trust policy enforcement, vendor: Acme, model: ZT-9, version: 4.2.1 }\n  \
+                standard: { name: ZT-GW, edition: \"2026\" }\n";
+    let yaml = format!(
+        "gauntlet: 1\nname: certified\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks: [ {{ id: OK, identity: anon, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 5, users: 1 }} ]\n{cert}",
+        target.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out = d.path().join("out");
+    assert_eq!(common::run(common::load(&p), &out).await.exit.code(), 0);
+    target.stop().await;
+    let report = std::fs::read_to_string(out.join("conformance.yaml")).unwrap();
+    for want in [
+        "certification:",
+        "lab: Example Test Lab",
+        "labId: ACC-0042",
+        "reportId: ETL-2026-117",
+        "model: ZT-9",
+        "edition: '2026'",
+    ] {
+        assert!(report.contains(want), "`{want}` missing:\n{report}");
+    }
+    let (_d, p) = common::scenario_file(&yaml.replace("  lab_id: ACC-0042\n", ""));
+    let err = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains(":8:") && err.contains("certification.lab_id: missing `lab_id`"), "{err}");
+}

@@ -195,6 +195,8 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         },
     };
 
+    let certification = m.certification.as_ref().and_then(|(c, o)| certification(&mut cx, o, c));
+
     if cx.problems.is_empty() {
         let resolved_yaml = resolved_yaml(sources, &m);
         let mut h = Sha256::new();
@@ -204,6 +206,7 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
         let Some(target) = target else { return Err(cx.problems) };
         Ok(Scenario {
             name,
+            certification,
             description: m.description.clone().unwrap_or_default(),
             seed: m.seed.unwrap_or(1),
             target,
@@ -226,6 +229,46 @@ pub(crate) fn resolve(sources: &[Source], mut m: Merged, ov: &Overrides) -> Resu
     } else {
         Err(cx.problems)
     }
+}
+
+/// `certification:` with every field given and non-empty (a report that names no lab, product
+/// or edition cannot be accepted by a certification programme).
+fn certification(
+    cx: &mut Ctx<'_>,
+    o: &Origin,
+    c: &crate::scenario::raw::RawCertification,
+) -> Option<crate::scenario::Certification> {
+    let mut field = |sub: &str, v: Option<&String>| -> String {
+        match v.map(|s| s.trim()) {
+            Some(s) if !s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control) => s.to_string(),
+            Some(s) if !s.is_empty() => {
+                cx.at(o, sub, "at most 200 characters, on one line");
+                String::new()
+            }
+            _ => {
+                cx.at(o, sub, format!("missing `{sub}`: a certification report must name it"));
+                String::new()
+            }
+        }
+    };
+    let p = c.product.clone().unwrap_or_default();
+    let st = c.standard.clone().unwrap_or_default();
+    let cert = crate::scenario::Certification {
+        lab: field("lab", c.lab.as_ref()),
+        lab_id: field("lab_id", c.lab_id.as_ref()),
+        report_id: field("report_id", c.report_id.as_ref()),
+        product: crate::scenario::Product {
+            class: field("product.class", p.class.as_ref()),
+            vendor: field("product.vendor", p.vendor.as_ref()),
+            model: field("product.model", p.model.as_ref()),
+            version: field("product.version", p.version.as_ref()),
+        },
+        standard: crate::scenario::Standard {
+            name: field("standard.name", st.name.as_ref()),
+            edition: field("standard.edition", st.edition.as_ref()),
+        },
+    };
+    Some(cert)
 }
 
 /// How long after an outage event ends its statuses are still accepted, unless it says.

@@ -117,6 +117,7 @@ pub(super) fn resolved_yaml(sources: &[Source], m: &Merged) -> String {
         .collect();
     doc.events = m.events.iter().map(|(e, _)| e.clone()).collect();
     doc.network = m.network.as_ref().map(|(n, _)| n.clone());
+    doc.certification = m.certification.as_ref().map(|(c, _)| c.clone());
     let body = serde_yaml::to_string(&doc).unwrap_or_default();
     format!("# Resolved by gauntlet: includes merged, paths absolute, secrets redacted.\n{body}")
 }
