@@ -35,25 +35,9 @@ if [ -z "$G" ]; then
   G=./target/release/gauntlet
 fi
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-mkdir -p "$WORK/logs"
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx.conf" -p "$WORK"
-for _ in $(seq 50); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/')" 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=nginx.sh
+. bench/nginx.sh
+start_nginx "$WORK"
 
 cat > "$WORK/soak.yaml" <<YAML
 gauntlet: 1

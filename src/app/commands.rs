@@ -99,7 +99,7 @@ pub(super) fn certs_init(a: CertsInitArgs) -> Exit {
             ));
             for (path, mode) in &o.fixed {
                 out(&format!(
-                    "certs: {} was readable by others (mode {mode:04o}): now 0600 — a private key must be\n",
+                    "certs: {} was readable by others (mode {mode:04o}): now 0600, as a private key must be\n",
                     path.display()
                 ));
             }

@@ -37,12 +37,31 @@ fn drift(dir: &std::path::Path, recorded: &Manifest) -> Result<Vec<String>, Stri
     Ok(lines)
 }
 
+/// The exit of `sign` or `verify`: `Ok(problems)` fails (exit 1) when there are any, each
+/// named, then `failed`; `Err` is a usage error (exit 2).
+fn conclude(dir: &std::path::Path, r: Result<Vec<String>, String>, failed: &str) -> Exit {
+    match r {
+        Ok(p) if p.is_empty() => Exit::Pass,
+        Ok(p) => {
+            for l in p {
+                errln!("gauntlet: {}: {}", dir.display(), input::printable(&l));
+            }
+            errln!("gauntlet: {failed}");
+            Exit::Fail
+        }
+        Err(e) => {
+            errln!("gauntlet: {}", input::printable(&e));
+            Exit::Usage
+        }
+    }
+}
+
 pub(super) fn sign(a: &SignArgs) -> Exit {
-    let run = || -> Result<Result<String, Vec<String>>, String> {
+    let run = || -> Result<Vec<String>, String> {
         let (bytes, recorded) = read_manifest(&a.dir)?;
         let drifted = drift(&a.dir, &recorded)?;
         if !drifted.is_empty() {
-            return Ok(Err(drifted));
+            return Ok(drifted);
         }
         let key = input::read(&a.key, input::PEM).map_err(|e| format!("--key {}: {e}", a.key.display()))?;
         let s = tls::sign::sign(&key, &bytes).map_err(|e| format!("--key {}: {e}", a.key.display()))?;
@@ -57,31 +76,16 @@ pub(super) fn sign(a: &SignArgs) -> Exit {
         let dir = crate::report::ResultsDir { path: a.dir.clone() };
         let text = serde_json::to_string_pretty(&sig).unwrap_or_default() + "\n";
         dir.write(SIGNATURE, text.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Ok(format!(
+        out(&format!(
             "signed {} ({} files, manifest sha256 {}) with key {}\n",
             a.dir.join(MANIFEST).display(),
             recorded.files.len(),
             sig.signed_sha256,
             fingerprint(&s.public_key)
-        )))
+        ));
+        Ok(Vec::new())
     };
-    match run() {
-        Ok(Ok(msg)) => {
-            out(&msg);
-            Exit::Pass
-        }
-        Ok(Err(drifted)) => {
-            for l in drifted {
-                errln!("gauntlet: {}: {}", a.dir.display(), input::printable(&l));
-            }
-            errln!("gauntlet: not signed: the folder no longer matches its manifest");
-            Exit::Fail
-        }
-        Err(e) => {
-            errln!("gauntlet: {}", input::printable(&e));
-            Exit::Usage
-        }
-    }
+    conclude(&a.dir, run(), "not signed: the folder no longer matches its manifest")
 }
 
 pub(super) fn verify(a: &VerifyArgs) -> Exit {
@@ -122,18 +126,5 @@ pub(super) fn verify(a: &VerifyArgs) -> Exit {
         }
         Ok(problems)
     };
-    match run() {
-        Ok(p) if p.is_empty() => Exit::Pass,
-        Ok(p) => {
-            for l in p {
-                errln!("gauntlet: {}: {}", a.dir.display(), input::printable(&l));
-            }
-            errln!("gauntlet: NOT verified");
-            Exit::Fail
-        }
-        Err(e) => {
-            errln!("gauntlet: {}", input::printable(&e));
-            Exit::Usage
-        }
-    }
+    conclude(&a.dir, run(), "NOT verified")
 }

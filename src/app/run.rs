@@ -58,13 +58,11 @@ pub struct RunOutcome {
     pub summary: Option<Summary>,
     /// A parity run's comparison.
     pub parity: Option<report::parity::ParitySummary>,
-    /// Results files that could not be written, each with why (the verdict stands).
-    pub unwritten: Vec<String>,
 }
 
 impl RunOutcome {
     fn early(exit: Exit) -> Self {
-        RunOutcome { exit, dir: None, summary: None, parity: None, unwritten: Vec::new() }
+        RunOutcome { exit, dir: None, summary: None, parity: None }
     }
 }
 
@@ -167,8 +165,7 @@ async fn parity(
         out(&report.text());
         out(&format!("results: {}\n", dir.path.display()));
     }
-    let unwritten: Vec<String> = written.err().map(|e| e.to_string()).into_iter().collect();
-    for e in &unwritten {
+    if let Err(e) = written {
         say(opt, format!("gauntlet: {e}"));
     }
     let exit = match (not_run, report.verdict) {
@@ -176,7 +173,7 @@ async fn parity(
         (None, crate::judge::RunVerdict::Pass) => Exit::Pass,
         _ => Exit::Fail,
     };
-    RunOutcome { exit, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report), unwritten }
+    RunOutcome { exit, dir: Some(dir.path), summary: runs.pop().map(|r| r.2), parity: Some(report) }
 }
 
 /// One run over `protocol` into `into` (default: a new folder under `results/`).
@@ -455,7 +452,7 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     // read-only) costs that file, never the verdict, which goes to stdout whatever happens.
     let (report, lines) = report::conformance_report(s, &summary);
     let sha = format!("{}  scenario (all source files, in order)\n", s.sha256);
-    let failed: Vec<report::Error> = [
+    let mut failed: Vec<report::Error> = [
         dir.write("scenario.yaml", s.resolved_yaml.as_bytes()).map(drop),
         dir.write("scenario.sha256", sha.as_bytes()).map(drop),
         hlog.finish().map(drop),
@@ -469,7 +466,6 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     .filter_map(Result::err)
     .collect();
     // The manifest comes last: it lists the digest of every file above.
-    let mut failed = failed;
     if let Err(e) = report::evidence::write_manifest(&dir.path) {
         failed.push(e);
     }
@@ -486,13 +482,7 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         say(opt, format!("gauntlet: {e}"));
     }
     let exit = if summary.verdict == crate::judge::RunVerdict::Pass { Exit::Pass } else { Exit::Fail };
-    RunOutcome {
-        exit,
-        dir: Some(rig.dir.path.clone()),
-        summary: Some(summary),
-        parity: None,
-        unwritten: failed.iter().map(|e| e.to_string()).collect(),
-    }
+    RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: Some(summary), parity: None }
 }
 
 /// What a run builds from the scenario before it sends anything (credentials minted, every

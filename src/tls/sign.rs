@@ -21,7 +21,11 @@ pub struct Signed {
 pub fn sign(key_pem: &[u8], msg: &[u8]) -> Result<Signed, String> {
     let der = match PrivateKeyDer::from_pem_slice(key_pem) {
         Ok(PrivateKeyDer::Pkcs8(k)) => k,
-        Ok(_) => return Err("not a PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`)".into()),
+        Ok(_) => {
+            return Err(
+                "not a PKCS#8 private key (an Ed25519 key as `gauntlet certs init` writes `lab-signing.key`)".into()
+            );
+        }
         Err(e) => return Err(format!("not a PEM private key: {e}")),
     };
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())

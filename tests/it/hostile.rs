@@ -322,7 +322,10 @@ fn certs_init_fixes_a_kept_private_key_readable_by_others() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(stdout.contains("alice.key was readable by others (mode 0644): now 0600"), "{stdout}");
+    assert!(
+        stdout.contains("alice.key was readable by others (mode 0644): now 0600, as a private key must be"),
+        "{stdout}"
+    );
     // Nothing to fix the second time.
     let again = gauntlet().args(["certs", "init", "--dir"]).arg(d.path()).output().unwrap();
     assert!(!String::from_utf8_lossy(&again.stdout).contains("readable by others"));
