@@ -619,6 +619,17 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_WORDS.iter().any(|w| n.contains(w))
 }
 
+/// `url` with any `user:password@` in its authority replaced by `REDACTED@`
+/// (`https://u:p@gw:443/x` → `https://REDACTED@gw:443/x`); anything else unchanged.
+pub fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else { return std::borrow::Cow::Borrowed(url) };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => std::borrow::Cow::Owned(format!("{scheme}://REDACTED@{}", &rest[at + 1..])),
+        None => std::borrow::Cow::Borrowed(url),
+    }
+}
+
 /// `path` with the value of every secret query parameter replaced by `REDACTED`
 /// (`/cb?access_token=abc&x=1` → `/cb?access_token=REDACTED&x=1`).
 pub fn redact_query(path: &str) -> std::borrow::Cow<'_, str> {
@@ -687,6 +698,8 @@ mod tests {
         assert_eq!(redact_query("/cb?access_token=abc&x=1#f"), "/cb?access_token=REDACTED&x=1#f");
         assert_eq!(redact_query("/a?x=1"), "/a?x=1");
         assert_eq!(redact_query("/a"), "/a");
+        assert_eq!(redact_userinfo("https://u:p@gw:443/x?a=b@c"), "https://REDACTED@gw:443/x?a=b@c");
+        assert_eq!(redact_userinfo("https://gw/x@y"), "https://gw/x@y");
     }
 
     #[test]

@@ -163,13 +163,7 @@ struct CheckLine<'a> {
 
 /// Removes credentials from a command line (`scheme://user:pass@host`).
 fn redact(cmd: &str) -> String {
-    cmd.split(' ')
-        .map(|w| match (w.find("://"), w.find('@')) {
-            (Some(s), Some(a)) if a > s => format!("{}://REDACTED@{}", &w[..s], &w[a + 1..]),
-            _ => w.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    cmd.split(' ').map(crate::conformance::redact_userinfo).collect::<Vec<_>>().join(" ")
 }
 
 /// A check with its level, status and feature.

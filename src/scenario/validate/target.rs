@@ -108,16 +108,6 @@ pub(super) fn rate_limit(cx: &mut Ctx<'_>, o: &Origin, sub: &str, rl: &RawRateLi
     }
 }
 
-/// `raw` with any `user:password@` in its authority replaced by `…@`, for messages.
-fn without_userinfo(raw: &str) -> String {
-    let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) if !scheme.is_empty() => format!("{scheme}://…@{}", &rest[at + 1..]),
-        _ => raw.to_string(),
-    }
-}
-
 pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
     let Some((t, o)) = &m.target else {
         cx.at(&Origin { file: 0, path: String::new() }, "target", "missing `target:` (at least `url:`)");
@@ -127,7 +117,7 @@ pub(super) fn resolve_target(cx: &mut Ctx<'_>, m: &Merged) -> Option<Target> {
         cx.at(o, "url", "missing `url:` (e.g. `https://127.0.0.1:8443`)");
         return None;
     };
-    let shown = without_userinfo(raw_url);
+    let shown = crate::conformance::redact_userinfo(raw_url);
     let url = match url::Url::parse(raw_url) {
         Ok(u) => u,
         Err(e) => {
