@@ -1,5 +1,6 @@
 //! Reading the files a user names — scenarios and what they include, certificates, keys, CA
-//! bundles, JWKS, gateway configs, HAR files: regular files only, never more than a cap.
+//! bundles, JWKS, gateway configs: regular files only, never more than a cap. Captures and
+//! HAR files are opened here too (regular files only) and streamed by their readers.
 //!
 //! A path may name anything: `/dev/zero` (endless), `/dev/urandom`, a FIFO (opening it blocks
 //! until a writer comes), a directory, a 2 GB file by mistake. Each is refused here with a
@@ -16,8 +17,6 @@ pub const SCENARIO: u64 = 1 << 20;
 /// Cap for a certificate, key, CA bundle or JWKS (a CA bundle of a few hundred certificates
 /// is well under this).
 pub const PEM: u64 = 4 << 20;
-/// Cap for a HAR file (held in memory whole while it is parsed).
-pub const HAR: u64 = 512 << 20;
 
 /// What a path is, when it is not a regular file.
 fn kind(t: std::fs::FileType) -> Option<&'static str> {

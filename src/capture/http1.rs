@@ -316,7 +316,13 @@ pub struct Http1 {
     pub out: VecDeque<Exchange>,
     /// Counts so far.
     pub stats: HttpStats,
+    /// The server ports TLS connections went to (at most [`TLS_PORTS`]): tshark is told
+    /// to read them as TLS, whatever protocol it would guess from a client's port.
+    pub tls_ports: std::collections::BTreeSet<u16>,
 }
+
+/// Server ports of TLS connections remembered at most.
+pub const TLS_PORTS: usize = 256;
 
 pub(super) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
@@ -831,6 +837,9 @@ impl Sink for Http1 {
             if bytes.first() == Some(&0x16) && buf.is_empty() {
                 c.kind = Kind::Tls;
                 self.stats.tls_flows += 1;
+                if self.tls_ports.len() < TLS_PORTS {
+                    self.tls_ports.insert(c.server.port());
+                }
             } else if probe.len() < preface.len() && preface.starts_with(&probe) {
                 // Perhaps the HTTP/2 preface, cut by segmentation: wait for more.
                 buf.extend_from_slice(bytes);

@@ -91,9 +91,39 @@ pub struct Decrypted {
     pub connections: u64,
     /// Connections beyond [`tls::MAX_CONNECTIONS`], not followed.
     pub over_limit: u64,
+    /// Followed connections tshark printed that could not be told apart by their frames
+    /// (their bytes are not read).
+    pub unplaced: u64,
+    /// TLS connections gauntlet's own reading saw (a handshake from the client): those
+    /// beyond `connections + over_limit` were not found by tshark and are not read.
+    pub seen: u64,
     /// HTTP read from them.
     pub http: http1::HttpStats,
 }
+
+/// What a reading thread (decrypted TLS, a HAR file) hands the [`Reader`].
+#[derive(Debug)]
+pub(crate) enum Piece {
+    /// The next exchange, in time order (a HAR file: in the file's order).
+    Exchange(Box<Exchange>),
+    /// Reading stopped here.
+    Failed(Error),
+    /// The TLS connections are read: the counts.
+    Decrypted(Decrypted),
+    /// The HAR file is read: the counts, and the entries that could not be read.
+    Har(http1::HttpStats, Option<(u64, String)>),
+}
+
+/// Exchanges read on a thread of their own, at most [`STREAMED_AHEAD`] ahead of the reader.
+#[derive(Debug)]
+struct Streamed {
+    rx: std::sync::mpsc::Receiver<Piece>,
+    head: Option<Exchange>,
+    over: bool,
+}
+
+/// Exchanges a reading thread may have ready before the reader takes them.
+const STREAMED_AHEAD: usize = 256;
 
 /// A capture being read as exchanges.
 #[derive(Debug)]
@@ -107,12 +137,12 @@ pub struct Reader {
     frame_stats: FrameStats,
     last_ts: u64,
     ended: bool,
-    /// Exchanges read whole (decrypted TLS, a HAR file), in time order, merged into the
-    /// clear ones by time.
-    whole: std::collections::VecDeque<Exchange>,
+    /// Exchanges read on a thread (decrypted TLS, a HAR file), merged into the clear ones
+    /// by time.
+    streamed: Option<Streamed>,
     har_unread: Option<(u64, String)>,
     decrypted: Option<Decrypted>,
-    /// A clear exchange held back while earlier decrypted ones go first.
+    /// A clear exchange held back while earlier streamed ones go first.
     held: Option<Exchange>,
 }
 
@@ -123,11 +153,10 @@ impl Reader {
         let mut head = [0u8; 64];
         let n = crate::input::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
         if har::looks_like(&head[..n]) {
-            let (xs, http, problem) = har::read(path)?;
+            let (tx, rx) = std::sync::mpsc::sync_channel(STREAMED_AHEAD);
+            har::start(path, tx)?;
             let mut r = Self::new(None, path);
-            r.har_unread = problem.map(|p| (http.incomplete, p));
-            r.http.stats = http;
-            r.whole = xs.into();
+            r.streamed = Some(Streamed { rx, head: None, over: false });
             r.ended = true;
             return Ok(r);
         }
@@ -149,7 +178,7 @@ impl Reader {
             frame_stats: FrameStats::default(),
             last_ts: 0,
             ended: false,
-            whole: std::collections::VecDeque::new(),
+            streamed: None,
             decrypted: None,
             held: None,
             har_unread: None,
@@ -157,12 +186,12 @@ impl Reader {
     }
 
     /// Also reads the TLS connections, decrypted by tshark with `keylog` (`None`: the
-    /// secrets the pcapng embeds). Their exchanges are held in memory (at most
+    /// secrets the pcapng embeds), streamed on a thread of its own (at most
     /// [`tls::MAX_CONNECTIONS`] connections) and merged with the clear ones by time.
     pub fn decrypting(mut self, keylog: Option<&Path>) -> Result<Self, Error> {
-        let (xs, decrypted) = tls::decrypt(&self.path, keylog)?;
-        self.decrypted = Some(decrypted);
-        self.whole = xs.into();
+        let (tx, rx) = std::sync::mpsc::sync_channel(STREAMED_AHEAD);
+        tls::start(&self.path, keylog, tx)?;
+        self.streamed = Some(Streamed { rx, head: None, over: false });
         Ok(self)
     }
 
@@ -172,14 +201,49 @@ impl Reader {
             Some(x) => Some(x),
             None => self.next_clear()?,
         };
-        match (clear, self.whole.front()) {
-            (Some(x), Some(t)) if t.ts_ns < x.ts_ns => {
+        let streamed_ts = self.next_streamed()?.map(|x| x.ts_ns);
+        let take = |r: &mut Self| r.streamed.as_mut().and_then(|s| s.head.take());
+        match (clear, streamed_ts) {
+            (Some(x), Some(t)) if t < x.ts_ns => {
                 self.held = Some(x);
-                Ok(self.whole.pop_front())
+                Ok(take(self))
             }
             (Some(x), _) => Ok(Some(x)),
-            (None, _) => Ok(self.whole.pop_front()),
+            (None, _) => Ok(take(self)),
         }
+    }
+
+    /// The next streamed exchange (left in place), once its thread sent it.
+    fn next_streamed(&mut self) -> Result<Option<&Exchange>, Error> {
+        let Reader { streamed, decrypted, http, har_unread, path, .. } = self;
+        let Some(s) = streamed.as_mut() else { return Ok(None) };
+        while s.head.is_none() && !s.over {
+            match s.rx.recv() {
+                Ok(Piece::Exchange(x)) => s.head = Some(*x),
+                Ok(Piece::Failed(e)) => {
+                    s.over = true;
+                    return Err(e);
+                }
+                Ok(Piece::Decrypted(d)) => {
+                    s.over = true;
+                    *decrypted = Some(d);
+                }
+                Ok(Piece::Har(h, unread)) => {
+                    s.over = true;
+                    http.stats = h;
+                    *har_unread = unread;
+                }
+                Err(_) => {
+                    s.over = true;
+                    return Err(Error {
+                        path: path.clone(),
+                        offset: None,
+                        msg: "its reading stopped before the end (the reading thread ended)".into(),
+                    });
+                }
+            }
+        }
+        Ok(s.head.as_ref())
     }
 
     fn next_clear(&mut self) -> Result<Option<Exchange>, Error> {

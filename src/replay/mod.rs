@@ -772,6 +772,16 @@ pub fn stats_text(s: &capture::Stats) -> String {
                 String::new()
             }
         );
+        let missed = d.seen.saturating_sub(d.connections + d.over_limit);
+        if missed > 0 {
+            notes.push(format!("{missed} TLS connections tshark did not find (not decrypted)"));
+        }
+        if d.unplaced > 0 {
+            notes.push(format!(
+                "{} decrypted connections tshark printed that could not be placed (not read)",
+                d.unplaced
+            ));
+        }
     } else if h.tls_flows > 0 {
         let how = if f.decryption_secrets > 0 {
             "the capture embeds TLS secrets: add `decrypt: true` (or --decrypt) to read them with tshark"
