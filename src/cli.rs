@@ -44,6 +44,20 @@ pub enum Command {
     Sign(SignArgs),
     /// Check a results folder against its signed manifest: the signature, then every file's digest.
     Verify(VerifyArgs),
+    /// Draw a results folder's reports again from its data (report.html, junit.xml,
+    /// summary.md), so an old run gets this version's formats; nothing is re-run.
+    Report(ReportArgs),
+}
+
+/// `gauntlet report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// Render into this folder instead (the data files are copied there); needed for a signed
+    /// folder, which stays as it was issued.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `gauntlet sign`.

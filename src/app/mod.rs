@@ -21,6 +21,7 @@ macro_rules! errln {
 mod commands;
 mod evidence;
 pub mod probe;
+mod results;
 mod rig;
 mod run;
 
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Capture(a) => commands::capture(a).await,
         Command::Sign(a) => evidence::sign(&a),
         Command::Verify(a) => evidence::verify(&a),
+        Command::Report(a) => results::report(&a),
     };
     exit.code()
 }

@@ -13,7 +13,7 @@ use crate::metrics::Dims;
 use crate::oracle::{self, Oracle, Rules};
 use crate::plan::Plan;
 use crate::proto::Connector;
-use crate::report::{Hlog, ResultsDir};
+use crate::report::{Intervals, ResultsDir};
 use crate::scenario::{Backend, Behind, CLIENT_LINK, ProtocolKind, Scenario};
 use crate::timeline::Timeline;
 use crate::{gateway, netem};
@@ -41,7 +41,7 @@ pub(super) struct Rig {
     /// The results folder.
     pub(super) dir: ResultsDir,
     /// Its latency log (taken by the collector).
-    pub(super) hlog: Option<Hlog>,
+    pub(super) hlog: Option<Intervals>,
     /// When the run started (wall clock).
     pub(super) started_at: SystemTime,
     /// This run's id (in every tag).
@@ -145,7 +145,7 @@ impl Rig {
             }
         };
         let started_at = SystemTime::now();
-        let hlog = match Hlog::create(&dir.path, started_at) {
+        let hlog = match Intervals::create(&dir.path, started_at) {
             Ok(h) => h,
             Err(e) => {
                 say(opt, format!("gauntlet: {e}"));

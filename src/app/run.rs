@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::engine::{self, Finish, Job};
 use crate::metrics::{Collector, Progress};
 use crate::proto::{self, Endpoint, Extras, Prepared, Protocol, Tagging};
-use crate::report::{self, Hlog, ResultsDir, Summary};
+use crate::report::{self, Intervals, ResultsDir, Summary};
 use crate::scenario::{ProtocolKind, Scenario, TagMode, TokenSource};
 
 /// How [`execute`] runs.
@@ -257,7 +257,7 @@ struct Driven {
     protocol: &'static str,
     extras: Extras,
     progress: Arc<Progress>,
-    collector: Option<(Collector, Hlog)>,
+    collector: Option<(Collector, Intervals)>,
     run_end: Instant,
     interrupted: bool,
     ws: Arc<proto::ws::Stats>,
@@ -458,13 +458,15 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         hlog.finish().map(drop),
         dir.write("results.jsonl", lines.as_bytes()).map(drop),
         dir.write("conformance.yaml", report.as_bytes()).map(drop),
-        dir.write("junit.xml", report::junit(&summary).as_bytes()).map(drop),
-        dir.write("summary.md", report::markdown(&summary).as_bytes()).map(drop),
-        dir.write("summary.json", summary.to_json().as_bytes()).map(drop),
     ]
     .into_iter()
     .filter_map(Result::err)
     .collect();
+    // The reports are drawn from the files above (as `gauntlet report DIR` draws them).
+    failed.extend(report::write_reports(dir, &summary));
+    if let Err(e) = dir.write("summary.json", summary.to_json().as_bytes()) {
+        failed.push(e);
+    }
     // The manifest comes last: it lists the digest of every file above.
     if let Err(e) = report::evidence::write_manifest(&dir.path) {
         failed.push(e);

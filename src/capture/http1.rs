@@ -191,7 +191,7 @@ impl WsReader {
 }
 
 /// Extraction counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HttpStats {
     /// Requests extracted.
     pub requests: u64,

@@ -45,7 +45,7 @@ impl Error {
 }
 
 /// Frame-level counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FrameStats {
     /// Frames read.
     pub frames: u64,
@@ -68,7 +68,7 @@ pub struct FrameStats {
 }
 
 /// Everything counted while reading a capture.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Stats {
     /// Frames.
     pub frames: FrameStats,
@@ -77,15 +77,15 @@ pub struct Stats {
     /// HTTP.
     pub http: http1::HttpStats,
     /// TLS connections decrypted by tshark, when asked to.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decrypted: Option<Decrypted>,
     /// A HAR file's entries that could not be read, and the first reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub har_unread: Option<(u64, String)>,
 }
 
 /// What decrypting the TLS connections gave.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Decrypted {
     /// Connections followed.
     pub connections: u64,

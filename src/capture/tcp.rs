@@ -44,7 +44,7 @@ pub trait Sink {
 }
 
 /// Reassembly counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct TcpStats {
     /// Segments seen.
     pub segments: u64,

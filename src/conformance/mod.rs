@@ -177,7 +177,7 @@ impl Expect {
 }
 
 /// Severity, from the catalog rubric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Hygiene.
@@ -464,7 +464,7 @@ pub fn classify_under(expect: &Expect, outcome: &Outcome, outage: Option<&[u16]>
 
 /// What the upstream (the oracle) found of one check: requests that arrived, and of those
 /// the deny-class ones, the forged or duplicated identity headers and the missing ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct UpstreamCounts {
     /// Requests that arrived.
     pub arrivals: u64,
@@ -494,7 +494,9 @@ pub fn upstream_found(client: &[u64; 7], expect: &Expect, up: &UpstreamCounts) -
 }
 
 /// What was wrong with one header of one arrival.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     /// The identity header the gateway must inject did not arrive (or arrived empty).
@@ -539,7 +541,7 @@ impl Problem {
 }
 
 /// One (header, problem) of a check, with its count and a sample of what arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HeaderFinding {
     /// Header name.
     pub header: String,
@@ -548,7 +550,7 @@ pub struct HeaderFinding {
     /// Arrivals with this problem.
     pub count: u64,
     /// What arrived, first seen (values of credential headers are redacted; long values cut).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<String>,
 }
 

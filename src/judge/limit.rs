@@ -21,7 +21,7 @@ use crate::conformance::Limit;
 use crate::metrics::{Window, Windows};
 
 /// The judged windows of one `limit` check.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LimitJudgement {
     /// Windows with sends (judged for a bypass).
     pub windows_judged: u64,

@@ -88,7 +88,7 @@ pub struct ReplayEvidence {
 }
 
 /// A check's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckResult {
     /// Every request got the expected treatment.
@@ -115,7 +115,7 @@ impl CheckResult {
 }
 
 /// The run's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunVerdict {
     /// Every check passed, every threshold held, the run was whole.
@@ -150,7 +150,7 @@ pub struct CheckJudgement {
 }
 
 /// Why a duration-bounded phase did not send its whole schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnsentCause {
     /// Every worker had a request in flight: the target answered too slowly for the rate.
@@ -194,7 +194,7 @@ pub struct ThresholdJudgement {
 }
 
 /// Where violations start, if they depend on the rate at all.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
     /// The highest achieved rate up to which every phase was clean.

@@ -70,8 +70,24 @@ pub trait Upstream: Send + Sync {
 
 /// Receives interval histograms (the histogram log writer implements it).
 pub trait IntervalSink: Send {
-    /// One interval: start offset from the run start, length, latency and service time.
-    fn interval(&mut self, start: Duration, length: Duration, latency: &Histogram<u64>, service: &Histogram<u64>);
+    /// One interval: start offset from the run start, length, latency, service time, and the
+    /// client-side counters of the requests that completed in it.
+    fn interval(&mut self, i: &Interval<'_>);
+}
+
+/// One interval of the run, as [`IntervalSink`] gets it.
+#[derive(Debug)]
+pub struct Interval<'a> {
+    /// From the run start.
+    pub start: Duration,
+    /// Its length.
+    pub length: Duration,
+    /// Latency from the intended send time.
+    pub latency: &'a Histogram<u64>,
+    /// From the actual send.
+    pub service: &'a Histogram<u64>,
+    /// Counters of what was recorded in it.
+    pub counts: &'a Counts,
 }
 
 /// What consumers see, every tick.
@@ -138,6 +154,7 @@ pub struct Collector {
     tick_sent: u64,
     interval_latency: Histogram<u64>,
     interval_service: Histogram<u64>,
+    interval_counts: Counts,
     interval_start: Duration,
     /// Error causes per check.
     pub causes: Vec<CheckCauses>,
@@ -168,6 +185,7 @@ impl Collector {
             tick_sent: 0,
             interval_latency: histogram(),
             interval_service: histogram(),
+            interval_counts: Counts::default(),
             interval_start: Duration::ZERO,
             causes: (0..dims.checks).map(|_| CheckCauses::default()).collect(),
             windows: Windows::new(),
@@ -200,6 +218,7 @@ impl Collector {
             let _ = self.tick_latency.add(&cell.latency);
             let _ = self.interval_latency.add(&cell.latency);
             let _ = self.interval_service.add(&cell.service);
+            self.interval_counts.add(&cell.counts);
             match &mut self.cells[i] {
                 Some(c) => c.add(&cell),
                 slot => *slot = Some(Box::new(cell)),
@@ -261,10 +280,17 @@ impl Collector {
         if since >= self.interval_start + LOG_INTERVAL || last {
             let len = since.saturating_sub(self.interval_start);
             if !self.interval_latency.is_empty() || !last {
-                sink.interval(self.interval_start, len, &self.interval_latency, &self.interval_service);
+                sink.interval(&Interval {
+                    start: self.interval_start,
+                    length: len,
+                    latency: &self.interval_latency,
+                    service: &self.interval_service,
+                    counts: &self.interval_counts,
+                });
             }
             self.interval_latency.reset();
             self.interval_service.reset();
+            self.interval_counts = Counts::default();
             self.interval_start = since;
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
-pub use collector::{Collector, IntervalSink, Progress, Snapshot, TICK, Upstream};
+pub use collector::{Collector, Interval, IntervalSink, Progress, Snapshot, TICK, Upstream};
 
 use crate::conformance::{ErrorKind, ReplayClass, Verdict, Violation};
 

@@ -115,7 +115,7 @@ impl Counters {
             outside_window: n(&self.outside_window),
             stopped_at_bound: self.bounded.load(Ordering::Relaxed),
             bodies_compared: self.bodies.load(Ordering::Relaxed),
-            connections: if self.lanes.load(Ordering::Relaxed) { "keep" } else { "spread" },
+            connections: if self.lanes.load(Ordering::Relaxed) { "keep" } else { "spread" }.into(),
             unreplayable: Unreplayable::ALL
                 .iter()
                 .map(|u| (*u, n(&self.unreplayable[u.index()])))
@@ -128,7 +128,7 @@ impl Counters {
 }
 
 /// What a replay counted, as plain data.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Requests sent (handed to the engine).
     pub replayed: u64,
@@ -142,7 +142,7 @@ pub struct Summary {
     pub bodies_compared: bool,
     /// `keep`: each captured connection's requests went in order on one connection of their
     /// own; `spread`: over the identity's pooled connections.
-    pub connections: &'static str,
+    pub connections: String,
     /// Not replayable, by reason.
     pub unreplayable: BTreeMap<Unreplayable, u64>,
     /// Reading the capture.

@@ -13,7 +13,9 @@ use crate::proto::{Endpoint, Prepared};
 use crate::scenario::{Mapping, Replay, ReplayMatch, Scenario};
 
 /// Why a captured request is not replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Unreplayable {
     /// No `identities:` mapping matches it and there is no `unmapped:` identity.

@@ -72,7 +72,7 @@ pub fn junit(s: &Summary) -> String {
         ("target", s.target.url.as_str()),
         ("profile", s.target.profile.as_str()),
         ("scenario_sha256", s.scenario.sha256.as_str()),
-        ("gauntlet_version", s.gauntlet_version),
+        ("gauntlet_version", s.gauntlet_version.as_str()),
     ] {
         let _ = writeln!(x, "      <property name=\"{k}\" value=\"{}\"/>", xml(v));
     }
@@ -88,7 +88,7 @@ pub fn junit(s: &Summary) -> String {
             violations(c),
             c.statuses.iter().map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
         );
-        let _ = write!(x, "    <testcase name=\"{}\" classname=\"{}\"", xml(&c.id), xml(c.expect));
+        let _ = write!(x, "    <testcase name=\"{}\" classname=\"{}\"", xml(&c.id), xml(&c.expect));
         match c.result {
             CheckResult::Pass => {
                 let _ = writeln!(x, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(&detail));

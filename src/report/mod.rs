@@ -2,14 +2,19 @@
 //!
 //! `summary.json` (schema `gauntlet.summary/v1`), `scenario.yaml` (resolved, secrets
 //! redacted) with `scenario.sha256`, `latency.hlog` (HdrHistogram interval log, V2
-//! compressed), and for CI `junit.xml` and `summary.md` (`ci`). Every file is written under a temporary name and renamed, so an
-//! interrupted run leaves whole files or none.
+//! compressed) and `series.jsonl` (one line a second: `intervals`), `results.jsonl` and
+//! `conformance.yaml`; drawn from those, the reports: `report.html` (`html`, its charts by
+//! `svg`), and for CI `junit.xml` and `summary.md` (`ci`) — [`write_reports`], the same for a
+//! new run and for `gauntlet report DIR` ([`rerender`]). Every file is written under a
+//! temporary name and renamed, so an interrupted run leaves whole files or none.
 
 mod ci;
 mod conformance;
 pub mod evidence;
-mod hlog;
+pub mod html;
+mod intervals;
 mod summary;
+mod svg;
 
 use std::fs;
 use std::io::Write;
@@ -18,10 +23,10 @@ use std::path::{Path, PathBuf};
 pub mod parity;
 pub use ci::{junit, markdown};
 pub use conformance::render as conformance_report;
-pub use hlog::Hlog;
+pub use intervals::{HLOG, Intervals, Point, SERIES, read_series};
 pub use summary::{
     CheckSummary, ConditionSummary, ErrorCause, EventSummary, Inputs, Latency, OracleInfo, OracleInputs, Outcomes,
-    PhaseSummary, ReplaySummary, Requests, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
+    PhaseSummary, ReplaySummary, Requests, SCHEMA, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
 };
 
 /// Report errors.
@@ -55,10 +60,12 @@ pub const FILES: &[&str] = &[
     "scenario.yaml",
     "scenario.sha256",
     "latency.hlog",
+    "series.jsonl",
     "results.jsonl",
     "conformance.yaml",
     "junit.xml",
     "summary.md",
+    "report.html",
     "manifest.json",
     "manifest.sig",
 ];
@@ -162,4 +169,108 @@ pub(crate) fn tmp_name(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     dest.with_file_name(name)
+}
+
+/// The reports drawn from a run's data — `report.html`, `junit.xml`, `summary.md` — written
+/// into `dir` from `s` and the folder's own `series.jsonl`, `latency.hlog` and
+/// `conformance.yaml` (each may be missing: the page says so). What could not be written.
+pub fn write_reports(dir: &ResultsDir, s: &Summary) -> Vec<Error> {
+    let read = |name: &str| crate::input::read(&dir.path.join(name), DATA_MAX).ok();
+    let series = read(SERIES).map(|b| read_series(&String::from_utf8_lossy(&b))).unwrap_or_default();
+    let hlog = read(HLOG);
+    let certification = read("conformance.yaml")
+        .and_then(|b| serde_yaml::from_slice::<serde_yaml::Value>(&b).ok())
+        .and_then(|v| v.get("certification").cloned())
+        .and_then(|c| serde_yaml::from_value(c).ok());
+    let page = html::render(s, &html::Sources { series: &series, hlog: hlog.as_deref(), certification });
+    [
+        dir.write("report.html", page.as_bytes()).map(drop),
+        dir.write("junit.xml", junit(s).as_bytes()).map(drop),
+        dir.write("summary.md", markdown(s).as_bytes()).map(drop),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect()
+}
+
+/// The largest results file read back (`summary.json`, `series.jsonl`, `latency.hlog`).
+pub const DATA_MAX: u64 = 1 << 30;
+
+/// Why a results folder cannot be rendered again.
+#[derive(Debug, thiserror::Error)]
+pub enum RerenderError {
+    /// Its `summary.json` cannot be read.
+    #[error("{}: {why}", .path.display())]
+    Summary {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// It is signed: rendering in place would break the signature.
+    #[error(
+        "{} is signed (manifest.sig): rendering its reports again would change signed files — \
+         render into another folder with --out, the signed one stays as it was issued",
+        .path.display()
+    )]
+    Signed {
+        /// The folder.
+        path: PathBuf,
+    },
+}
+
+/// Reads `summary.json` of a results folder (a run's, schema [`SCHEMA`]).
+pub fn read_summary(dir: &Path) -> Result<Summary, RerenderError> {
+    let path = dir.join("summary.json");
+    let err = |why: String| RerenderError::Summary { path: path.clone(), why };
+    let bytes = crate::input::read(&path, DATA_MAX).map_err(|e| err(format!("cannot read it: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
+    match v.get("schema").and_then(|s| s.as_str()) {
+        Some(SCHEMA) => {}
+        Some(parity::PARITY_SCHEMA) => {
+            return Err(err(format!(
+                "a parity run's summary ({}): render each protocol's folder (h1/, h2/, …) instead",
+                parity::PARITY_SCHEMA
+            )));
+        }
+        Some(other) => {
+            return Err(err(format!("schema {other:?} is not one this gauntlet reads (it reads {SCHEMA})")));
+        }
+        None => return Err(err("no `schema` field: not a gauntlet summary".into())),
+    }
+    serde_json::from_value(v).map_err(|e| err(format!("does not match {SCHEMA}: {e}")))
+}
+
+/// `gauntlet report DIR [--out OUT]`: the reports of a results folder drawn again from its
+/// data, into `out` (the data files copied there) or in place; the manifest is written anew.
+/// The summary, and the files that could not be written.
+pub fn rerender(dir: &Path, out: Option<&Path>) -> Result<(Summary, Vec<Error>), RerenderError> {
+    let summary = read_summary(dir)?;
+    let target = match out {
+        Some(o) => o.to_path_buf(),
+        None if dir.join(evidence::SIGNATURE).exists() => {
+            return Err(RerenderError::Signed { path: dir.to_path_buf() });
+        }
+        None => dir.to_path_buf(),
+    };
+    let rd = ResultsDir { path: target.clone() };
+    let mut failed = Vec::new();
+    if target != dir {
+        if let Err(source) = fs::create_dir_all(&target) {
+            return Ok((summary, vec![Error::Write { path: target, source }]));
+        }
+        for f in ["summary.json", "scenario.yaml", "scenario.sha256", HLOG, SERIES, "results.jsonl", "conformance.yaml"]
+        {
+            if let Ok(bytes) = fs::read(dir.join(f)) {
+                if let Err(e) = rd.write(f, &bytes) {
+                    failed.push(e);
+                }
+            }
+        }
+    }
+    failed.extend(write_reports(&rd, &summary));
+    if let Err(e) = evidence::write_manifest(&target) {
+        failed.push(e);
+    }
+    Ok((summary, failed))
 }

@@ -11,7 +11,7 @@ use crate::conformance::Severity;
 use crate::judge::{CheckResult, RunVerdict};
 
 /// One protocol's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ProtocolRun {
     /// `h1`, `h2`, `h3`, `auto`.
     pub protocol: String,
@@ -24,13 +24,13 @@ pub struct ProtocolRun {
     /// From the intended send time.
     pub latency_ms: Latency,
     /// By kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// That run's own verdict.
     pub verdict: RunVerdict,
 }
 
 /// One check across protocols.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CheckParity {
     /// Id.
     pub id: String,
@@ -41,15 +41,15 @@ pub struct CheckParity {
     /// The verdicts differ.
     pub mismatch: bool,
     /// Severity of the mismatch.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
 }
 
 /// `summary.json` of a parity run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ParitySummary {
     /// Always `gauntlet.parity/v1`.
-    pub schema: &'static str,
+    pub schema: String,
     /// Scenario identity.
     pub scenario: ScenarioInfo,
     /// Per protocol.
@@ -57,18 +57,22 @@ pub struct ParitySummary {
     /// Per check.
     pub checks: Vec<CheckParity>,
     /// All protocols' violations summed, plus `protocol_mismatch`.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// `pass` or `fail`.
     pub verdict: RunVerdict,
     /// Why it failed.
     pub reasons: Vec<String>,
 }
 
+/// The schema a parity run's top `summary.json` follows (its `schema` field).
+pub const PARITY_SCHEMA: &str = "gauntlet.parity/v1";
+
 /// Kinds that make a mismatch critical when one protocol has them and another does not.
 const CRITICAL: [&str; 4] = ["leak", "tls_accept", "spoofed_header", "missing_identity"];
 
 fn verdict_of(c: &super::CheckSummary) -> String {
-    let kinds: Vec<&str> = c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, _)| *k).collect();
+    let kinds: Vec<&str> =
+        c.violations.iter().filter(|(k, n)| *k != "total" && **n > 0).map(|(k, _)| k.as_str()).collect();
     let r = c.result.name();
     if kinds.is_empty() { r.to_string() } else { format!("{r}: {}", kinds.join("+")) }
 }
@@ -110,15 +114,15 @@ impl ParitySummary {
             });
             checks.push(CheckParity { id: c.id.clone(), title: c.title.clone(), verdicts, mismatch, severity });
         }
-        let mut violations: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut violations: BTreeMap<String, u64> = BTreeMap::new();
         for (_, _, s) in runs {
             for (k, n) in &s.violations {
-                *violations.entry(k).or_default() += n;
+                *violations.entry(k.clone()).or_default() += n;
             }
         }
         let mismatches = checks.iter().filter(|c| c.mismatch).count() as u64;
-        violations.insert("protocol_mismatch", mismatches);
-        *violations.entry("total").or_default() += mismatches;
+        violations.insert("protocol_mismatch".into(), mismatches);
+        *violations.entry("total".into()).or_default() += mismatches;
         let mut reasons = Vec::new();
         for c in checks.iter().filter(|c| c.mismatch) {
             let v: Vec<String> = c.verdicts.iter().map(|(p, v)| format!("{p} {v}")).collect();
@@ -133,7 +137,7 @@ impl ParitySummary {
             reasons.push(format!("the {} run failed (see {}/summary.json)", p.protocol, p.results));
         }
         ParitySummary {
-            schema: "gauntlet.parity/v1",
+            schema: PARITY_SCHEMA.into(),
             scenario: first.scenario.clone(),
             protocols,
             checks,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::conformance::{ErrorKind, HeaderFinding, Severity, UpstreamCounts, Violation};
 use crate::judge::{CheckResult, Envelope, Judgement, LimitJudgement, RunVerdict, UnsentCause};
@@ -74,7 +75,7 @@ pub fn spans(progress: &Progress, phases: usize, run_end: Instant) -> Vec<Option
 }
 
 /// WebSocket sessions of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WebSocketSummary {
     /// Upgrades answered 101.
     pub sessions: u64,
@@ -99,7 +100,7 @@ pub struct WebSocketSummary {
 }
 
 /// Latency figures in milliseconds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
@@ -140,7 +141,7 @@ impl Latency {
 }
 
 /// Request counters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Requests {
     /// Attempted.
     pub sent: u64,
@@ -176,7 +177,7 @@ impl Requests {
 
 /// Where every sent request ended, client-side: the buckets add up to `total`, which is
 /// `sent`. (Violations the oracle proved beyond the client's view are in `violations`.)
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Outcomes {
     /// Allowed and answered with a success status.
     pub passed: u64,
@@ -189,9 +190,9 @@ pub struct Outcomes {
     /// Answered with a status the expectation names neither as success nor as refusal.
     pub unexpected_status: u64,
     /// Violations seen by the client, by kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// No answer, by kind.
-    pub no_answer: BTreeMap<&'static str, u64>,
+    pub no_answer: BTreeMap<String, u64>,
     /// Abandoned at shutdown.
     pub cancelled: u64,
     /// The sum: equals `sent`.
@@ -209,23 +210,27 @@ impl Outcomes {
             violations: Violation::ALL
                 .iter()
                 .filter(|v| c.violations[v.index()] > 0)
-                .map(|v| (v.name(), c.violations[v.index()]))
+                .map(|v| (v.name().to_string(), c.violations[v.index()]))
                 .collect(),
-            no_answer: ErrorKind::ALL.iter().filter(|e| c.error(**e) > 0).map(|e| (e.name(), c.error(*e))).collect(),
+            no_answer: ErrorKind::ALL
+                .iter()
+                .filter(|e| c.error(**e) > 0)
+                .map(|e| (e.name().to_string(), c.error(*e)))
+                .collect(),
             cancelled: c.cancelled,
             total: c.bucket_total(),
         }
     }
 }
 
-fn violations(c: &Counts) -> BTreeMap<&'static str, u64> {
-    let mut m: BTreeMap<&'static str, u64> = Violation::ALL.iter().map(|v| (v.name(), c.violation(*v))).collect();
-    m.insert("total", c.violation_total());
+fn violations(c: &Counts) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = Violation::ALL.iter().map(|v| (v.name().to_string(), c.violation(*v))).collect();
+    m.insert("total".into(), c.violation_total());
     m
 }
 
-fn errors(c: &Counts) -> BTreeMap<&'static str, u64> {
-    ErrorKind::ALL.iter().map(|e| (e.name(), c.error(*e))).collect()
+fn errors(c: &Counts) -> BTreeMap<String, u64> {
+    ErrorKind::ALL.iter().map(|e| (e.name().to_string(), c.error(*e))).collect()
 }
 
 fn statuses(c: &Counts) -> BTreeMap<String, u64> {
@@ -240,10 +245,10 @@ fn statuses(c: &Counts) -> BTreeMap<String, u64> {
 }
 
 /// One distinct error message of a check.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct ErrorCause {
     /// Error kind.
-    pub kind: &'static str,
+    pub kind: String,
     /// What was seen (`other` when further messages were not kept).
     pub message: String,
     /// How many errors carried it.
@@ -255,17 +260,17 @@ fn error_causes(c: &CheckCauses) -> Vec<ErrorCause> {
     for k in ErrorKind::ALL {
         let cs = &c[k.index()];
         for (m, n) in &cs.kept {
-            out.push(ErrorCause { kind: k.name(), message: m.to_string(), count: *n });
+            out.push(ErrorCause { kind: k.name().into(), message: m.to_string(), count: *n });
         }
         if cs.other > 0 {
-            out.push(ErrorCause { kind: k.name(), message: "other".into(), count: cs.other });
+            out.push(ErrorCause { kind: k.name().into(), message: "other".into(), count: cs.other });
         }
     }
     out
 }
 
 /// One phase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseSummary {
     /// Name.
     pub name: String,
@@ -279,10 +284,10 @@ pub struct PhaseSummary {
     /// Answers per second.
     pub achieved_rps: f64,
     /// Requests its schedule held (open loop).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled: Option<u64>,
     /// Why some were never sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsent_cause: Option<UnsentCause>,
     /// Counters.
     pub requests: Requests,
@@ -293,29 +298,29 @@ pub struct PhaseSummary {
     /// How late sends left.
     pub generator_lag_ms: Latency,
     /// By kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
 }
 
 /// One network condition: everything sent while it was in force.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ConditionSummary {
     /// Name.
     pub name: String,
     /// The event it belongs to, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     /// Counters.
     pub requests: Requests,
     /// From the intended send time.
     pub latency_ms: Latency,
     /// By kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// Refusals with a declared outage status (expected, not violations).
     pub outage_denials: u64,
 }
 
 /// One timed event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EventSummary {
     /// Name.
     pub name: String,
@@ -328,7 +333,7 @@ pub struct EventSummary {
     /// What the link did, in words.
     pub apply: String,
     /// Declared outage statuses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outage_statuses: Vec<u16>,
     /// Whether the run reached it.
     pub fired: bool,
@@ -337,7 +342,7 @@ pub struct EventSummary {
     /// Of those.
     pub latency_ms: Latency,
     /// Of those, by kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// Of those, refused with a declared outage status.
     pub outage_denials: u64,
     /// From the end of the event to the first allow-class success sent after it
@@ -346,16 +351,16 @@ pub struct EventSummary {
 }
 
 /// What the oracle saw of one check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UpstreamSummary {
     /// Counters.
     #[serde(flatten)]
     pub counts: UpstreamCounts,
     /// What was wrong with the headers that arrived: per (header, problem), with a sample.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderFinding>,
     /// Header problems not kept individually.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub other_header_problems: u64,
 }
 
@@ -364,7 +369,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// One check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CheckSummary {
     /// Id.
     pub id: String,
@@ -373,7 +378,7 @@ pub struct CheckSummary {
     /// Severity.
     pub severity: Severity,
     /// Expectation kind.
-    pub expect: &'static str,
+    pub expect: String,
     /// Identity name.
     pub identity: String,
     /// Credentials its requests round-robin over (1 unless the identity is a pool).
@@ -387,32 +392,32 @@ pub struct CheckSummary {
     /// Where every request ended (sums to `sent`).
     pub outcomes: Outcomes,
     /// By kind (client-side and upstream-proven, joined).
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// Status histogram (and TLS refusals).
     pub statuses: BTreeMap<String, u64>,
     /// The first few distinct error messages, per kind.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_causes: Vec<ErrorCause>,
     /// Latency.
     pub latency_ms: Latency,
     /// What the oracle saw of this check (absent when no oracle ran).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSummary>,
     /// Rate-limit windows (`limit` checks).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitJudgement>,
     /// Generated for a replay phase (counts one class of replayed requests).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
     /// `pass`, `fail`, `inconclusive` or `skipped`.
     pub result: CheckResult,
     /// Why, for anything but a pass.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
 }
 
 /// One threshold.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdResult {
     /// As written.
     pub expr: String,
@@ -422,13 +427,16 @@ pub struct ThresholdResult {
     pub value: f64,
 }
 
+/// The schema `summary.json` follows (its `schema` field).
+pub const SCHEMA: &str = "gauntlet.summary/v1";
+
 /// `summary.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Always `gauntlet.summary/v1`.
-    pub schema: &'static str,
+    pub schema: String,
     /// gauntlet version.
-    pub gauntlet_version: &'static str,
+    pub gauntlet_version: String,
     /// Run id, as found in request tags.
     pub run_id: String,
     /// RFC 3339 start time.
@@ -456,9 +464,9 @@ pub struct Summary {
     /// How late sends left (generator saturation).
     pub generator_lag_ms: Latency,
     /// By kind.
-    pub violations: BTreeMap<&'static str, u64>,
+    pub violations: BTreeMap<String, u64>,
     /// Without an answer, by kind.
-    pub errors: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
     /// Status histogram.
     pub statuses: BTreeMap<String, u64>,
     /// Per phase.
@@ -478,39 +486,39 @@ pub struct Summary {
     /// Why it failed, one line each.
     pub reasons: Vec<String>,
     /// Findings about the gateway that do not fail the run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// How to run it again.
     pub reproduce: Reproduce,
     /// Oracle totals, when an oracle ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oracle: Option<OracleInfo>,
     /// HTTP/3: how refused QUIC handshakes were closed (`0x12a (bad_certificate 42)` → count).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quic_refusals: BTreeMap<String, u64>,
     /// WebSocket sessions, when the scenario has WebSocket checks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebSocketSummary>,
     /// Replay phases: what each capture gave and how replayed answers compare with recorded ones.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay: Vec<ReplaySummary>,
 }
 
 /// One replay phase in the summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReplaySummary {
     /// The phase.
     pub phase: String,
     /// Replayed answers against recorded ones: `match`, `drift`, `verdict_flip` (of those with
     /// both a recorded and a replayed status).
-    pub compared: BTreeMap<&'static str, u64>,
+    pub compared: BTreeMap<String, u64>,
     /// What the capture gave (requests replayed, filtered, unreplayable by reason, reading counts).
     #[serde(flatten)]
     pub source: crate::replay::Summary,
 }
 
 /// Oracle totals.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct OracleInfo {
     /// Requests received.
     pub received: u64,
@@ -521,7 +529,7 @@ pub struct OracleInfo {
 }
 
 /// Scenario identity.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioInfo {
     /// Name.
     pub name: String,
@@ -532,7 +540,7 @@ pub struct ScenarioInfo {
 }
 
 /// Target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TargetInfo {
     /// URL.
     pub url: String,
@@ -541,12 +549,12 @@ pub struct TargetInfo {
     /// Target profile name.
     pub profile: String,
     /// `auto` only: the target announced HTTP/3 (`Alt-Svc`) and later connections used it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub followed_alt_svc_h3: bool,
 }
 
 /// Reproduction block.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Reproduce {
     /// Command line.
     pub command: String,
@@ -614,7 +622,7 @@ impl Summary {
                     id: ck.id.clone(),
                     title: ck.title.clone(),
                     severity: ck.severity,
-                    expect: ck.expect.kind(),
+                    expect: ck.expect.kind().into(),
                     identity: s.identities[ck.identity].name.clone(),
                     credentials: s.members_of(i),
                     sent: c.counts.sent,
@@ -691,8 +699,8 @@ impl Summary {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Summary {
-            schema: "gauntlet.summary/v1",
-            gauntlet_version: env!("CARGO_PKG_VERSION"),
+            schema: SCHEMA.into(),
+            gauntlet_version: env!("CARGO_PKG_VERSION").into(),
             run_id: inp.run_id.to_string(),
             started_at,
             duration_s: (run_span.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -738,7 +746,11 @@ impl Summary {
                     let c = j.merged(inp.dims, |k| Some(usize::from(k.phase)) == pi).counts;
                     ReplaySummary {
                         phase: phase.clone(),
-                        compared: crate::conformance::ReplayClass::NAMES.iter().copied().zip(c.replay).collect(),
+                        compared: crate::conformance::ReplayClass::NAMES
+                            .iter()
+                            .map(|n| n.to_string())
+                            .zip(c.replay)
+                            .collect(),
                         source: r.clone(),
                     }
                 })

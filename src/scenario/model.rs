@@ -206,7 +206,7 @@ pub struct Implementation {
 }
 
 /// `certification:` — what a certification report must name (every field required).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Certification {
     /// The accredited lab issuing the report.
@@ -222,7 +222,7 @@ pub struct Certification {
 }
 
 /// The product a certification report is about.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Product {
     /// Product class (e.g. "cloud security gateway with zero-trust policy enforcement").
     pub class: String,
@@ -235,7 +235,7 @@ pub struct Product {
 }
 
 /// The standard a certification report tests against.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Standard {
     /// Its name.
     pub name: String,

@@ -58,7 +58,12 @@ pub fn failing(s: &Summary) -> BTreeSet<String> {
 }
 
 fn kinds(c: &gauntlet::report::CheckSummary) -> String {
-    c.violations.iter().filter(|(k, n)| **k != "total" && **n > 0).map(|(k, _)| *k).collect::<Vec<_>>().join("+")
+    c.violations
+        .iter()
+        .filter(|(k, n)| **k != "total" && **n > 0)
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 pub fn set(items: &[&str]) -> BTreeSet<String> {

@@ -215,7 +215,133 @@ async fn the_certification_block_names_lab_product_and_standard_in_the_report() 
     ] {
         assert!(report.contains(want), "`{want}` missing:\n{report}");
     }
+    // The HTML names them too, in the run's table.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for want in ["Example Test Lab (accreditation ACC-0042)", "ETL-2026-117", "ZT-9", "2026"] {
+        assert!(html.contains(want), "`{want}` missing from report.html");
+    }
     let (_d, p) = common::scenario_file(&yaml.replace("  lab_id: ACC-0042\n", ""));
     let err = gauntlet::scenario::load(&p, &Default::default()).unwrap_err().to_string();
     assert!(err.contains(":8:") && err.contains("certification.lab_id: missing `lab_id`"), "{err}");
+}
+
+/// A run with a leak through a permissive target: its folder, for the report tests.
+async fn leaking_run(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: {name}\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks:\n\
+         - {{ id: OK, identity: anon, request: {{ path: /public }}, expect: allow }}\n\
+         - {{ id: LEAKS, title: \"admin <script>alert(1)</script> & be 'denied'\", identity: anon, request: {{ path: /admin }}, expect: deny }}\n\
+         phases:\n  - {{ name: warm, duration: 2s, rate: 40/s, mix: {{ OK: 1 }} }}\n  - {{ name: mixed, duration: 2s, rate: 60/s, mix: {{ OK: 1, LEAKS: 1 }} }}\n",
+        target.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let out_dir = d.path().join("out");
+    let out = common::run(common::load(&p), &out_dir).await;
+    target.stop().await;
+    assert_eq!(out.exit.code(), 1);
+    (d, out_dir)
+}
+
+/// `report.html`: one self-contained page (no script, nothing fetched), the verdict and reasons
+/// on top, a row per check, the charts drawn from the run's own per-second series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_is_self_contained_and_shows_the_run() {
+    let (_d, out_dir) = leaking_run("html").await;
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    // Nothing runs, nothing is fetched: the check title's markup is text.
+    assert!(!html.contains("<script"), "a script in the page");
+    assert!(html.contains("admin &lt;script&gt;alert(1)&lt;/script&gt; &amp; be &#39;denied&#39;"));
+    for attr in ["src=", "href=", "@import", "url("] {
+        assert!(!html.contains(attr), "{attr} in the page");
+    }
+    let verdict = html.find("verdict fail").expect("the verdict on top");
+    let why = html.find("Why it failed").expect("reasons");
+    let checks = html.find("<h2>Checks</h2>").unwrap();
+    assert!(verdict < why && why < checks, "verdict, then reasons, then checks");
+    assert!(html.contains("check LEAKS failed"), "the reason");
+    assert_eq!(html.matches("<tr><td><b>").count(), 2, "a row per check");
+    // Charts: latency and rate over time, violations by kind, the histogram — each one SVG.
+    for title in [
+        "Latency over time",
+        "Offered and achieved rate",
+        "Violations over time, by kind",
+        "Latency histogram (whole run)",
+    ] {
+        assert!(html.contains(&format!("<title>{title}")), "{title}");
+    }
+    assert_eq!(html.matches("<svg ").count(), html.matches("</svg>").count());
+    // The series it is drawn from: one point a second, adding up to the run's totals.
+    let series = gauntlet::report::read_series(&std::fs::read_to_string(out_dir.join("series.jsonl")).unwrap());
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert!(series.len() >= 4, "{} points", series.len());
+    assert_eq!(series.iter().map(|p| p.sent).sum::<u64>(), s["requests"]["sent"].as_u64().unwrap());
+    let leaks: u64 = series.iter().map(|p| p.violations.get("leak").copied().unwrap_or(0)).sum();
+    assert_eq!(leaks, s["violations"]["leak"].as_u64().unwrap());
+    assert!(leaks > 0);
+    // The leaks start with the second phase, not before.
+    let first = series.iter().find(|p| p.violations.contains_key("leak")).unwrap();
+    assert!(first.t >= 1.5, "first leak at {}s", first.t);
+}
+
+/// `gauntlet report DIR` draws the same reports from the folder's data that the run drew;
+/// a signed folder is left as issued (`--out` renders elsewhere); a folder that is not a run's
+/// is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_draws_the_reports_again_from_the_folder() {
+    use std::process::Command;
+    let (d, out_dir) = leaking_run("rerender").await;
+    let bin = env!("CARGO_BIN_EXE_gauntlet");
+    let reports = ["report.html", "junit.xml", "summary.md"];
+    let before: Vec<Vec<u8>> = reports.iter().map(|f| std::fs::read(out_dir.join(f)).unwrap()).collect();
+    for f in reports {
+        std::fs::remove_file(out_dir.join(f)).unwrap();
+    }
+    let o = Command::new(bin).arg("report").arg(&out_dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verdict FAIL"));
+    for (f, b) in reports.iter().zip(&before) {
+        assert_eq!(&std::fs::read(out_dir.join(f)).unwrap(), b, "{f} drawn again differs from the run's");
+    }
+    let manifest = std::fs::read_to_string(out_dir.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"report.html\""), "the manifest lists the new files");
+    // Signed: not in place.
+    let keys = d.path().join("keys");
+    gauntlet::tls::pki::init(&keys, false).unwrap();
+    let sign =
+        Command::new(bin).arg("sign").arg(&out_dir).arg("--key").arg(keys.join("lab-signing.key")).output().unwrap();
+    assert_eq!(sign.status.code(), Some(0), "{}", String::from_utf8_lossy(&sign.stderr));
+    let o = Command::new(bin).arg("report").arg(&out_dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is signed"), "{}", String::from_utf8_lossy(&o.stderr));
+    let elsewhere = d.path().join("again");
+    let o = Command::new(bin).arg("report").arg(&out_dir).arg("--out").arg(&elsewhere).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(elsewhere.join("report.html")).unwrap(), before[0]);
+    assert!(elsewhere.join("summary.json").exists() && elsewhere.join("latency.hlog").exists());
+    let v = Command::new(bin)
+        .arg("verify")
+        .arg(&out_dir)
+        .arg("--pubkey")
+        .arg(keys.join("lab-signing.pub.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0), "the signed folder is untouched: {}", String::from_utf8_lossy(&v.stdout));
+    // Not a run's folder.
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("summary.json"), r#"{"schema":"gauntlet.summary/v9"}"#).unwrap();
+    let o = Command::new(bin).arg("report").arg(&other).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("gauntlet.summary/v9"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(other.join("summary.json"), r#"{"schema":"gauntlet.summary/v1","run_id":1}"#).unwrap();
+    let o = Command::new(bin).arg("report").arg(&other).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not match gauntlet.summary/v1"));
 }

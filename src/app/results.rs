@@ -1,0 +1,37 @@
+//! Commands over results folders already written: `gauntlet report` (draw the reports again
+//! from a folder's data).
+
+use super::{Exit, out};
+use crate::cli::ReportArgs;
+
+pub(super) fn report(a: &ReportArgs) -> Exit {
+    if let Some(o) = &a.out {
+        if let Err(e) = crate::report::ResultsDir::claim(o, false) {
+            eprintln!("gauntlet report: --out {e}");
+            return Exit::Usage;
+        }
+    }
+    match crate::report::rerender(&a.dir, a.out.as_deref()) {
+        Err(e) => {
+            eprintln!("gauntlet report: {e}");
+            Exit::Usage
+        }
+        Ok((s, failed)) => {
+            let at = a.out.as_deref().unwrap_or(&a.dir);
+            for e in &failed {
+                eprintln!("gauntlet report: {e}");
+            }
+            if failed.is_empty() {
+                out(&format!(
+                    "{}: verdict {} — report.html, junit.xml, summary.md and manifest.json written\n",
+                    at.display(),
+                    s.verdict.name().to_uppercase()
+                ));
+                Exit::Pass
+            } else {
+                out(&format!("{}: INCOMPLETE ({} file(s) not written)\n", at.display(), failed.len()));
+                Exit::Runtime
+            }
+        }
+    }
+}
