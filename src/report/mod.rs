@@ -274,3 +274,23 @@ pub fn rerender(dir: &Path, out: Option<&Path>) -> Result<(Summary, Vec<Error>),
     }
     Ok((summary, failed))
 }
+
+/// The JSON Schemas of gauntlet's machine-readable outputs, generated from the Rust types
+/// (`schemars`), by file name under `docs/schema/`: `summary.json` of a run, of a parity
+/// run, one line of `series.jsonl`, and `gauntlet compare --json`.
+pub fn schemas() -> Vec<(&'static str, String)> {
+    fn one<T: schemars::JsonSchema>(id: &str, title: &str) -> String {
+        let mut s = schemars::schema_for!(T);
+        s.insert("$id".into(), serde_json::Value::String(id.into()));
+        s.insert("title".into(), serde_json::Value::String(title.into()));
+        serde_json::to_string_pretty(&s).unwrap_or_default() + "\n"
+    }
+    vec![
+        ("summary.v1.json", one::<Summary>(SCHEMA, "summary.json of a gauntlet run")),
+        (
+            "parity.v1.json",
+            one::<parity::ParitySummary>(parity::PARITY_SCHEMA, "summary.json of a gauntlet parity run"),
+        ),
+        ("series.v1.json", one::<Point>("gauntlet.series/v1", "one line of series.jsonl")),
+    ]
+}

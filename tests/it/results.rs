@@ -345,3 +345,52 @@ async fn report_draws_the_reports_again_from_the_folder() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not match gauntlet.summary/v1"));
 }
+
+/// The committed schemas under `docs/schema/` are the ones the types give (regenerate with
+/// `GAUNTLET_WRITE_SCHEMA=1 cargo test --test it schema`), and real outputs validate against
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_follow_the_committed_json_schemas() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema");
+    let write = std::env::var_os("GAUNTLET_WRITE_SCHEMA").is_some();
+    let mut stale = Vec::new();
+    for (name, text) in gauntlet::report::schemas() {
+        let path = dir.join(name);
+        if write {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/schema/{stale:?} differ from the types: if the change is meant, regenerate with \
+         `GAUNTLET_WRITE_SCHEMA=1 cargo test --test it schema` (and bump the schema version if a consumer could break)"
+    );
+    let schema = |name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        jsonschema::validator_for(&v).unwrap()
+    };
+    // A failing run with a leak, and its per-second series.
+    let (_d, out_dir) = leaking_run("schema").await;
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    let v = schema("summary.v1.json");
+    let errors: Vec<String> = v.iter_errors(&summary).map(|e| format!("{}: {e}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "summary.json against its schema: {errors:#?}");
+    let series = schema("series.v1.json");
+    for line in std::fs::read_to_string(out_dir.join("series.jsonl")).unwrap().lines() {
+        let p: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(series.is_valid(&p), "{line}");
+    }
+    // The schema has teeth: a summary with a wrong type or without its verdict fails it.
+    let mut bad = summary.clone();
+    bad["requests"]["sent"] = serde_json::json!("many");
+    assert!(!v.is_valid(&bad));
+    let mut bad = summary.clone();
+    bad.as_object_mut().unwrap().remove("verdict");
+    assert!(!v.is_valid(&bad));
+    bad = summary.clone();
+    bad["verdict"] = serde_json::json!("maybe");
+    assert!(!v.is_valid(&bad));
+}
