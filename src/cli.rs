@@ -47,6 +47,28 @@ pub enum Command {
     /// Draw a results folder's reports again from its data (report.html, junit.xml,
     /// summary.md), so an old run gets this version's formats; nothing is re-run.
     Report(ReportArgs),
+    /// Compare two runs' results folders: new violations, checks that stopped passing, latency
+    /// percentiles (from the histograms), error and achieved rates; exit 1 on a regression.
+    Compare(CompareArgs),
+}
+
+/// `gauntlet compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The run compared against (results folder).
+    pub baseline: PathBuf,
+    /// The run compared (results folder).
+    pub current: PathBuf,
+    /// Rules (YAML): `latency: [{quantile: p99, pct: 10, min_ms: 1}]`, `min_samples`,
+    /// `error_rate_pp`, `achieved_rate_drop_pct`, `missing_check_is_regression`.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Print JSON (schema gauntlet.compare/v1) instead of text.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print GitHub-flavoured Markdown (for a job summary) instead of text.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// `gauntlet report`.

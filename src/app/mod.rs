@@ -70,6 +70,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Sign(a) => evidence::sign(&a),
         Command::Verify(a) => evidence::verify(&a),
         Command::Report(a) => results::report(&a),
+        Command::Compare(a) => results::compare(&a),
     };
     exit.code()
 }

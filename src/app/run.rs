@@ -417,36 +417,35 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         max_in_flight: s.target.max_in_flight,
         replays: &replay_evidence,
     });
-    let summary = Summary::new(
-        &report::Inputs {
-            scenario: s,
-            plan,
-            dims,
-            lag: &collector.lag,
-            causes: &collector.causes,
-            progress,
-            run_end,
-            started_at: rig.started_at,
-            run_id: &rig.run_id,
-            protocol: d.protocol,
-            interrupted: d.interrupted,
-            oracle: oracle_report.as_ref().map(|r| report::OracleInputs {
-                received: r.received,
-                untagged: r.untagged,
-                foreign: r.foreign,
-                headers: &r.headers,
-            }),
-            timeline: &rig.timeline,
-            quic_refusals: d.extras.quic_refusals.clone(),
-            websocket: (s.checks.iter().any(|c| c.request.websocket.is_some())
-                || d.ws.opened.load(std::sync::atomic::Ordering::Relaxed) > 0)
-                .then_some(&*d.ws),
-            followed_h3: d.extras.followed_h3,
-            replays: &replays,
-            command: command_line(),
-        },
-        &judgement,
-    );
+    let inputs = report::Inputs {
+        scenario: s,
+        plan,
+        dims,
+        lag: &collector.lag,
+        causes: &collector.causes,
+        progress,
+        run_end,
+        started_at: rig.started_at,
+        run_id: &rig.run_id,
+        protocol: d.protocol,
+        interrupted: d.interrupted,
+        oracle: oracle_report.as_ref().map(|r| report::OracleInputs {
+            received: r.received,
+            untagged: r.untagged,
+            foreign: r.foreign,
+            headers: &r.headers,
+        }),
+        timeline: &rig.timeline,
+        quic_refusals: d.extras.quic_refusals.clone(),
+        websocket: (s.checks.iter().any(|c| c.request.websocket.is_some())
+            || d.ws.opened.load(std::sync::atomic::Ordering::Relaxed) > 0)
+            .then_some(&*d.ws),
+        followed_h3: d.extras.followed_h3,
+        replays: &replays,
+        command: command_line(),
+    };
+    let summary = Summary::new(&inputs, &judgement);
+    let histograms = report::histograms(&inputs, &judgement);
     let dir = &rig.dir;
     // Each file is tried on its own: one that cannot be written (a full disk, a folder gone
     // read-only) costs that file, never the verdict, which goes to stdout whatever happens.
@@ -458,6 +457,7 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
         hlog.finish().map(drop),
         dir.write("results.jsonl", lines.as_bytes()).map(drop),
         dir.write("conformance.yaml", report.as_bytes()).map(drop),
+        report::write_histograms(dir, rig.started_at, summary.duration_s, &histograms),
     ]
     .into_iter()
     .filter_map(Result::err)

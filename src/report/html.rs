@@ -6,8 +6,6 @@
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use super::intervals::Point;
 use super::svg::{self, Band, Line, Time, esc};
@@ -328,19 +326,7 @@ fn plots(o: &mut String, s: &Summary, src: &Sources<'_>) {
 
 /// Every `Tag=latency` interval of a latency log added up (`None`: it does not read).
 pub fn whole_latency(bytes: &[u8]) -> Option<Histogram<u64>> {
-    let mut total = crate::metrics::histogram();
-    let mut de = Deserializer::new();
-    for entry in IntervalLogIterator::new(bytes) {
-        let Ok(LogEntry::Interval(i)) = entry else { continue };
-        if i.tag().map(|t| t.as_str()) != Some("latency") {
-            continue;
-        }
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD.decode(i.encoded_histogram()).ok()?;
-        let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).ok()?;
-        total.add(&h).ok()?;
-    }
-    Some(total)
+    super::intervals::read_histograms(bytes)?.remove("latency")
 }
 
 /// Ten buckets per power of ten over the recorded range (µs values → ms bounds).

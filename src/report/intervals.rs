@@ -8,6 +8,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use hdrhistogram::Histogram;
+
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
@@ -142,6 +144,62 @@ impl IntervalSink for Intervals {
     }
 }
 
+/// The whole-run histograms' name in a results folder.
+pub const HISTOGRAMS: &str = "histograms.hlog";
+
+/// Writes `histograms.hlog`: one interval-log entry per histogram, each spanning the whole run
+/// (`duration_s`), tagged with what it covers ([`super::histograms`]).
+pub fn write_histograms(
+    dir: &super::ResultsDir,
+    started: SystemTime,
+    duration_s: f64,
+    hs: &[(String, Histogram<u64>)],
+) -> Result<(), Error> {
+    let mut out = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    let err = |e: String| Error::Write { path: dir.path.join(HISTOGRAMS), source: std::io::Error::other(e) };
+    let mut w = IntervalLogWriterBuilder::new()
+        .add_comment("gauntlet whole-run latency histograms (µs, from the intended send time): Tag=run,")
+        .add_comment(
+            "Tag=phase=NAME, Tag=condition=NAME, Tag=check=ID (names with %, comma, space, CR, LF percent-encoded)",
+        )
+        .with_start_time(started)
+        .with_base_time(started)
+        .begin_log_with(&mut out, &mut ser)
+        .map_err(|e| err(e.to_string()))?;
+    let span = std::time::Duration::from_secs_f64(duration_s.max(0.0));
+    for (t, h) in hs {
+        let tag = Tag::new(t).ok_or_else(|| err(format!("tag {t:?}")))?;
+        w.write_histogram(h, std::time::Duration::ZERO, span, Some(tag)).map_err(|e| err(e.to_string()))?;
+    }
+    dir.write(HISTOGRAMS, &out).map(drop)
+}
+
+/// The histograms of a `histograms.hlog` (or of any interval log: the entries of one tag
+/// added up), by tag (`None`: a histogram in it does not decode).
+pub fn read_histograms(bytes: &[u8]) -> Option<std::collections::BTreeMap<String, Histogram<u64>>> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let mut out: std::collections::BTreeMap<String, Histogram<u64>> = std::collections::BTreeMap::new();
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let Ok(LogEntry::Interval(i)) = entry else { continue };
+        let tag = i.tag().map_or(String::new(), |t| t.as_str().to_string());
+        let raw = base64::engine::general_purpose::STANDARD.decode(i.encoded_histogram()).ok()?;
+        let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).ok()?;
+        match out.get_mut(&tag) {
+            Some(t) => t.add(&h).ok()?,
+            None => {
+                let mut t = crate::metrics::histogram();
+                t.add(&h).ok()?;
+                out.insert(tag, t);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// The points of a `series.jsonl` (lines that do not read are skipped: a killed run's last
 /// line may be cut).
 pub fn read_series(text: &str) -> Vec<Point> {
@@ -151,7 +209,6 @@ pub fn read_series(text: &str) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::Histogram;
     use std::time::Duration;
 
     #[test]

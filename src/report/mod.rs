@@ -9,6 +9,7 @@
 //! temporary name and renamed, so an interrupted run leaves whole files or none.
 
 mod ci;
+pub mod compare;
 mod conformance;
 pub mod evidence;
 pub mod html;
@@ -23,10 +24,11 @@ use std::path::{Path, PathBuf};
 pub mod parity;
 pub use ci::{junit, markdown};
 pub use conformance::render as conformance_report;
-pub use intervals::{HLOG, Intervals, Point, SERIES, read_series};
+pub use intervals::{HISTOGRAMS, HLOG, Intervals, Point, SERIES, read_histograms, read_series, write_histograms};
 pub use summary::{
     CheckSummary, ConditionSummary, ErrorCause, EventSummary, Inputs, Latency, OracleInfo, OracleInputs, Outcomes,
-    PhaseSummary, ReplaySummary, Requests, SCHEMA, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary, spans,
+    PhaseSummary, ReplaySummary, Requests, SCHEMA, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary,
+    histograms, spans, tag, untag,
 };
 
 /// Report errors.
@@ -61,6 +63,7 @@ pub const FILES: &[&str] = &[
     "scenario.sha256",
     "latency.hlog",
     "series.jsonl",
+    "histograms.hlog",
     "results.jsonl",
     "conformance.yaml",
     "junit.xml",
@@ -259,8 +262,16 @@ pub fn rerender(dir: &Path, out: Option<&Path>) -> Result<(Summary, Vec<Error>),
         if let Err(source) = fs::create_dir_all(&target) {
             return Ok((summary, vec![Error::Write { path: target, source }]));
         }
-        for f in ["summary.json", "scenario.yaml", "scenario.sha256", HLOG, SERIES, "results.jsonl", "conformance.yaml"]
-        {
+        for f in [
+            "summary.json",
+            "scenario.yaml",
+            "scenario.sha256",
+            HLOG,
+            SERIES,
+            HISTOGRAMS,
+            "results.jsonl",
+            "conformance.yaml",
+        ] {
             if let Ok(bytes) = fs::read(dir.join(f)) {
                 if let Err(e) = rd.write(f, &bytes) {
                     failed.push(e);
@@ -292,5 +303,6 @@ pub fn schemas() -> Vec<(&'static str, String)> {
             one::<parity::ParitySummary>(parity::PARITY_SCHEMA, "summary.json of a gauntlet parity run"),
         ),
         ("series.v1.json", one::<Point>("gauntlet.series/v1", "one line of series.jsonl")),
+        ("compare.v1.json", one::<compare::Comparison>(compare::COMPARE_SCHEMA, "gauntlet compare --json")),
     ]
 }

@@ -972,3 +972,59 @@ impl Summary {
         o
     }
 }
+
+/// The latency histograms of a run by what they cover, for `histograms.hlog` (and so for
+/// `gauntlet compare`, which compares histograms, not rounded percentiles): `run`, then
+/// `phase=NAME`, `condition=NAME` (conditions that saw a request) and `check=ID`, names
+/// escaped by [`tag`].
+pub fn histograms(inp: &Inputs<'_>, j: &Judgement) -> Vec<(String, Histogram<u64>)> {
+    let dims = inp.dims;
+    let mut out = vec![("run".to_string(), j.merged(dims, |_| true).latency)];
+    for (p, pp) in inp.plan.phases.iter().enumerate() {
+        out.push((format!("phase={}", tag(&pp.name)), j.merged(dims, |k| usize::from(k.phase) == p).latency));
+    }
+    for (ci, cond) in inp.plan.conditions.iter().enumerate() {
+        let c = j.merged(dims, |k| usize::from(k.condition) == ci);
+        if c.counts.sent > 0 {
+            out.push((format!("condition={}", tag(&cond.name)), c.latency));
+        }
+    }
+    for (i, ck) in inp.scenario.checks.iter().enumerate() {
+        out.push((format!("check={}", tag(&ck.id)), j.merged(dims, |k| usize::from(k.check) == i).latency));
+    }
+    out
+}
+
+/// A name as an interval-log tag: `%`, `,`, space, CR and LF percent-encoded (a tag may not
+/// hold them). [`untag`] reverses it.
+pub fn tag(name: &str) -> String {
+    let mut o = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '%' | ',' | ' ' | '\r' | '\n' => o.push_str(&format!("%{:02X}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The name a [`tag`] was made from.
+pub fn untag(t: &str) -> String {
+    let mut o = String::with_capacity(t.len());
+    let mut it = t.chars();
+    while let Some(c) = it.next() {
+        if c == '%' {
+            let h: String = it.by_ref().take(2).collect();
+            match u8::from_str_radix(&h, 16) {
+                Ok(b) => o.push(char::from(b)),
+                Err(_) => {
+                    o.push('%');
+                    o.push_str(&h);
+                }
+            }
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}

@@ -394,3 +394,147 @@ async fn outputs_follow_the_committed_json_schemas() {
     bad["verdict"] = serde_json::json!("maybe");
     assert!(!v.is_valid(&bad));
 }
+
+/// A copy of results folder `from` at `to`, its summary edited by `edit` and its
+/// `histograms.hlog` replaced by `run` and `phase=mixed` histograms of `n` samples of `us` µs.
+fn crafted(from: &std::path::Path, to: &std::path::Path, n: u64, us: u64, edit: impl Fn(&mut serde_json::Value)) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(to.join("summary.json")).unwrap()).unwrap();
+    edit(&mut s);
+    std::fs::write(to.join("summary.json"), serde_json::to_vec(&s).unwrap()).unwrap();
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    h.record_n(us, n).unwrap();
+    let dir = gauntlet::report::ResultsDir { path: to.to_path_buf() };
+    let hs = vec![("run".to_string(), h.clone()), ("phase=mixed".to_string(), h)];
+    gauntlet::report::write_histograms(&dir, std::time::SystemTime::now(), 4.0, &hs).unwrap();
+}
+
+/// `gauntlet compare`: the default rules on crafted runs — latency from the histograms (p99
+/// +10 % and at least +1 ms), new violations, a check that stopped passing or went missing,
+/// the error rate; `--rules` changes them; JSON follows its schema; exit 0 / 1 / 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_finds_regressions_by_its_rules() {
+    use std::process::Command;
+    let (d, run) = leaking_run("compare").await;
+    let bin = env!("CARGO_BIN_EXE_gauntlet");
+    let cmp = |a: &std::path::Path, b: &std::path::Path, extra: &[&str]| {
+        let o = Command::new(bin).arg("compare").arg(a).arg(b).args(extra).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+    };
+    let at = |name: &str| d.path().join(name);
+    crafted(&run, &at("base"), 1000, 2000, |_| {});
+    // The same run: nothing to say.
+    let (code, out) = cmp(&at("base"), &at("base"), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok: 0 regression(s)"), "{out}");
+    // p99 2 ms → 3 ms (+50 %, +1 ms): a regression; 2 → 2.1 ms (+5 %): not; 2 → 2.6 ms (+30 %
+    // but +0.6 ms): not either.
+    crafted(&run, &at("slow"), 1000, 3000, |_| {});
+    let (code, out) = cmp(&at("base"), &at("slow"), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("REGRESSION run") && out.contains("latency.p99") && out.contains("+50.0 %"), "{out}");
+    assert!(out.contains("REGRESSION phase mixed"), "{out}");
+    for (name, us) in [("bit", 2100), ("small", 2600)] {
+        crafted(&run, &at(name), 1000, us, |_| {});
+        let (code, out) = cmp(&at("base"), &at(name), &[]);
+        assert_eq!(code, Some(0), "{name}: {out}");
+    }
+    // Rules: p50 +20 % → the 2.6 ms run regresses.
+    std::fs::write(at("rules.yaml"), "latency: [{ quantile: p50, pct: 20 }]\n").unwrap();
+    let (code, out) = cmp(&at("base"), &at("small"), &["--rules", at("rules.yaml").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("latency.p50"), "{out}");
+    // Too few samples: not compared, said so.
+    crafted(&run, &at("few"), 20, 9000, |_| {});
+    let (code, out) = cmp(&at("base"), &at("few"), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("latency not compared (1000 and 20 samples, fewer than 100)"), "{out}");
+    // A new leak on the allow check, the error rate up, a check gone.
+    crafted(&run, &at("worse"), 1000, 2000, |s| {
+        let ok = s["checks"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "OK").unwrap();
+        ok["violations"]["false_deny"] = serde_json::json!(3);
+        ok["result"] = serde_json::json!("fail");
+        ok["errors"] = serde_json::json!(ok["sent"].as_u64().unwrap() / 10);
+        s["checks"].as_array_mut().unwrap().retain(|c| c["id"] != "LEAKS");
+    });
+    let (code, out) = cmp(&at("base"), &at("worse"), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    for want in [
+        "REGRESSION check OK                     violations.false_deny      0 → 3  +3",
+        "REGRESSION check OK                     result                     pass → fail",
+        "REGRESSION check OK                     error_rate                 0 → 10  +10.00 pp",
+        "REGRESSION check LEAKS                  result                     fail → not in this run",
+    ] {
+        assert!(out.contains(want), "`{want}` missing:\n{out}");
+    }
+    std::fs::write(at("lenient.yaml"), "missing_check_is_regression: false\n").unwrap();
+    let (_, out) = cmp(&at("base"), &at("worse"), &["--rules", at("lenient.yaml").to_str().unwrap()]);
+    assert!(!out.contains("REGRESSION check LEAKS"), "{out}");
+    // Fewer leaks than the baseline is a change, not a regression.
+    crafted(&run, &at("better"), 1000, 2000, |s| {
+        let c = s["checks"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "LEAKS").unwrap();
+        c["violations"]["leak"] = serde_json::json!(1);
+    });
+    let (code, out) = cmp(&at("base"), &at("better"), &["--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/compare.v1.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let leak = json["findings"].as_array().unwrap().iter().find(|f| f["metric"] == "violations.leak").unwrap();
+    assert_eq!((leak["regression"].as_bool(), leak["current"].as_f64()), (Some(false), Some(1.0)));
+    let (_, md) = cmp(&at("base"), &at("slow"), &["--markdown"]);
+    assert!(
+        md.starts_with("## gauntlet compare — ❌ regressions") && md.contains("| ❌ | run | `latency.p99` |"),
+        "{md}"
+    );
+    // Bad rules and folders that are not runs: exit 2 with the reason.
+    std::fs::write(at("bad.yaml"), "latency: [{ quantile: p42, pct: 1 }]\n").unwrap();
+    let (code, out) = cmp(&at("base"), &at("slow"), &["--rules", at("bad.yaml").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("p42") && out.contains("use p50, p90, p99, p99.9 or max"), "{out}");
+    std::fs::write(at("typo.yaml"), "error_rate: 1\n").unwrap();
+    let (code, out) = cmp(&at("base"), &at("slow"), &["--rules", at("typo.yaml").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("unknown field `error_rate`"), "{out}");
+    let (code, _) = cmp(&at("base"), &at("nowhere"), &[]);
+    assert_eq!(code, Some(2));
+}
+
+/// The reports drawn from fixed run data (`tests/golden/*/`: a pass under network events and
+/// a fail with leaks and forged headers) are the committed ones, byte for byte; regenerate with
+/// `GAUNTLET_WRITE_GOLDEN=1 cargo test --test it golden` after a deliberate change.
+#[test]
+fn reports_from_fixed_data_match_the_golden_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let write = std::env::var_os("GAUNTLET_WRITE_GOLDEN").is_some();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut differ = Vec::new();
+    for run in ["fail-closed", "flawed"] {
+        let out = tmp.path().join(run);
+        let (_, failed) = gauntlet::report::rerender(&root.join(run), Some(&out)).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        for f in ["report.html", "junit.xml", "summary.md"] {
+            let got = std::fs::read(out.join(f)).unwrap();
+            let golden = root.join("expected").join(format!("{run}.{f}"));
+            if write {
+                std::fs::write(&golden, &got).unwrap();
+            } else if std::fs::read(&golden).ok() != Some(got) {
+                differ.push(format!("{run}.{f}"));
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{differ:?} differ from tests/golden/expected/: look at the change; if it is meant, `GAUNTLET_WRITE_GOLDEN=1 cargo test --test it golden`"
+    );
+}
