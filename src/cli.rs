@@ -319,6 +319,10 @@ pub struct OutputArgs {
     /// Leave the dashboard as soon as the run ends instead of waiting for a key.
     #[arg(long)]
     pub no_wait: bool,
+    /// Serve live metrics (OpenMetrics / Prometheus text) at http://ADDR/metrics while the run
+    /// runs, e.g. `127.0.0.1:9464`; off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `gauntlet run`.

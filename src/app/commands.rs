@@ -52,8 +52,31 @@ pub(super) async fn run(a: RunArgs) -> Exit {
         };
     }
     match load(&a.scenario, &ov) {
-        Ok(s) => execute(s, opts(&a.output)).await.exit,
+        Ok(s) => {
+            let mut o = opts(&a.output);
+            match metrics_listener(&a.output).await {
+                Ok(l) => o.metrics = l,
+                Err(code) => return code,
+            }
+            execute(s, o).await.exit
+        }
         Err(code) => code,
+    }
+}
+
+/// Binds `--metrics-listen`, saying where the metrics are.
+async fn metrics_listener(o: &crate::cli::OutputArgs) -> Result<Option<tokio::net::TcpListener>, Exit> {
+    let Some(addr) = o.metrics_listen else { return Ok(None) };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let at = l.local_addr().map_or(addr, |a| a);
+            errln!("metrics: http://{at}/metrics (OpenMetrics, while the run runs)");
+            Ok(Some(l))
+        }
+        Err(e) => {
+            errln!("gauntlet: --metrics-listen {addr}: {e}");
+            Err(Exit::Runtime)
+        }
     }
 }
 
@@ -200,6 +223,14 @@ pub(super) async fn demo(a: DemoArgs) -> Exit {
     let flaw_note = if a.flaws.is_empty() { "no flaws".to_string() } else { format!("flaws: {}", a.flaws.join(", ")) };
     errln!("demo: reference gateway on https://{} ({flaw_note}), oracle upstream on http://{oracle_addr}", gw.addr);
     let mut o = opts(&a.output);
+    match metrics_listener(&a.output).await {
+        Ok(l) => o.metrics = l,
+        Err(code) => {
+            gw.stop().await;
+            deps.stop().await;
+            return code;
+        }
+    }
     o.oracle_listener = Some(oracle_listener);
     o.dependencies = Some(deps);
     let code = execute(s, o).await.exit;

@@ -20,6 +20,7 @@ macro_rules! errln {
 
 mod commands;
 mod evidence;
+mod live;
 pub mod probe;
 mod results;
 mod rig;

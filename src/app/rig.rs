@@ -48,6 +48,8 @@ pub(super) struct Rig {
     pub(super) run_id: String,
     /// Counter dimensions.
     pub(super) dims: Dims,
+    /// The live metrics server's view, when `--metrics-listen` serves one.
+    pub(super) live: Option<Arc<super::live::Live>>,
 }
 
 impl Rig {
@@ -169,6 +171,7 @@ impl Rig {
             started_at,
             run_id,
             dims,
+            live: None,
         })
     }
 

@@ -45,7 +45,12 @@ pub struct ExecOptions {
     /// Dependency links already started by the caller (the demo starts them before its
     /// gateway, which fetches keys at start); otherwise started from the scenario.
     pub dependencies: Option<Dependencies>,
+    /// Where to serve live OpenMetrics (`--metrics-listen`, bound by the caller).
+    pub metrics: Option<tokio::net::TcpListener>,
 }
+
+/// What the live metrics server (`--metrics-listen`) shows, when one runs.
+type LiveRef<'a> = Option<&'a Arc<super::live::Live>>;
 
 /// What a run produced.
 #[derive(Debug)]
@@ -91,11 +96,29 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
         },
     };
     let listener = opt.oracle_listener.take();
-    let out = if s.target.parity.is_empty() {
-        run_once(s.clone(), s.target.protocol, &opt, &deps, listener, opt.out.as_deref()).await
-    } else {
-        parity(s.clone(), &opt, &deps, listener).await
+    let metrics = match opt.metrics.take() {
+        Some(l) => {
+            let live = Arc::new(super::live::Live::default());
+            match super::live::serve(l, live.clone()) {
+                Ok(server) => Some((server, live)),
+                Err(e) => {
+                    say(&opt, format!("gauntlet: --metrics-listen: {e}"));
+                    deps.stop().await;
+                    return RunOutcome::early(Exit::Runtime);
+                }
+            }
+        }
+        None => None,
     };
+    let live = metrics.as_ref().map(|(_, l)| l);
+    let out = if s.target.parity.is_empty() {
+        run_once(s.clone(), s.target.protocol, &opt, &deps, listener, opt.out.as_deref(), live).await
+    } else {
+        parity(s.clone(), &opt, &deps, listener, live).await
+    };
+    if let Some((m, _)) = metrics {
+        m.stop().await;
+    }
     deps.stop().await;
     out
 }
@@ -107,6 +130,7 @@ async fn parity(
     opt: &ExecOptions,
     deps: &Dependencies,
     listener: Option<tokio::net::TcpListener>,
+    live: LiveRef<'_>,
 ) -> RunOutcome {
     // The folder appears with the first run that starts: a parity run that cannot start
     // writes nothing.
@@ -130,7 +154,7 @@ async fn parity(
             (None, None) => None,
         };
         say(opt, format!("parity: running over {}", p.as_str()));
-        let out = run_once(s.clone(), p, opt, deps, l, Some(&parent.join(p.as_str()))).await;
+        let out = run_once(s.clone(), p, opt, deps, l, Some(&parent.join(p.as_str())), live).await;
         match out.summary {
             Some(summary) => runs.push((p.as_str().to_string(), p.as_str().to_string(), summary)),
             None => {
@@ -184,6 +208,7 @@ async fn run_once(
     deps: &Dependencies,
     listener: Option<tokio::net::TcpListener>,
     into: Option<&std::path::Path>,
+    live: LiveRef<'_>,
 ) -> RunOutcome {
     // What to send is built first: a credential that cannot be minted is a usage error,
     // whether or not the target is up.
@@ -201,6 +226,7 @@ async fn run_once(
         Err(exit) => return RunOutcome::early(exit),
     };
     let Some(connector) = rig.connector.take() else { return RunOutcome::early(Exit::Runtime) };
+    rig.live = live.cloned();
     // Replay phases stream their capture; the producers start now, ahead of the engine.
     let credentials = Arc::new(credentials);
     let replays: Vec<Option<Arc<crate::replay::ReplayFeed>>> = (0..s.phases.len())
@@ -302,6 +328,18 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
     }
     let first = Arc::new(collector.snapshot(false));
     let (snap_tx, snap_rx) = watch::channel(first);
+    if let Some(live) = &rig.live {
+        live.show(
+            snap_rx.clone(),
+            crate::report::openmetrics::Names {
+                run_id: rig.run_id.clone(),
+                scenario: s.name.clone(),
+                phases: plan.phases.iter().map(|p| p.name.clone()).collect(),
+                conditions: plan.conditions.iter().map(|c| c.name.clone()).collect(),
+                checks: s.checks.iter().map(|c| c.id.clone()).collect(),
+            },
+        );
+    }
     let mut hlog = rig.hlog.take();
     let collecting = tokio::spawn(async move {
         let mut h = hlog.take()?;

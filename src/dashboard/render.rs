@@ -554,7 +554,7 @@ mod tests {
             per_check: vec![leaky, ok],
             latency_total: h,
             per_check_p99_us: vec![120_000, 700],
-            done: false,
+            ..Snapshot::empty()
         }
     }
 

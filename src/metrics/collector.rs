@@ -127,8 +127,38 @@ pub struct Snapshot {
     pub latency_total: Histogram<u64>,
     /// p99 latency per check over the run so far (µs; 0 before any sample).
     pub per_check_p99_us: Vec<u64>,
+    /// Counters and latency per (phase, network condition) so far, at `phase × conditions +
+    /// condition` (`None`: nothing recorded there yet).
+    pub per_slot: Vec<Option<Box<Cell>>>,
     /// The run has finished.
     pub done: bool,
+}
+
+impl Snapshot {
+    /// A snapshot of nothing (before any request), to build others from.
+    pub fn empty() -> Self {
+        Snapshot {
+            elapsed: Duration::ZERO,
+            phase: 0,
+            phase_name: String::new(),
+            phase_elapsed: Duration::ZERO,
+            phase_length: None,
+            condition: String::new(),
+            condition_index: 0,
+            offered_rps: None,
+            replay: false,
+            achieved_rps: 0.0,
+            window_latency: histogram(),
+            totals: Counts::default(),
+            per_check: Vec::new(),
+            causes: Vec::new(),
+            header_notes: Vec::new(),
+            latency_total: histogram(),
+            per_check_p99_us: Vec::new(),
+            per_slot: Vec::new(),
+            done: false,
+        }
+    }
 }
 
 struct Tick {
@@ -320,13 +350,20 @@ impl Collector {
         let mut per_check = vec![Counts::default(); self.dims.checks];
         let mut latency_total = histogram();
         let mut check_latency: Vec<Histogram<u64>> = (0..self.dims.checks).map(|_| histogram()).collect();
+        let mut per_slot: Vec<Option<Box<Cell>>> = (0..self.dims.phases * self.dims.conditions).map(|_| None).collect();
         for (i, c) in self.cells.iter().enumerate() {
             if let Some(c) = c {
-                let k = self.dims.key(i).check as usize;
+                let key = self.dims.key(i);
+                let k = key.check as usize;
                 totals.add(&c.counts);
                 per_check[k].add(&c.counts);
                 let _ = latency_total.add(&c.latency);
                 let _ = check_latency[k].add(&c.latency);
+                let slot = usize::from(key.phase) * self.dims.conditions + usize::from(key.condition);
+                match &mut per_slot[slot] {
+                    Some(s) => s.add(c),
+                    s => *s = Some(c.clone()),
+                }
             }
         }
         let mut header_notes = Vec::new();
@@ -365,6 +402,7 @@ impl Collector {
             header_notes,
             latency_total,
             per_check_p99_us,
+            per_slot,
             done,
         }
     }

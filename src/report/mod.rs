@@ -14,6 +14,7 @@ mod conformance;
 pub mod evidence;
 pub mod html;
 mod intervals;
+pub mod openmetrics;
 mod summary;
 mod svg;
 

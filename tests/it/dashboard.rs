@@ -62,6 +62,7 @@ fn fixture() -> (Info, Snapshot, History) {
         per_check,
         latency_total: total,
         per_check_p99_us: vec![2_100, 1_500, 900, 3_300, 45_000],
+        per_slot: Vec::new(),
         done: false,
     };
     let info = Info {

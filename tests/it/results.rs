@@ -538,3 +538,71 @@ fn reports_from_fixed_data_match_the_golden_files() {
         "{differ:?} differ from tests/golden/expected/: look at the change; if it is meant, `GAUNTLET_WRITE_GOLDEN=1 cargo test --test it golden`"
     );
 }
+
+/// `--metrics-listen`: while a run runs, `/metrics` serves OpenMetrics text — requests,
+/// violations by kind and latency buckets per (phase, condition) and per check — and the
+/// numbers grow as the run goes; other paths are 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_metrics_are_served_while_the_run_runs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let yaml = format!(
+        "gauntlet: 1\nname: live\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ anon: {{}} }}\n\
+         checks:\n\
+         - {{ id: OK, identity: anon, request: {{ path: /public }}, expect: allow }}\n\
+         - {{ id: LEAKS, identity: anon, request: {{ path: /admin }}, expect: deny }}\n\
+         phases: [ {{ name: steady, duration: 3s, rate: 50/s }} ]\n",
+        target.addr
+    );
+    let (d, p) = common::scenario_file(&yaml);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = gauntlet::app::ExecOptions {
+        out: Some(d.path().join("out")),
+        headless: true,
+        quiet: true,
+        metrics: Some(listener),
+        ..Default::default()
+    };
+    let run = tokio::spawn(gauntlet::app::execute(common::load(&p), opts));
+    let get = |path: &'static str| async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.ok()?;
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    };
+    let sent = |page: &str| -> u64 {
+        page.lines()
+            .filter(|l| l.starts_with("gauntlet_requests_total{phase="))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(page) = get("/metrics").await {
+            if page.starts_with("HTTP/1.1 200") && sent(&page) > 0 && seen.last().is_none_or(|(n, _)| sent(&page) > *n)
+            {
+                seen.push((sent(&page), page));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(seen.len(), 2, "two scrapes with growing counts during the run");
+    let page = &seen[1].1;
+    assert!(page.contains("content-type: application/openmetrics-text; version=1.0.0"), "{page}");
+    assert!(page.trim_end().ends_with("# EOF"));
+    assert!(page.contains("gauntlet_run_info{run_id=\""), "{page}");
+    assert!(page.contains("gauntlet_violations_total{phase=\"steady\",condition=\"unimpaired\",kind=\"leak\"} "));
+    assert!(page.contains("gauntlet_violations_total{check=\"LEAKS\",kind=\"leak\"} "));
+    assert!(page.contains("gauntlet_latency_seconds_bucket{phase=\"steady\",condition=\"unimpaired\",le=\"+Inf\"} "));
+    assert!(page.contains("gauntlet_phase{gauntlet_phase=\"steady\"} 1"));
+    let other = get("/other").await.unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    let out = run.await.unwrap();
+    target.stop().await;
+    assert_eq!(out.exit.code(), 1, "the leaks fail the run");
+    // The server is gone with the run.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
