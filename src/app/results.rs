@@ -46,16 +46,16 @@ pub(super) fn report(a: &ReportArgs) -> Exit {
             eprintln!("gauntlet report: {e}");
             Exit::Usage
         }
-        Ok((s, failed)) => {
+        Ok(crate::report::Rendered { verdict, failed }) => {
             let at = a.out.as_deref().unwrap_or(&a.dir);
             for e in &failed {
                 eprintln!("gauntlet report: {e}");
             }
             if failed.is_empty() {
                 out(&format!(
-                    "{}: verdict {} — report.html, junit.xml, summary.md and manifest.json written\n",
+                    "{}: verdict {} — its reports and manifest.json written again\n",
                     at.display(),
-                    s.verdict.name().to_uppercase()
+                    verdict.name().to_uppercase()
                 ));
                 Exit::Pass
             } else {

@@ -183,7 +183,8 @@ async fn parity(
         }
     };
     let written = dir
-        .write("summary.json", report.to_json().as_bytes())
+        .write("report.html", report::html::parity(&report).as_bytes())
+        .and_then(|_| dir.write("summary.json", report.to_json().as_bytes()))
         .and_then(|_| report::evidence::write_manifest(&dir.path));
     if !opt.quiet {
         out(&report.text());

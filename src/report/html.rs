@@ -305,7 +305,7 @@ fn plots(o: &mut String, s: &Summary, src: &Sources<'_>) {
         if upstream > 0 {
             let _ = write!(
                 o,
-                "<p class=\"muted\">Leaks proven upstream by the oracle ({upstream}) are in the totals and the checks, not in this chart.</p>"
+                "<p class=\"muted\">The chart shows what the client saw; the oracle proved {upstream} leak(s) upstream (in the totals and the checks).</p>"
             );
         }
     }
@@ -418,4 +418,77 @@ fn phases_and_conditions(o: &mut String, s: &Summary) {
         }
         o.push_str("</table>\n");
     }
+}
+
+/// The page on top of a parity run: the verdict, each protocol's run (with a link to its own
+/// report), and every check's verdict on each protocol, mismatches first.
+pub fn parity(p: &super::parity::ParitySummary) -> String {
+    let mut o = String::with_capacity(16 << 10);
+    let verdict = p.verdict.name();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>gauntlet parity: {} — {}</title><style>{STYLE}</style></head><body>\n<h1>{} <span class=\"verdict {verdict}\">{}</span></h1>\n\
+         <p class=\"muted\">protocol parity · scenario sha256 {}</p>\n",
+        esc(&p.scenario.name),
+        verdict.to_uppercase(),
+        esc(&p.scenario.name),
+        verdict.to_uppercase(),
+        esc(&p.scenario.sha256)
+    );
+    if !p.reasons.is_empty() {
+        o.push_str("<h2>Why it failed</h2><ul class=\"reasons\">");
+        for r in &p.reasons {
+            let _ = write!(o, "<li>{}</li>", esc(r));
+        }
+        o.push_str("</ul>\n");
+    }
+    o.push_str(
+        "<h2>Protocols</h2><table><tr><th>protocol</th><th>verdict</th><th>sent</th><th>errors</th><th>violations</th>\
+         <th>achieved</th><th>p50</th><th>p99</th><th>its report</th></tr>",
+    );
+    for r in &p.protocols {
+        let v = r.verdict.name();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td class=\"r-{v}\">{v}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{} /s</td><td class=\"n\">{} ms</td><td class=\"n\">{} ms</td><td class=\"mono\">{}/report.html</td></tr>",
+            esc(&r.protocol),
+            r.requests.sent,
+            r.requests.errors,
+            r.violations.get("total").copied().unwrap_or(0),
+            r.achieved_rps,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            esc(&r.results)
+        );
+    }
+    o.push_str("</table>\n<h2>Checks on each protocol</h2><table><tr><th>check</th>");
+    let protocols: Vec<&str> = p.protocols.iter().map(|r| r.protocol.as_str()).collect();
+    for pr in &protocols {
+        let _ = write!(o, "<th>{}</th>", esc(pr));
+    }
+    o.push_str("<th>parity</th></tr>");
+    let mut checks: Vec<_> = p.checks.iter().collect();
+    checks.sort_by_key(|c| !c.mismatch);
+    for c in checks {
+        let _ = write!(o, "<tr><td><b>{}</b><br>{}</td>", esc(&c.id), esc(&c.title));
+        for pr in &protocols {
+            let v = c.verdicts.get(*pr).map_or("—", String::as_str);
+            let class = v.split(':').next().unwrap_or("");
+            let _ = write!(o, "<td class=\"r-{}\">{}</td>", esc(class), esc(v));
+        }
+        let _ = write!(
+            o,
+            "<td class=\"{}\">{}</td></tr>",
+            if c.mismatch { "r-fail" } else { "r-pass" },
+            match (c.mismatch, c.severity) {
+                (true, Some(s)) => format!("mismatch ({})", s.name()),
+                (true, None) => "mismatch".into(),
+                (false, _) => "same".into(),
+            }
+        );
+    }
+    o.push_str("</table>\n</body></html>\n");
+    o
 }

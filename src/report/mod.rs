@@ -233,7 +233,7 @@ pub fn read_summary(dir: &Path) -> Result<Summary, RerenderError> {
         Some(SCHEMA) => {}
         Some(parity::PARITY_SCHEMA) => {
             return Err(err(format!(
-                "a parity run's summary ({}): render each protocol's folder (h1/, h2/, …) instead",
+                "a parity run's summary ({}): use each protocol's folder (h1/, h2/, …)",
                 parity::PARITY_SCHEMA
             )));
         }
@@ -248,8 +248,67 @@ pub fn read_summary(dir: &Path) -> Result<Summary, RerenderError> {
 /// `gauntlet report DIR [--out OUT]`: the reports of a results folder drawn again from its
 /// data, into `out` (the data files copied there) or in place; the manifest is written anew.
 /// The summary, and the files that could not be written.
-pub fn rerender(dir: &Path, out: Option<&Path>) -> Result<(Summary, Vec<Error>), RerenderError> {
-    let summary = read_summary(dir)?;
+pub fn rerender(dir: &Path, out: Option<&Path>) -> Result<Rendered, RerenderError> {
+    if let Some(p) = read_parity(dir) {
+        return rerender_parity(dir, out, &p);
+    }
+    let (summary, failed) = rerender_run(dir, out, read_summary(dir)?)?;
+    Ok(Rendered { verdict: summary.verdict, failed })
+}
+
+/// What [`rerender`] did.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The run's verdict, as recorded.
+    pub verdict: crate::judge::RunVerdict,
+    /// The files that could not be written.
+    pub failed: Vec<Error>,
+}
+
+/// A parity run's top `summary.json`, when `dir` holds one.
+fn read_parity(dir: &Path) -> Option<parity::ParitySummary> {
+    let bytes = crate::input::read(&dir.join("summary.json"), DATA_MAX).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if v.get("schema").and_then(|s| s.as_str()) != Some(parity::PARITY_SCHEMA) {
+        return None;
+    }
+    serde_json::from_value(v).ok()
+}
+
+/// A parity folder: each protocol's folder drawn again, then the page on top.
+fn rerender_parity(dir: &Path, out: Option<&Path>, p: &parity::ParitySummary) -> Result<Rendered, RerenderError> {
+    let target = match out {
+        Some(o) => o.to_path_buf(),
+        None if dir.join(evidence::SIGNATURE).exists() => {
+            return Err(RerenderError::Signed { path: dir.to_path_buf() });
+        }
+        None => dir.to_path_buf(),
+    };
+    let mut failed = Vec::new();
+    for r in &p.protocols {
+        // A protocol's folder is one name inside the parity folder, never a path out of it.
+        let mut parts = Path::new(&r.results).components();
+        if !matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None)) {
+            return Err(RerenderError::Summary {
+                path: dir.join("summary.json"),
+                why: format!("protocol folder {:?} is not a folder name inside the parity folder", r.results),
+            });
+        }
+        let sub = out.map(|o| o.join(&r.results));
+        failed.extend(rerender(&dir.join(&r.results), sub.as_deref())?.failed);
+    }
+    let rd = ResultsDir { path: target.clone() };
+    if target != dir {
+        if let Ok(bytes) = fs::read(dir.join("summary.json")) {
+            failed.extend(rd.write("summary.json", &bytes).err());
+        }
+    }
+    failed.extend(rd.write("report.html", html::parity(p).as_bytes()).err());
+    failed.extend(evidence::write_manifest(&target).err());
+    Ok(Rendered { verdict: p.verdict, failed })
+}
+
+fn rerender_run(dir: &Path, out: Option<&Path>, summary: Summary) -> Result<(Summary, Vec<Error>), RerenderError> {
     let target = match out {
         Some(o) => o.to_path_buf(),
         None if dir.join(evidence::SIGNATURE).exists() => {

@@ -253,7 +253,8 @@ pub(super) fn lines(title: &str, y_unit: &str, t: &Time, series: &[Line]) -> Str
 /// (in the order of `kinds`).
 pub(super) fn stacked(title: &str, y_unit: &str, t: &Time, kinds: &[String], bars: &[(f64, f64, Vec<u64>)]) -> String {
     let y_max = bars.iter().map(|b| b.2.iter().sum::<u64>() as f64).fold(0.0, f64::max);
-    let mut f = Frame::new(title, t.span, y_max.max(1.0), y_unit, "seconds into the run");
+    // Counts: whole-number ticks.
+    let mut f = Frame::new(title, t.span, y_max.max(5.0), y_unit, "seconds into the run");
     f.time(t);
     f.x_ticks();
     for (start, len, counts) in bars {

@@ -93,6 +93,28 @@ async fn parity_passes_on_the_clean_gateway_and_flags_a_gateway_that_skips_certi
     assert_eq!(json["schema"], "gauntlet.parity/v1");
     assert_eq!(json["violations"]["protocol_mismatch"], 5);
     assert!(out.join("h2/summary.json").exists() && out.join("h3/summary.json").exists());
+    // A page on top: the protocols and each check's verdict on each, mismatches first.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("verdict fail") && html.contains("h2/report.html") && html.contains("h3/report.html"));
+    let first = html.find("ZT-AUTHN-MTLS-001").unwrap();
+    assert!(first < html.find("ZT-BASE-CTRL-001").unwrap(), "mismatches first");
+    assert!(html.contains("mismatch (critical)"));
+    assert!(out.join("h2/report.html").exists() && out.join("h3/report.html").exists());
+    // `gauntlet report` draws the whole parity folder again, elsewhere.
+    let again = d.path().join("again");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .arg("report")
+        .arg(&out)
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(again.join("report.html")).unwrap(), html);
+    assert_eq!(
+        std::fs::read(again.join("h3/report.html")).unwrap(),
+        std::fs::read(out.join("h3/report.html")).unwrap()
+    );
 }
 
 /// A phase condition on an h3 target runs through the UDP link: datagram loss and delay,
