@@ -165,8 +165,8 @@ fn totals(o: &mut String, s: &Summary) {
 
 fn checks(o: &mut String, checks: &[CheckSummary]) {
     o.push_str(
-        "<h2>Checks</h2><table><tr><th>check</th><th>expectation</th><th>identity</th><th>sent</th>\
-         <th>answers</th><th>violations</th><th>result</th></tr>",
+        "<h2>Checks</h2><table><thead><tr><th>check</th><th>expectation</th><th>identity</th><th>sent</th>\
+         <th>answers</th><th>violations</th><th>result</th></tr></thead>",
     );
     for c in checks {
         let statuses: Vec<String> = c.statuses.iter().map(|(k, n)| format!("{} ×{n}", esc(k))).collect();

@@ -51,9 +51,16 @@ fi
 for want in "Latency over time" "Offered and achieved rate" "Violations over time" "Latency histogram" "Latency per network condition"; do
     grep -q "$want" "$tmp/dom.html" || { echo "report check: \`$want\` not in the rendered page"; fail=1; }
 done
+# Printed (A4, as a lab would hand it on): a PDF comes out.
+"$browser" --headless --no-sandbox --disable-gpu --no-pdf-header-footer --print-to-pdf="$tmp/report.pdf" "file://$page" >/dev/null 2>&1 || true
+pdf=$(stat -c %s "$tmp/report.pdf" 2>/dev/null || echo 0)
+pages=$(grep -ac "/Type /Page\b\|/Type/Page\b" "$tmp/report.pdf" 2>/dev/null || echo 0)
+if [ "$pdf" -lt 20000 ] || [ "$pages" -lt 1 ]; then
+    echo "report check: printing gave no PDF ($pdf bytes, $pages pages)"; fail=1
+fi
 if [ "${1:-}" = "--update-docs" ] && [ "$fail" = 0 ]; then
     cp "$tmp/report.png" "$root/docs/report.png"
     echo "docs/report.png updated"
 fi
-[ "$fail" = 0 ] && echo "report check PASS: report.html rendered by $("$browser" --version 2>/dev/null | head -1) with no console message and no request ($size-byte PNG)"
+[ "$fail" = 0 ] && echo "report check PASS: report.html rendered by $("$browser" --version 2>/dev/null | head -1) with no console message and no request ($size-byte PNG; printed: $pdf-byte PDF)"
 exit "$fail"
