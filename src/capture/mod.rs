@@ -120,6 +120,14 @@ struct Streamed {
     rx: std::sync::mpsc::Receiver<Piece>,
     head: Option<Exchange>,
     over: bool,
+    /// Set when the reader goes away: the reading thread stops (and kills tshark).
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        self.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Exchanges a reading thread may have ready before the reader takes them.
@@ -156,7 +164,7 @@ impl Reader {
             let (tx, rx) = std::sync::mpsc::sync_channel(STREAMED_AHEAD);
             har::start(path, tx)?;
             let mut r = Self::new(None, path);
-            r.streamed = Some(Streamed { rx, head: None, over: false });
+            r.streamed = Some(Streamed { rx, head: None, over: false, cancel: Default::default() });
             r.ended = true;
             return Ok(r);
         }
@@ -190,8 +198,9 @@ impl Reader {
     /// [`tls::MAX_CONNECTIONS`] connections) and merged with the clear ones by time.
     pub fn decrypting(mut self, keylog: Option<&Path>) -> Result<Self, Error> {
         let (tx, rx) = std::sync::mpsc::sync_channel(STREAMED_AHEAD);
-        tls::start(&self.path, keylog, tx)?;
-        self.streamed = Some(Streamed { rx, head: None, over: false });
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tls::start(&self.path, keylog, tx, cancel.clone())?;
+        self.streamed = Some(Streamed { rx, head: None, over: false, cancel });
         Ok(self)
     }
 

@@ -3,8 +3,10 @@
 //! ones. tshark lists the connections that start a TLS handshake, then follows each one's
 //! decrypted bytes (`-z follow,tls,yaml`, timestamps kept) in batches; the bytes go through
 //! the same HTTP reader as clear traffic. Streamed: tshark's output is read line by line on a
-//! thread of its own and its exchanges handed on in time order as soon as no later-starting
-//! connection can precede them, so memory holds one batch's exchanges, never the capture.
+//! thread of its own (stopped, with tshark, when the reader goes away) and its exchanges handed
+//! on in time order as soon as no later-starting connection can precede them: memory holds the
+//! exchanges of connections open across a batch boundary and 8 bytes per decrypted frame,
+//! never the capture's bytes.
 //! Without tshark, the error says how to get it.
 
 use std::collections::{BinaryHeap, HashMap};
@@ -12,6 +14,8 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
 use base64::Engine as _;
@@ -108,7 +112,12 @@ fn ns(ts: &str) -> Option<u64> {
 /// (`keylog`: the key log; `None`: the pcapng's own secrets) on a thread that sends them to
 /// `to` in time order, then [`Piece::Decrypted`] with the counts. The connections are listed
 /// here, so a missing tshark or an unreadable file is an error at once.
-pub(super) fn start(capture: &Path, keylog: Option<&Path>, to: SyncSender<Piece>) -> Result<(), Error> {
+pub(super) fn start(
+    capture: &Path,
+    keylog: Option<&Path>,
+    to: SyncSender<Piece>,
+    cancel: Arc<AtomicBool>,
+) -> Result<(), Error> {
     let mut base: Vec<String> = vec!["-n".into(), "-r".into(), capture.to_string_lossy().into_owned()];
     if let Some(k) = keylog {
         base.extend(["-o".into(), format!("tls.keylog_file:{}", k.display())]);
@@ -126,7 +135,7 @@ pub(super) fn start(capture: &Path, keylog: Option<&Path>, to: SyncSender<Piece>
     std::thread::Builder::new()
         .name("gauntlet-tshark".into())
         .spawn(move || {
-            let piece = match follow(&base, &path, conns, &to) {
+            let piece = match follow(&base, &path, conns, &to, &cancel) {
                 Ok(Some(d)) => Piece::Decrypted(d),
                 Ok(None) => return,
                 Err(e) => Piece::Failed(e),
@@ -233,7 +242,9 @@ fn follow(
     capture: &Path,
     (conns, over, seen): (Vec<Conn>, u64, u64),
     to: &SyncSender<Piece>,
+    cancel: &AtomicBool,
 ) -> Result<Option<super::Decrypted>, Error> {
+    let gone = || cancel.load(Ordering::Relaxed);
     let frames = frames(base, capture)?;
     let certs = client_certs(base, capture, &conns)?;
     let batches: Vec<&[Conn]> = conns.chunks(BATCH).collect();
@@ -246,6 +257,9 @@ fn follow(
     let mut http = Http1::new();
     let (mut pending, mut seq, mut unplaced) = (BinaryHeap::new(), 0u64, 0u64);
     for (i, batch) in batches.iter().enumerate() {
+        if gone() {
+            return Ok(None);
+        }
         let mut args = base.to_vec();
         args.push("-q".into());
         for c in *batch {
@@ -254,8 +268,11 @@ fn follow(
         let mut doc = Follow::new(batch, &frames);
         tshark(&args, capture, |line| {
             doc.line(line, &mut http);
-            true
+            !gone()
         })?;
+        if gone() {
+            return Ok(None);
+        }
         unplaced += doc.finish(&mut http);
         for mut x in http.out.drain(..) {
             x.client_cert = certs.get(&x.client).cloned();

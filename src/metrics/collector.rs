@@ -309,7 +309,7 @@ impl Collector {
         let since = now.saturating_duration_since(self.progress.run_start);
         if since >= self.interval_start + LOG_INTERVAL || last {
             let len = since.saturating_sub(self.interval_start);
-            if !self.interval_latency.is_empty() || !last {
+            if !self.interval_latency.is_empty() || self.interval_counts.sent > 0 || !last {
                 sink.interval(&Interval {
                     start: self.interval_start,
                     length: len,

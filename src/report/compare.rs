@@ -12,6 +12,8 @@ use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::input::printable;
+
 use super::{HISTOGRAMS, Summary, read_histograms, read_summary, untag};
 
 /// The schema of `gauntlet compare --json`.
@@ -199,6 +201,69 @@ pub fn compare(baseline: &Path, current: &Path, rules: &Rules) -> Result<Compari
     }
     let (hb, hc) = (histograms(baseline, &mut notes), histograms(current, &mut notes));
     let mut f = Vec::new();
+    // The run as a whole: its verdict, every threshold, a stop, a new reason.
+    let (bv, cv) = (b.verdict.name(), c.verdict.name());
+    if bv != cv || cv != "pass" {
+        f.push(Finding {
+            scope: "run".into(),
+            metric: "verdict".into(),
+            baseline: None,
+            current: None,
+            change: format!("{bv} → {cv}"),
+            // A failing run is never "no regression", even against a failing baseline: what
+            // fails it is listed below, and a new reason is a regression of its own.
+            regression: bv == "pass" && cv != "pass",
+        });
+    }
+    if c.interrupted && !b.interrupted {
+        f.push(Finding {
+            scope: "run".into(),
+            metric: "interrupted".into(),
+            baseline: None,
+            current: None,
+            change: "ran to the end → interrupted".into(),
+            regression: true,
+        });
+    }
+    for r in c.reasons.iter().filter(|r| !b.reasons.contains(r)) {
+        f.push(Finding {
+            scope: "run".into(),
+            metric: "reason".into(),
+            baseline: None,
+            current: None,
+            change: format!("new: {r}"),
+            regression: true,
+        });
+    }
+    for ct in &c.thresholds {
+        let bt = b.thresholds.iter().find(|t| t.expr == ct.expr);
+        let was_ok = bt.map(|t| t.ok);
+        if was_ok != Some(ct.ok) {
+            f.push(Finding {
+                scope: format!("threshold {}", ct.expr),
+                metric: "held".into(),
+                baseline: bt.map(|t| t.value),
+                current: Some(ct.value),
+                change: match (was_ok, ct.ok) {
+                    (None, true) => "new, held".into(),
+                    (None, false) => "new, failed".into(),
+                    (Some(_), true) => "failed → held".into(),
+                    (Some(_), false) => "held → failed".into(),
+                },
+                regression: !ct.ok,
+            });
+        }
+    }
+    for bt in b.thresholds.iter().filter(|bt| !c.thresholds.iter().any(|t| t.expr == bt.expr)) {
+        f.push(Finding {
+            scope: format!("threshold {}", bt.expr),
+            metric: "held".into(),
+            baseline: Some(bt.value),
+            current: None,
+            change: "→ not in this run".into(),
+            regression: rules.missing_check_is_regression,
+        });
+    }
     // Violations and results per check.
     for cc in &c.checks {
         let scope = format!("check {}", cc.id);
@@ -207,7 +272,8 @@ pub fn compare(baseline: &Path, current: &Path, rules: &Rules) -> Result<Compari
                 violations(&mut f, &scope, &bc.violations, &cc.violations);
                 let (br, cr) = (bc.result.name(), cc.result.name());
                 if br != cr {
-                    let regression = br == "pass" && cr != "skipped";
+                    // A check no longer sent tests nothing: like a missing one.
+                    let regression = br == "pass" && (cr != "skipped" || rules.missing_check_is_regression);
                     f.push(Finding {
                         scope: scope.clone(),
                         metric: "result".into(),
@@ -221,13 +287,14 @@ pub fn compare(baseline: &Path, current: &Path, rules: &Rules) -> Result<Compari
             }
             None => {
                 let v = cc.violations.get("total").copied().unwrap_or(0);
+                let r = cc.result.name();
                 f.push(Finding {
                     scope: scope.clone(),
-                    metric: "violations.total".into(),
+                    metric: "result".into(),
                     baseline: None,
                     current: Some(v as f64),
-                    change: format!("new check ({v} violations)"),
-                    regression: v > 0,
+                    change: format!("new check: {r} ({v} violations)"),
+                    regression: v > 0 || (r != "pass" && r != "skipped"),
                 });
             }
         }
@@ -276,6 +343,11 @@ pub fn compare(baseline: &Path, current: &Path, rules: &Rules) -> Result<Compari
         }
     }
     // Latency from the histograms, every scope both runs have.
+    for tag in hb.keys().filter(|t| !hc.contains_key(*t)) {
+        if !hc.is_empty() {
+            notes.push(format!("latency of `{}` is in the baseline only: not compared", untag(tag)));
+        }
+    }
     for (tag, h) in &hc {
         let Some(bh) = hb.get(tag) else { continue };
         let scope = match tag.split_once('=') {
@@ -297,7 +369,13 @@ pub fn compare(baseline: &Path, current: &Path, rules: &Rules) -> Result<Compari
             let q = quantile(&l.quantile).unwrap_or(0.99);
             let at = |h: &Histogram<u64>| (if q >= 1.0 { h.max() } else { h.value_at_quantile(q) }) as f64 / 1000.0;
             let (x, y) = (at(bh), at(h));
-            let pct = if x > 0.0 { (y - x) / x * 100.0 } else { 0.0 };
+            let pct = if x > 0.0 {
+                (y - x) / x * 100.0
+            } else if y > x {
+                f64::INFINITY
+            } else {
+                0.0
+            };
             f.push(Finding {
                 scope: scope.clone(),
                 metric: format!("latency.{}", l.quantile),
@@ -372,15 +450,15 @@ impl Comparison {
         let _ = writeln!(
             o,
             "compare: {} (run {}, {}) → {} (run {}, {})",
-            self.baseline.dir,
-            self.baseline.run_id,
+            printable(&self.baseline.dir),
+            printable(&self.baseline.run_id),
             self.baseline.verdict,
-            self.current.dir,
-            self.current.run_id,
+            printable(&self.current.dir),
+            printable(&self.current.run_id),
             self.current.verdict
         );
         for n in &self.notes {
-            let _ = writeln!(o, "  note: {n}");
+            let _ = writeln!(o, "  note: {}", printable(n));
         }
         for x in &self.findings {
             let values = match (x.baseline, x.current) {
@@ -391,9 +469,9 @@ impl Comparison {
                 o,
                 "  {} {:<28} {:<26} {values}{}",
                 if x.regression { "REGRESSION" } else { "          " },
-                x.scope,
-                x.metric,
-                x.change
+                printable(&x.scope),
+                printable(&x.metric),
+                printable(&x.change)
             );
         }
         let _ = writeln!(

@@ -267,14 +267,14 @@ fn plots(o: &mut String, s: &Summary, src: &Sources<'_>) {
             planned.push((at, p.offered_rps));
         }
         o.push_str(&svg::lines(
-            "Offered and achieved rate",
+            "Planned, finished and answered rate",
             "requests/s",
             &t,
             &[
                 Line { name: "planned (phase mean)".into(), points: planned, dashed: true },
                 Line {
-                    name: "sent".into(),
-                    points: pts.iter().map(|p| (mid(p), per_s(p.sent, p))).collect(),
+                    name: "finished".into(),
+                    points: pts.iter().map(|p| (mid(p), per_s(p.finished, p))).collect(),
                     dashed: false,
                 },
                 Line {
@@ -329,17 +329,18 @@ pub fn whole_latency(bytes: &[u8]) -> Option<Histogram<u64>> {
     super::intervals::read_histograms(bytes)?.remove("latency")
 }
 
-/// Ten buckets per power of ten over the recorded range (µs values → ms bounds).
+/// Ten buckets per power of ten over the recorded range (µs values → ms bounds); each
+/// recorded value counted once, in the bar its value falls in.
 fn log_buckets(h: &Histogram<u64>) -> Vec<(f64, f64, u64)> {
     let (lo, hi) = (h.min().max(1) as f64, h.max().max(1) as f64);
-    let step = 10f64.powf(0.1);
-    let mut b = 10f64.powf(lo.log10().floor());
-    let mut out = Vec::new();
-    while b <= hi {
-        let next = b * step;
-        let n = h.count_between(b.ceil() as u64, (next.ceil() as u64).saturating_sub(1));
-        out.push((b / 1000.0, next / 1000.0, n));
-        b = next;
+    let first = lo.log10().floor();
+    let bars = (((hi.log10() - first) * 10.0).floor() as usize + 1).min(400);
+    let bound = |i: usize| 10f64.powf(first + i as f64 / 10.0);
+    let mut out: Vec<(f64, f64, u64)> = (0..bars).map(|i| (bound(i) / 1000.0, bound(i + 1) / 1000.0, 0)).collect();
+    for v in h.iter_recorded() {
+        let x = (v.value_iterated_to().max(1) as f64).log10();
+        let i = (((x - first) * 10.0).floor().max(0.0) as usize).min(bars - 1);
+        out[i].2 += v.count_at_value();
     }
     out
 }
@@ -420,8 +421,9 @@ fn phases_and_conditions(o: &mut String, s: &Summary) {
     }
 }
 
-/// The page on top of a parity run: the verdict, each protocol's run (with a link to its own
-/// report), and every check's verdict on each protocol, mismatches first.
+/// The page on top of a parity run: the verdict, each protocol's run (with the path of its own
+/// report: the page links to nothing), and every check's verdict on each protocol, mismatches
+/// first.
 pub fn parity(p: &super::parity::ParitySummary) -> String {
     let mut o = String::with_capacity(16 << 10);
     let verdict = p.verdict.name();
@@ -491,4 +493,23 @@ pub fn parity(p: &super::parity::ParitySummary) -> String {
     }
     o.push_str("</table>\n</body></html>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sample_lands_in_one_histogram_bar() {
+        let mut h = crate::metrics::histogram();
+        // 3162 µs sits on a bar bound where hdr buckets are 2 µs wide: counted once.
+        h.record_n(3162, 1000).unwrap();
+        h.record_n(150, 7).unwrap();
+        h.record(45_000_000).unwrap();
+        let bars = log_buckets(&h);
+        assert_eq!(bars.iter().map(|b| b.2).sum::<u64>(), h.len());
+        let at = |ms: f64| bars.iter().find(|b| b.0 <= ms && ms < b.1).map(|b| b.2);
+        assert_eq!(at(0.15), Some(7));
+        assert_eq!(at(45_000.0), Some(1));
+    }
 }

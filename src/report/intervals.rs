@@ -1,7 +1,7 @@
 //! The per-interval files, streamed during the run to `.partial` files (flushed every
 //! interval) and renamed into place when the run ends: `latency.hlog`, the HdrHistogram
 //! interval log (V2 compressed), and `series.jsonl`, one [`Point`] a second (requests sent,
-//! answered, without an answer, violations by kind, p50/p99) for the report's plots.
+//! finished, answered, without an answer, violations by kind, p50/p99) for the report's plots.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,8 +29,10 @@ pub struct Point {
     pub t: f64,
     /// Length, seconds.
     pub len: f64,
-    /// Requests recorded (sent) in it.
-    pub sent: u64,
+    /// Requests that finished in it — answered, refused, without an answer or cancelled —
+    /// counted when they finish, not when they were sent (a stalled gateway shows as a dip,
+    /// then the timeouts land).
+    pub finished: u64,
     /// Of those, answered (or refused at TLS).
     pub completed: u64,
     /// Without an answer.
@@ -119,7 +121,7 @@ impl IntervalSink for Intervals {
         let point = Point {
             t: (i.start.as_secs_f64() * 1000.0).round() / 1000.0,
             len: (i.length.as_secs_f64() * 1000.0).round() / 1000.0,
-            sent: c.sent,
+            finished: c.sent,
             completed: c.completed,
             errors: c.error_total(),
             violations: Violation::ALL
@@ -184,7 +186,9 @@ pub fn read_histograms(bytes: &[u8]) -> Option<std::collections::BTreeMap<String
     let mut out: std::collections::BTreeMap<String, Histogram<u64>> = std::collections::BTreeMap::new();
     let mut de = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
-        let Ok(LogEntry::Interval(i)) = entry else { continue };
+        // A line that does not parse ends the iterator: the log is cut or corrupt.
+        let Ok(entry) = entry else { return None };
+        let LogEntry::Interval(i) = entry else { continue };
         let tag = i.tag().map_or(String::new(), |t| t.as_str().to_string());
         let raw = base64::engine::general_purpose::STANDARD.decode(i.encoded_histogram()).ok()?;
         let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).ok()?;
@@ -240,7 +244,7 @@ mod tests {
         assert!(d.path().join("latency.hlog").exists() && !d.path().join("latency.hlog.partial").exists());
         let points = read_series(&std::fs::read_to_string(d.path().join("series.jsonl")).unwrap());
         assert_eq!(points[1].t, 1.0);
-        assert_eq!((points[1].sent, points[1].completed, points[1].violations.get("leak")), (3, 2, Some(&1)));
+        assert_eq!((points[1].finished, points[1].completed, points[1].violations.get("leak")), (3, 2, Some(&1)));
         assert!((points[1].p99_ms - 1.5).abs() < 0.01, "{}", points[1].p99_ms);
     }
 }

@@ -242,7 +242,24 @@ pub fn read_summary(dir: &Path) -> Result<Summary, RerenderError> {
         }
         None => return Err(err("no `schema` field: not a gauntlet summary".into())),
     }
-    serde_json::from_value(v).map_err(|e| err(format!("does not match {SCHEMA}: {e}")))
+    let s: Summary = serde_json::from_value(v).map_err(|e| err(format!("does not match {SCHEMA}: {e}")))?;
+    // A pass is only what a run can give: no check failed or undecided, no reason, not stopped.
+    if s.verdict == crate::judge::RunVerdict::Pass {
+        let bad = s
+            .checks
+            .iter()
+            .find(|c| matches!(c.result, crate::judge::CheckResult::Fail | crate::judge::CheckResult::Inconclusive));
+        let why = match (bad, s.reasons.first(), s.interrupted) {
+            (Some(c), _, _) => Some(format!("check {} is {}", c.id, c.result.name())),
+            (None, Some(r), _) => Some(format!("it gives a reason to fail ({r})")),
+            (None, None, true) => Some("the run was interrupted".to_string()),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(err(format!("says pass, but {why}: it was edited or is corrupt")));
+        }
+    }
+    Ok(s)
 }
 
 /// `gauntlet report DIR [--out OUT]`: the reports of a results folder drawn again from its
@@ -294,12 +311,19 @@ fn rerender_parity(dir: &Path, out: Option<&Path>, p: &parity::ParitySummary) ->
                 why: format!("protocol folder {:?} is not a folder name inside the parity folder", r.results),
             });
         }
+        let from = dir.join(&r.results);
+        if fs::symlink_metadata(&from).map(|m| m.file_type().is_symlink()).unwrap_or(true) {
+            return Err(RerenderError::Summary {
+                path: dir.join("summary.json"),
+                why: format!("protocol folder {:?} is missing or a symbolic link", r.results),
+            });
+        }
         let sub = out.map(|o| o.join(&r.results));
-        failed.extend(rerender(&dir.join(&r.results), sub.as_deref())?.failed);
+        failed.extend(rerender_run(&from, sub.as_deref(), read_summary(&from)?)?.1);
     }
     let rd = ResultsDir { path: target.clone() };
     if target != dir {
-        if let Ok(bytes) = fs::read(dir.join("summary.json")) {
+        if let Ok(bytes) = crate::input::read(&dir.join("summary.json"), DATA_MAX) {
             failed.extend(rd.write("summary.json", &bytes).err());
         }
     }
@@ -332,7 +356,10 @@ fn rerender_run(dir: &Path, out: Option<&Path>, summary: Summary) -> Result<(Sum
             "results.jsonl",
             "conformance.yaml",
         ] {
-            if let Ok(bytes) = fs::read(dir.join(f)) {
+            // Regular files only (a FIFO would hang, a link would bring in a file from
+            // outside the folder).
+            let link = fs::symlink_metadata(dir.join(f)).is_ok_and(|m| m.file_type().is_symlink());
+            if let Some(bytes) = (!link).then(|| crate::input::read(&dir.join(f), DATA_MAX).ok()).flatten() {
                 if let Err(e) = rd.write(f, &bytes) {
                     failed.push(e);
                 }

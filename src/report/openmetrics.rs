@@ -90,38 +90,55 @@ pub fn render(s: &Snapshot, n: &Names) -> String {
         .filter(|(_, c)| c.sent > 0)
         .map(|(i, c)| (format!("check=\"{}\"", lv(n.checks.get(i).map_or("?", String::as_str))), c))
         .collect();
-    let counter = |o: &mut String, name: &str, help: &str, get: &dyn Fn(&Counts) -> u64| {
-        family(o, name, "counter", help);
-        for (l, c, _) in &slots {
-            let _ = writeln!(o, "{name}_total{{{l}}} {}", get(c));
+    // One set of families per scope, so a sum over a family never counts a request twice.
+    let slot_rows: Vec<(String, &Counts)> = slots.iter().map(|(l, c, _)| (l.clone(), *c)).collect();
+    for (prefix, scope, rows) in [
+        ("gauntlet", "per phase and network condition at the send", &slot_rows),
+        ("gauntlet_check", "per check", &checks),
+    ] {
+        family(&mut o, &format!("{prefix}_requests"), "counter", &format!("Requests sent, {scope}."));
+        for (l, c) in rows.iter() {
+            let _ = writeln!(o, "{prefix}_requests_total{{{l}}} {}", c.sent);
         }
-        for (l, c) in &checks {
-            let _ = writeln!(o, "{name}_total{{{l}}} {}", get(c));
+        family(
+            &mut o,
+            &format!("{prefix}_answers"),
+            "counter",
+            &format!("Requests answered (any status) or refused at TLS, {scope}."),
+        );
+        for (l, c) in rows.iter() {
+            let _ = writeln!(o, "{prefix}_answers_total{{{l}}} {}", c.completed);
         }
-    };
-    counter(&mut o, "gauntlet_requests", "Requests sent.", &|c| c.sent);
-    counter(&mut o, "gauntlet_answers", "Requests answered (any status) or refused at TLS.", &|c| c.completed);
-    family(&mut o, "gauntlet_errors", "counter", "Requests without an answer, by kind.");
-    for (l, c) in slots.iter().map(|(l, c, _)| (l, *c)).chain(checks.iter().map(|(l, c)| (l, *c))) {
-        for e in ErrorKind::ALL {
-            let _ = writeln!(o, "gauntlet_errors_total{{{l},kind=\"{}\"}} {}", e.name(), c.error(e));
+        family(
+            &mut o,
+            &format!("{prefix}_errors"),
+            "counter",
+            &format!("Requests without an answer by kind, {scope}."),
+        );
+        for (l, c) in rows.iter() {
+            for e in ErrorKind::ALL {
+                let _ = writeln!(o, "{prefix}_errors_total{{{l},kind=\"{}\"}} {}", e.name(), c.error(e));
+            }
         }
-    }
-    family(
-        &mut o,
-        "gauntlet_violations",
-        "counter",
-        "Policy violations by kind (per check: client side and proven upstream; per phase and condition: client side).",
-    );
-    for (l, c) in slots.iter().map(|(l, c, _)| (l, *c)).chain(checks.iter().map(|(l, c)| (l, *c))) {
-        for v in Violation::ALL {
-            let _ = writeln!(o, "gauntlet_violations_total{{{l},kind=\"{}\"}} {}", v.name(), c.violation(v));
+        let whose = if prefix == "gauntlet" { "client side" } else { "client side and proven upstream" };
+        family(
+            &mut o,
+            &format!("{prefix}_violations"),
+            "counter",
+            &format!("Policy violations by kind ({whose}), {scope}."),
+        );
+        for (l, c) in rows.iter() {
+            for v in Violation::ALL {
+                let _ = writeln!(o, "{prefix}_violations_total{{{l},kind=\"{}\"}} {}", v.name(), c.violation(v));
+            }
         }
     }
     family(&mut o, "gauntlet_latency_seconds", "histogram", "Latency from the intended send time.");
     for (l, _, h) in &slots {
         for b in BUCKETS {
-            let n = if h.is_empty() { 0 } else { h.count_between(0, (b * 1e6) as u64) };
+            // Only the histogram's buckets wholly at or under the bound: `le` is inclusive.
+            let le_us = (b * 1e6) as u64;
+            let n = if h.is_empty() { 0 } else { h.count_between(0, h.lowest_equivalent(le_us + 1).saturating_sub(1)) };
             let _ = writeln!(o, "gauntlet_latency_seconds_bucket{{{l},le=\"{b}\"}} {n}");
         }
         let _ = writeln!(o, "gauntlet_latency_seconds_bucket{{{l},le=\"+Inf\"}} {}", h.len());
@@ -163,7 +180,8 @@ mod tests {
         assert!(page.ends_with("# EOF\n"));
         assert!(page.contains(r#"gauntlet_run_info{run_id="r1",scenario="a \"quoted\" name"} 1"#));
         assert!(page.contains(r#"gauntlet_requests_total{phase="warm",condition="slow"} 10"#), "{page}");
-        assert!(page.contains(r#"gauntlet_requests_total{check="B"} 10"#));
+        assert!(page.contains(r#"gauntlet_check_requests_total{check="B"} 10"#));
+        assert!(!page.contains(r#"gauntlet_requests_total{check="#), "one scope per family");
         assert!(!page.contains(r#"check="A""#), "a check that sent nothing is left out");
         assert!(page.contains(r#"gauntlet_violations_total{phase="warm",condition="slow",kind="leak"} 2"#));
         let buckets: Vec<u64> = page

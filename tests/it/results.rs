@@ -266,7 +266,7 @@ async fn the_html_report_is_self_contained_and_shows_the_run() {
     // Charts: latency and rate over time, violations by kind, the histogram — each one SVG.
     for title in [
         "Latency over time",
-        "Offered and achieved rate",
+        "Planned, finished and answered rate",
         "Violations over time, by kind",
         "Latency histogram (whole run)",
     ] {
@@ -277,7 +277,7 @@ async fn the_html_report_is_self_contained_and_shows_the_run() {
     let series = gauntlet::report::read_series(&std::fs::read_to_string(out_dir.join("series.jsonl")).unwrap());
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
     assert!(series.len() >= 4, "{} points", series.len());
-    assert_eq!(series.iter().map(|p| p.sent).sum::<u64>(), s["requests"]["sent"].as_u64().unwrap());
+    assert_eq!(series.iter().map(|p| p.finished).sum::<u64>(), s["requests"]["sent"].as_u64().unwrap());
     let leaks: u64 = series.iter().map(|p| p.violations.get("leak").copied().unwrap_or(0)).sum();
     assert_eq!(leaks, s["violations"]["leak"].as_u64().unwrap());
     assert!(leaks > 0);
@@ -337,6 +337,18 @@ async fn report_draws_the_reports_again_from_the_folder() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("gauntlet.summary/v9"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A summary edited to say pass while a check failed is refused, not drawn green.
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    edited["verdict"] = serde_json::json!("pass");
+    std::fs::write(other.join("summary.json"), serde_json::to_vec(&edited).unwrap()).unwrap();
+    let o = Command::new(bin).arg("report").arg(&other).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("says pass, but check LEAKS is fail"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -471,6 +483,27 @@ async fn compare_finds_regressions_by_its_rules() {
     ] {
         assert!(out.contains(want), "`{want}` missing:\n{out}");
     }
+    // A threshold that stops holding, and a check no longer sent, are regressions too; so is a
+    // run that newly fails for a reason of its own.
+    crafted(&run, &at("thresh"), 1000, 2000, |s| {
+        s["thresholds"] = serde_json::json!([{ "expr": "p99 < 200ms", "ok": false, "value": 205.0 }]);
+        let ok = s["checks"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "OK").unwrap();
+        ok["result"] = serde_json::json!("skipped");
+        s["reasons"].as_array_mut().unwrap().push(serde_json::json!("the oracle saw nothing tagged"));
+    });
+    crafted(&run, &at("thresh-base"), 1000, 2000, |s| {
+        s["thresholds"] = serde_json::json!([{ "expr": "p99 < 200ms", "ok": true, "value": 195.0 }]);
+    });
+    let (code, out) = cmp(&at("thresh-base"), &at("thresh"), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    for want in [
+        "REGRESSION threshold p99 < 200ms",
+        "held → failed",
+        "REGRESSION check OK                     result                     pass → skipped",
+        "REGRESSION run                          reason                     new: the oracle saw nothing tagged",
+    ] {
+        assert!(out.contains(want), "`{want}` missing:\n{out}");
+    }
     std::fs::write(at("lenient.yaml"), "missing_check_is_regression: false\n").unwrap();
     let (_, out) = cmp(&at("base"), &at("worse"), &["--rules", at("lenient.yaml").to_str().unwrap()]);
     assert!(!out.contains("REGRESSION check LEAKS"), "{out}");
@@ -595,7 +628,7 @@ async fn live_metrics_are_served_while_the_run_runs() {
     assert!(page.trim_end().ends_with("# EOF"));
     assert!(page.contains("gauntlet_run_info{run_id=\""), "{page}");
     assert!(page.contains("gauntlet_violations_total{phase=\"steady\",condition=\"unimpaired\",kind=\"leak\"} "));
-    assert!(page.contains("gauntlet_violations_total{check=\"LEAKS\",kind=\"leak\"} "));
+    assert!(page.contains("gauntlet_check_violations_total{check=\"LEAKS\",kind=\"leak\"} "));
     assert!(page.contains("gauntlet_latency_seconds_bucket{phase=\"steady\",condition=\"unimpaired\",le=\"+Inf\"} "));
     assert!(page.contains("gauntlet_phase{gauntlet_phase=\"steady\"} 1"));
     let other = get("/other").await.unwrap();

@@ -48,13 +48,14 @@ fi
 if grep -Eo "(src|href)=|url\(|@import|<link|<script" "$tmp/dom.html" | sort | uniq -c; then
     echo "report check: the page would fetch or run something (above)"; fail=1
 fi
-for want in "Latency over time" "Offered and achieved rate" "Violations over time" "Latency histogram" "Latency per network condition"; do
+for want in "Latency over time" "Planned, finished and answered rate" "Violations over time" "Latency histogram" "Latency per network condition"; do
     grep -q "$want" "$tmp/dom.html" || { echo "report check: \`$want\` not in the rendered page"; fail=1; }
 done
 # Printed (A4, as a lab would hand it on): a PDF comes out.
 "$browser" --headless --no-sandbox --disable-gpu --no-pdf-header-footer --print-to-pdf="$tmp/report.pdf" "file://$page" >/dev/null 2>&1 || true
 pdf=$(stat -c %s "$tmp/report.pdf" 2>/dev/null || echo 0)
-pages=$(grep -ac "/Type /Page\b\|/Type/Page\b" "$tmp/report.pdf" 2>/dev/null || echo 0)
+pages=$(grep -ac "/Type /Page\b\|/Type/Page\b" "$tmp/report.pdf" 2>/dev/null || true)
+pages=${pages:-0}
 if [ "$pdf" -lt 20000 ] || [ "$pages" -lt 1 ]; then
     echo "report check: printing gave no PDF ($pdf bytes, $pages pages)"; fail=1
 fi
