@@ -101,6 +101,28 @@ pub struct Decrypted {
     pub http: http1::HttpStats,
 }
 
+/// An exchange waiting to be put in order: by time, then by reading order (a
+/// `BinaryHeap<Reverse<Waiting>>` gives the earliest first).
+#[derive(Debug)]
+pub struct Waiting(pub u64, pub u64, pub Box<Exchange>);
+
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
 /// What a reading thread (decrypted TLS, a HAR file) hands the [`Reader`].
 #[derive(Debug)]
 pub(crate) enum Piece {

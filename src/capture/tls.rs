@@ -20,9 +20,10 @@ use std::sync::mpsc::SyncSender;
 
 use base64::Engine as _;
 
-use super::http1::{Exchange, Http1};
+use super::http1::Http1;
 use super::tcp::{Side, Sink};
-use super::{Error, Piece};
+use super::{Error, Piece, Waiting};
+use std::cmp::Reverse;
 
 /// Connections followed per tshark run (each run reads the whole capture).
 const BATCH: usize = 200;
@@ -215,26 +216,6 @@ fn tls_ports(capture: &Path) -> Result<(std::collections::BTreeSet<u16>, u64), E
     Ok((std::mem::take(&mut clear.http.tls_ports), clear.http.stats.tls_flows))
 }
 
-/// An exchange waiting for its turn, earliest first.
-struct Waiting(u64, u64, Box<Exchange>);
-
-impl PartialEq for Waiting {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Waiting {}
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Waiting {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (o.0, o.1).cmp(&(self.0, self.1))
-    }
-}
-
 /// Follows `conns` batch by batch and sends their exchanges to `to` in time order; `None`
 /// when the reader went away (nothing more to do).
 fn follow(
@@ -277,10 +258,10 @@ fn follow(
         for mut x in http.out.drain(..) {
             x.client_cert = certs.get(&x.client).cloned();
             seq += 1;
-            pending.push(Waiting(x.ts_ns, seq, Box::new(x)));
+            pending.push(Reverse(Waiting(x.ts_ns, seq, Box::new(x))));
         }
-        while pending.peek().is_some_and(|w: &Waiting| w.0 < later[i + 1]) {
-            let Waiting(_, _, x) = pending.pop().expect("peeked");
+        while pending.peek().is_some_and(|w: &Reverse<Waiting>| w.0.0 < later[i + 1]) {
+            let Reverse(Waiting(_, _, x)) = pending.pop().expect("peeked");
             if to.send(Piece::Exchange(x)).is_err() {
                 return Ok(None);
             }

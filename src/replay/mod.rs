@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::capture::{self, Exchange};
+use crate::capture::{self, Exchange, Waiting};
 use crate::engine::{Fed, Feed, Next, Recorded};
 use crate::proto::Endpoint;
 use crate::scenario::{Replay, Scenario};
@@ -265,26 +265,6 @@ pub fn start(
         *feed.counters.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("cannot start the replay: {e}"));
     }
     feed
-}
-
-/// An exchange waiting to be put in order: by time, then by reading order.
-struct Waiting(u64, u64, Box<Exchange>);
-
-impl PartialEq for Waiting {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Waiting {}
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Waiting {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(o.0, o.1))
-    }
 }
 
 /// Exchanges of a capture in time order (within [`REORDER_NS`] of capture time).
