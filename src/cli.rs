@@ -50,6 +50,69 @@ pub enum Command {
     /// Compare two runs' results folders: new violations, checks that stopped passing, latency
     /// percentiles (from the histograms), error and achieved rates; exit 1 on a regression.
     Compare(CompareArgs),
+    /// Merge the shards of a run (`run --shard I/N`) into one results folder: counters summed,
+    /// histograms added exactly, the oracle's findings joined, then judged once.
+    Merge(MergeArgs),
+    /// Kubernetes: print the manifest that runs a scenario as N shards of an Indexed Job.
+    #[command(subcommand)]
+    K8s(K8sCommand),
+}
+
+/// `gauntlet merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard results: shard folders, run folders holding `shard-*` folders, or `-` for result
+    /// lines on stdin (`kubectl logs -l job-name=… | gauntlet merge - …`).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    /// The scenario the shards ran (its digest must be theirs).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// The standalone oracle's findings (`gauntlet oracle --run-id RUN --out DIR` writes
+    /// DIR/oracle.json); repeat for several oracles.
+    #[arg(long, value_name = "FILE")]
+    pub oracle: Vec<PathBuf>,
+    /// The merged run's results folder (default: results/<stamp>-<scenario>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace gauntlet's files in a non-empty --out folder.
+    #[arg(long)]
+    pub force: bool,
+    /// The `--duration` the shards ran with, if they did.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// The `--target-url` the shards ran with, if they did.
+    #[arg(long, value_name = "URL")]
+    pub target_url: Option<String>,
+}
+
+/// `gauntlet k8s`.
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Print a ConfigMap (the scenario and what it includes) and an Indexed Job of N shards.
+    Job(K8sJobArgs),
+}
+
+/// `gauntlet k8s job`.
+#[derive(Debug, Args)]
+pub struct K8sJobArgs {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// Shards (pods), each sending 1/N of the schedule.
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// The container image holding gauntlet (see the Dockerfile).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// Every shard starts this long after the manifest is printed.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub start_in: String,
+    /// Kubernetes namespace.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub namespace: String,
+    /// The Job's name (default: gauntlet-<scenario>-<run id>).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// `gauntlet compare`.
@@ -302,6 +365,12 @@ pub struct OracleArgs {
     /// Private key (PEM) for `--cert`.
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Count only this run's tags (a sharded run's id); others are counted as foreign.
+    #[arg(long, value_name = "RUN")]
+    pub run_id: Option<String>,
+    /// On stop, write the findings to DIR/oracle.json (for `gauntlet merge --oracle`).
+    #[arg(long, value_name = "DIR", requires = "run_id")]
+    pub out: Option<PathBuf>,
 }
 
 /// Output options shared by `run` and `demo`.
@@ -349,6 +418,27 @@ pub struct RunArgs {
     /// mapping, length at the chosen pace, rate profile, hosts and routes, what is not replayable).
     #[arg(long)]
     pub dry_run: bool,
+    /// Send only shard I of N of the schedule (the requests k ≡ I mod N, the closed-loop users
+    /// u ≡ I mod N), e.g. `--shard 0/4`; `gauntlet merge` joins the shards' results.
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Shards in the run, this one's index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+    /// A shard starts at this wall-clock instant (RFC 3339, e.g. `2026-12-02T10:00:00Z`), so
+    /// every shard starts together.
+    #[arg(long, value_name = "RFC3339")]
+    pub start_at: Option<String>,
+    /// A shard refuses to start more than this late past --start-at.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub max_late: String,
+    /// The id every shard of the run shares (letters and digits, at most 32; default: derived
+    /// from the scenario and --start-at).
+    #[arg(long, value_name = "RUN")]
+    pub run_id: Option<String>,
+    /// A shard prints its result as one base64 line on stdout (for `kubectl logs`).
+    #[arg(long)]
+    pub result_line: bool,
 }
 
 /// `gauntlet validate`.

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod gateway;
 pub mod input;
 pub mod judge;
+pub mod k8s;
 pub mod metrics;
 pub mod netem;
 pub mod oracle;

@@ -44,7 +44,12 @@ pub(super) async fn probe(a: ProbeArgs) -> Exit {
 }
 
 pub(super) async fn run(a: RunArgs) -> Exit {
-    let ov = Overrides { target_url: a.target_url, target_ca: a.target_ca, duration: a.duration, speed: a.speed };
+    let ov = Overrides {
+        target_url: a.target_url.clone(),
+        target_ca: a.target_ca.clone(),
+        duration: a.duration.clone(),
+        speed: a.speed.clone(),
+    };
     if a.dry_run {
         return match load(&a.scenario, &ov) {
             Ok(s) => dry_run(&s),
@@ -54,6 +59,13 @@ pub(super) async fn run(a: RunArgs) -> Exit {
     match load(&a.scenario, &ov) {
         Ok(s) => {
             let mut o = opts(&a.output);
+            match super::shard::shard_run(&a, &s) {
+                Ok(sh) => o.shard = sh,
+                Err(e) => {
+                    errln!("gauntlet: {e}");
+                    return Exit::Usage;
+                }
+            }
             match metrics_listener(&a.output).await {
                 Ok(l) => o.metrics = l,
                 Err(code) => return code,
@@ -404,7 +416,15 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let conditions = plan::build(&s).conditions.len();
-    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, oracle::ANY_RUN, conditions))), tls) {
+    let run = match &a.run_id {
+        Some(r) if super::shard::valid_run_id(r) => r.as_str(),
+        Some(r) => {
+            errln!("gauntlet: --run-id {r}: letters, digits and `-` only, at most 32");
+            return Exit::Usage;
+        }
+        None => oracle::ANY_RUN,
+    };
+    match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, run, conditions))), tls) {
         Ok(o) => {
             errln!(
                 "oracle: listening on {scheme}://{} for `{}`; counters at {scheme}://{}/__gauntlet/oracle",
@@ -417,6 +437,14 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
             stop.cancelled().await;
             let r = o.stop().await.report();
             out(&format!("{}\n", serde_json::to_string_pretty(&r).unwrap_or_default()));
+            if let Some(dir) = &a.out {
+                let findings = super::run::oracle_record(r);
+                if let Err(e) = super::shard::write_oracle(dir, run, &s, findings) {
+                    errln!("gauntlet: {e}");
+                    return Exit::Runtime;
+                }
+                errln!("oracle: findings of run {run} in {}", dir.join(super::shard::ORACLE_FILE).display());
+            }
             Exit::Pass
         }
         Err(e) => {

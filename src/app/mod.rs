@@ -25,6 +25,7 @@ pub mod probe;
 mod results;
 mod rig;
 mod run;
+mod shard;
 
 pub use rig::{Dependencies, DependencyLink};
 pub use run::{ExecOptions, RunOutcome, execute};
@@ -72,6 +73,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Verify(a) => evidence::verify(&a),
         Command::Report(a) => results::report(&a),
         Command::Compare(a) => results::compare(&a),
+        Command::Merge(a) => shard::merge(&a),
+        Command::K8s(crate::cli::K8sCommand::Job(a)) => shard::k8s_job(&a),
     };
     exit.code()
 }

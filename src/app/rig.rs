@@ -50,6 +50,8 @@ pub(super) struct Rig {
     pub(super) dims: Dims,
     /// The live metrics server's view, when `--metrics-listen` serves one.
     pub(super) live: Option<Arc<super::live::Live>>,
+    /// A shard: how late it started against `--start-at`, ms.
+    pub(super) lateness_ms: Option<f64>,
 }
 
 impl Rig {
@@ -101,7 +103,11 @@ impl Rig {
             links.push((d.name.clone(), d.switch.clone()));
         }
         let timeline = Arc::new(Timeline::new(plan.clone(), links));
-        let run_id = format!("{:08x}", rand::random::<u32>());
+        // Every shard of a run carries the same id (the oracle and `merge` join them by it).
+        let run_id = match &opt.shard {
+            Some(sh) => sh.run_id.clone(),
+            None => format!("{:08x}", rand::random::<u32>()),
+        };
         let stop_link = |l: Option<ClientLink>| async move {
             if let Some(l) = l {
                 l.stop().await;
@@ -109,6 +115,15 @@ impl Rig {
         };
         let listener = match (listener, s.oracle) {
             (Some(l), _) => Some(l),
+            // Shards share one gateway, and so one upstream: the standalone `gauntlet oracle`.
+            (None, Some(_)) if opt.shard.is_some() => {
+                say(
+                    opt,
+                    "oracle: a shard starts no oracle of its own — run `gauntlet oracle --run-id RUN --out DIR` as \
+                     the gateway's upstream and give its findings to `gauntlet merge --oracle`",
+                );
+                None
+            }
             (None, Some(spec)) => match tokio::net::TcpListener::bind(spec.listen).await {
                 Ok(l) => Some(l),
                 Err(e) => {
@@ -146,6 +161,29 @@ impl Rig {
                 return Err(Exit::Runtime);
             }
         };
+        // A shard waits for the instant every shard starts at, and refuses to start too late.
+        if let Some(sh) = &opt.shard {
+            if let Some((at, text)) = &sh.start_at {
+                if let Ok(wait) = at.duration_since(SystemTime::now()) {
+                    say(
+                        opt,
+                        format!(
+                            "shard {}/{}: starting at {text} (in {:.1}s)",
+                            sh.shard.index,
+                            sh.shard.count,
+                            wait.as_secs_f64()
+                        ),
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            if let Err(e) = sh.late() {
+                say(opt, format!("gauntlet: {e}"));
+                stop_all(client_link, oracle).await;
+                let _ = std::fs::remove_dir(&dir.path);
+                return Err(Exit::Runtime);
+            }
+        }
         let started_at = SystemTime::now();
         let hlog = match Intervals::create(&dir.path, started_at) {
             Ok(h) => h,
@@ -172,6 +210,7 @@ impl Rig {
             run_id,
             dims,
             live: None,
+            lateness_ms: None,
         })
     }
 

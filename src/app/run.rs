@@ -47,6 +47,46 @@ pub struct ExecOptions {
     pub dependencies: Option<Dependencies>,
     /// Where to serve live OpenMetrics (`--metrics-listen`, bound by the caller).
     pub metrics: Option<tokio::net::TcpListener>,
+    /// A sharded run (`--shard i/N`): this process's part, its run id and start instant.
+    pub shard: Option<ShardRun>,
+}
+
+/// One shard of a run spread over several generators.
+#[derive(Debug, Clone)]
+pub struct ShardRun {
+    /// The part of the schedule this process sends.
+    pub shard: crate::plan::Shard,
+    /// The run id every shard shares (in every tag).
+    pub run_id: String,
+    /// The wall-clock instant every shard starts at, and how it was written.
+    pub start_at: Option<(SystemTime, String)>,
+    /// How late a shard may start against `start_at` before it refuses to.
+    pub max_late: std::time::Duration,
+    /// Print the result as one base64 line on stdout (for `kubectl logs … | gauntlet merge -`).
+    pub result_line: bool,
+}
+
+impl ShardRun {
+    /// Refuses to start later than `max_late` past `start_at`.
+    pub(super) fn late(&self) -> Result<(), String> {
+        let Some((at, text)) = &self.start_at else { return Ok(()) };
+        match SystemTime::now().duration_since(*at) {
+            Ok(late) if late > self.max_late => Err(format!(
+                "shard {}/{}: it is {:.3}s past --start-at {text}, more than --max-late {}s allows: not \
+                 started (its results would not line up with the other shards')",
+                self.shard.index,
+                self.shard.count,
+                late.as_secs_f64(),
+                self.max_late.as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The shard's results folder under the run's folder `base`.
+    pub fn folder(&self, base: &std::path::Path) -> std::path::PathBuf {
+        base.join(format!("shard-{}-of-{}", self.shard.index, self.shard.count))
+    }
 }
 
 /// What the live metrics server (`--metrics-listen`) shows, when one runs.
@@ -78,7 +118,28 @@ pub(super) fn opts(o: &OutputArgs) -> ExecOptions {
 /// Runs a validated scenario end to end and writes its results folder — once, or once per
 /// protocol of `target.parity` with a parity report on top.
 pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
-    if let Some(out) = &opt.out {
+    if let Some(sh) = &opt.shard {
+        // A shard writes into its own subfolder of the run's folder (shared by every shard),
+        // replacing what an earlier attempt at the same index left there.
+        if let Err(e) = sharded(&s, sh) {
+            say(&opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Usage);
+        }
+        if let Err(e) = sh.late() {
+            say(&opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Runtime);
+        }
+        let base = opt
+            .out
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("results").join(format!("{}-{}", s.name, sh.run_id)));
+        let dir = sh.folder(&base);
+        if let Err(e) = ResultsDir::claim(&dir, true) {
+            say(&opt, format!("gauntlet: {e}"));
+            return RunOutcome::early(Exit::Runtime);
+        }
+        opt.out = Some(dir);
+    } else if let Some(out) = &opt.out {
         if let Err(e) = ResultsDir::claim(out, opt.force) {
             say(&opt, format!("gauntlet: {e}"));
             return RunOutcome::early(Exit::Usage);
@@ -121,6 +182,23 @@ pub async fn execute(s: Scenario, mut opt: ExecOptions) -> RunOutcome {
     }
     deps.stop().await;
     out
+}
+
+/// What a sharded run cannot do yet, refused before anything starts.
+fn sharded(s: &Scenario, sh: &ShardRun) -> Result<(), String> {
+    if sh.shard.count > 1 {
+        if let Some(p) = s.phases.iter().find(|p| p.replay.is_some()) {
+            return Err(format!(
+                "phase `{}` replays a capture, and a replay cannot be split over shards (its \
+                 connections are replayed in order by one generator): run it on one machine",
+                p.name
+            ));
+        }
+    }
+    if !s.target.parity.is_empty() {
+        return Err("target.parity runs once per protocol and cannot be sharded: shard one protocol's run".into());
+    }
+    Ok(())
 }
 
 /// Runs the scenario once per protocol of `target.parity`, each into its own subfolder, then
@@ -320,10 +398,35 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
         timeout: s.target.timeout,
         dims,
         feeds: Arc::new(source.replays.iter().map(|f| f.clone().map(|f| f as Arc<dyn engine::Feed>)).collect()),
+        shard: opt.shard.as_ref().map_or(crate::plan::Shard::WHOLE, |x| x.shard),
     };
+    let wall = SystemTime::now();
     let progress = Arc::new(Progress::new(plan.phases.len(), Instant::now()));
     let (tx, rx) = mpsc::unbounded_channel();
     let mut collector = Collector::new(dims, plan.clone(), progress.clone()).with_timeline(timeline.clone());
+    if let Some(sh) = &opt.shard {
+        // A shard's clock is the wall clock: its log intervals end on whole UNIX seconds, so
+        // `gauntlet merge` adds every shard's second to the others'.
+        rig.started_at = wall;
+        let into = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        collector = collector.with_aligned_intervals(std::time::Duration::from_nanos(u64::from(1_000_000_000 - into)));
+        rig.lateness_ms = sh.start_at.as_ref().map(|(at, _)| match wall.duration_since(*at) {
+            Ok(d) => d.as_secs_f64() * 1000.0,
+            Err(e) => -e.duration().as_secs_f64() * 1000.0,
+        });
+        say(
+            opt,
+            format!(
+                "shard {}/{} of run {}: sending requests k ≡ {} (mod {}) of the schedule{}",
+                sh.shard.index,
+                sh.shard.count,
+                rig.run_id,
+                sh.shard.index,
+                sh.shard.count,
+                rig.lateness_ms.map(|l| format!(", started {l:.1} ms after --start-at")).unwrap_or_default()
+            ),
+        );
+    }
     if let Some(o) = &rig.upstream {
         collector = collector.with_upstream(o.clone(), expects.clone());
     }
@@ -409,107 +512,24 @@ async fn drive<P: Protocol>(rig: &mut Rig, proto: P, source: Source, opt: &ExecO
     }
 }
 
-/// Reads the oracle, judges, and writes the results folder (`summary.json` last).
+/// Reads the oracle, judges, and writes the results folder (`summary.json` last); a shard
+/// writes its record instead, for `gauntlet merge` to judge with the others.
 async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     let oracle_report = rig.stop_oracle().await;
-    let Some((collector, hlog)) = d.collector else {
+    let mut d = d;
+    let Some((collector, hlog)) = d.collector.take() else {
         say(opt, "gauntlet: the metrics collector failed; no results written");
         return RunOutcome::early(Exit::Runtime);
     };
-    let (s, plan, dims, progress, run_end) = (&rig.s, &rig.plan, rig.dims, &d.progress, d.run_end);
-    let upstream_cells: Vec<((usize, usize, usize), crate::conformance::UpstreamCounts)> = oracle_report
-        .as_ref()
-        .map(|r| r.by_condition.iter().map(|c| ((c.phase, c.condition, c.check), c.counts)).collect())
-        .unwrap_or_default();
-    let spans = report::spans(progress, plan.phases.len(), run_end);
-    let replays: Vec<(String, crate::replay::Summary)> = d
-        .replays
-        .iter()
-        .zip(&plan.phases)
-        .filter_map(|(f, p)| f.as_ref().map(|f| (p.name.clone(), f.counters.snapshot())))
-        .collect();
-    let replay_evidence: Vec<crate::judge::ReplayEvidence> = replays
-        .iter()
-        .map(|(phase, r)| crate::judge::ReplayEvidence {
-            phase: phase.clone(),
-            replayed: r.replayed,
-            unreplayable: r.unreplayable.iter().map(|(u, n)| (u.describe().to_string(), *n)).collect(),
-            error: r.error.clone(),
-        })
-        .collect();
-    let judgement = crate::judge::judge(&crate::judge::Evidence {
-        scenario: s,
-        plan,
-        dims,
-        cells: &collector.cells,
-        causes: &collector.causes,
-        upstream: oracle_report.as_ref().map(|r| crate::judge::Upstream {
-            cells: &upstream_cells,
-            headers: &r.headers,
-            untagged: r.untagged,
-        }),
-        windows: &collector.windows,
-        saturation: &collector.saturation,
-        spans: &spans,
-        run_span: run_end.saturating_duration_since(progress.run_start),
-        interrupted: d.interrupted,
-        max_in_flight: s.target.max_in_flight,
-        replays: &replay_evidence,
-    });
-    let inputs = report::Inputs {
-        scenario: s,
-        plan,
-        dims,
-        lag: &collector.lag,
-        causes: &collector.causes,
-        progress,
-        run_end,
-        started_at: rig.started_at,
-        run_id: &rig.run_id,
-        protocol: d.protocol,
-        interrupted: d.interrupted,
-        oracle: oracle_report.as_ref().map(|r| report::OracleInputs {
-            received: r.received,
-            untagged: r.untagged,
-            foreign: r.foreign,
-            headers: &r.headers,
-        }),
-        timeline: &rig.timeline,
-        quic_refusals: d.extras.quic_refusals.clone(),
-        websocket: (s.checks.iter().any(|c| c.request.websocket.is_some())
-            || d.ws.opened.load(std::sync::atomic::Ordering::Relaxed) > 0)
-            .then_some(&*d.ws),
-        followed_h3: d.extras.followed_h3,
-        replays: &replays,
-        command: command_line(),
-    };
-    let summary = Summary::new(&inputs, &judgement);
-    let histograms = report::histograms(&inputs, &judgement);
+    let record = record(&rig, &d, collector, oracle_report);
+    if let Some(sh) = &opt.shard {
+        return finish_shard(&rig, sh, &record, hlog, opt);
+    }
+    let (s, plan) = (&rig.s, &rig.plan);
+    let concluded = report::record::conclude(s, plan, &record);
+    let summary = concluded.summary.clone();
     let dir = &rig.dir;
-    // Each file is tried on its own: one that cannot be written (a full disk, a folder gone
-    // read-only) costs that file, never the verdict, which goes to stdout whatever happens.
-    let (report, lines) = report::conformance_report(s, &summary);
-    let sha = format!("{}  scenario (all source files, in order)\n", s.sha256);
-    let mut failed: Vec<report::Error> = [
-        dir.write("scenario.yaml", s.resolved_yaml.as_bytes()).map(drop),
-        dir.write("scenario.sha256", sha.as_bytes()).map(drop),
-        hlog.finish().map(drop),
-        dir.write("results.jsonl", lines.as_bytes()).map(drop),
-        dir.write("conformance.yaml", report.as_bytes()).map(drop),
-        report::write_histograms(dir, rig.started_at, summary.duration_s, &histograms),
-    ]
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
-    // The reports are drawn from the files above (as `gauntlet report DIR` draws them).
-    failed.extend(report::write_reports(dir, &summary));
-    if let Err(e) = dir.write("summary.json", summary.to_json().as_bytes()) {
-        failed.push(e);
-    }
-    // The manifest comes last: it lists the digest of every file above.
-    if let Err(e) = report::evidence::write_manifest(&dir.path) {
-        failed.push(e);
-    }
+    let failed = write_results(dir, s, &concluded, hlog, rig.started_at);
     if !opt.quiet {
         out(&summary.text());
         match failed.is_empty() {
@@ -524,6 +544,182 @@ async fn finish(mut rig: Rig, d: Driven, opt: &ExecOptions) -> RunOutcome {
     }
     let exit = if summary.verdict == crate::judge::RunVerdict::Pass { Exit::Pass } else { Exit::Fail };
     RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: Some(summary), parity: None }
+}
+
+/// The run's measurements as plain data.
+fn record(
+    rig: &Rig,
+    d: &Driven,
+    collector: Collector,
+    oracle: Option<crate::oracle::Report>,
+) -> report::record::Record {
+    let (s, plan, progress) = (&rig.s, &rig.plan, &d.progress);
+    let micros = |t: std::time::Duration| u64::try_from(t.as_micros()).unwrap_or(u64::MAX);
+    let ws = &d.ws;
+    let websocket = (s.checks.iter().any(|c| c.request.websocket.is_some())
+        || ws.opened.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        .then(|| websocket(ws));
+    report::record::Record {
+        run_id: rig.run_id.clone(),
+        started_at: rig.started_at,
+        protocol: d.protocol.to_string(),
+        interrupted: d.interrupted,
+        command: command_line(),
+        spans: report::spans(progress, plan.phases.len(), d.run_end),
+        run_span: d.run_end.saturating_duration_since(progress.run_start),
+        cells: collector.cells,
+        causes: collector.causes,
+        windows: collector.windows,
+        saturation: collector.saturation,
+        lag: collector.lag,
+        events: (0..plan.events.len())
+            .map(|e| report::EventFacts {
+                fired: rig.timeline.fired(e),
+                recovery_us: rig.timeline.recovery(e).map(micros),
+            })
+            .collect(),
+        oracle: oracle.map(oracle_record),
+        quic_refusals: d.extras.quic_refusals.clone(),
+        followed_h3: d.extras.followed_h3,
+        websocket,
+        replays: d
+            .replays
+            .iter()
+            .zip(&plan.phases)
+            .filter_map(|(f, p)| f.as_ref().map(|f| (p.name.clone(), f.counters.snapshot())))
+            .collect(),
+        shards: None,
+    }
+}
+
+/// The oracle's report as plain data.
+pub(super) fn oracle_record(r: crate::oracle::Report) -> report::record::OracleRecord {
+    report::record::OracleRecord {
+        received: r.received,
+        untagged: r.untagged,
+        foreign: r.foreign,
+        cells: r.by_condition.iter().map(|c| ((c.phase, c.condition, c.check), c.counts)).collect(),
+        headers: r.headers,
+    }
+}
+
+/// WebSocket sessions' counters as plain data.
+fn websocket(w: &proto::ws::Stats) -> report::record::WsRecord {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rtt = w.rtt.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let summary = report::WebSocketSummary {
+        sessions: w.opened.load(Relaxed),
+        completed: w.completed.load(Relaxed),
+        closed_by_peer: w.closed_by_peer.load(Relaxed),
+        echo_lost: w.echo_lost.load(Relaxed),
+        max_concurrent: w.open_max.load(Relaxed),
+        messages: w.sent.load(Relaxed),
+        echoes: w.echoed.load(Relaxed),
+        stopped: w.stopped.load(Relaxed),
+        message_rtt_ms: report::Latency::of(&rtt),
+        memory_per_session_kb: {
+            let (base, peak) = *w.rss.lock().unwrap_or_else(|p| p.into_inner());
+            let n = w.open_max.load(Relaxed).saturating_sub(1).max(1);
+            ((peak.saturating_sub(base) as f64 / 1024.0 / n as f64) * 10.0).round() / 10.0
+        },
+    };
+    report::record::WsRecord { summary, rtt }
+}
+
+/// Writes a judged run's folder: the data files, the reports drawn from them, `summary.json`,
+/// then the manifest. Each file is tried on its own: one that cannot be written (a full disk,
+/// a folder gone read-only) costs that file, never the verdict, which the caller prints
+/// whatever happens. What could not be written.
+pub(super) fn write_results(
+    dir: &ResultsDir,
+    s: &Scenario,
+    c: &report::record::Concluded,
+    hlog: Intervals,
+    started_at: SystemTime,
+) -> Vec<report::Error> {
+    let summary = &c.summary;
+    let (report, lines) = report::conformance_report(s, summary);
+    let sha = format!("{}  scenario (all source files, in order)\n", s.sha256);
+    let mut failed: Vec<report::Error> = [
+        dir.write("scenario.yaml", s.resolved_yaml.as_bytes()).map(drop),
+        dir.write("scenario.sha256", sha.as_bytes()).map(drop),
+        hlog.finish().map(drop),
+        dir.write("results.jsonl", lines.as_bytes()).map(drop),
+        dir.write("conformance.yaml", report.as_bytes()).map(drop),
+        report::write_histograms(dir, started_at, summary.duration_s, &c.histograms),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    // The reports are drawn from the files above (as `gauntlet report DIR` draws them).
+    failed.extend(report::write_reports(dir, summary));
+    if let Err(e) = dir.write("summary.json", summary.to_json().as_bytes()) {
+        failed.push(e);
+    }
+    // The manifest comes last: it lists the digest of every file above.
+    if let Err(e) = report::evidence::write_manifest(&dir.path) {
+        failed.push(e);
+    }
+    failed
+}
+
+/// A shard's end: its interval log and series, then `shard.json` (its record), and with
+/// `--result-line` the whole result as one base64 line on stdout. No verdict: a shard sees a
+/// part of the schedule, and only `gauntlet merge` judges the run.
+fn finish_shard(
+    rig: &Rig,
+    sh: &ShardRun,
+    r: &report::record::Record,
+    hlog: Intervals,
+    opt: &ExecOptions,
+) -> RunOutcome {
+    let start_at = sh.start_at.as_ref().map(|(_, t)| t.clone());
+    let digest = super::shard::plan_digest(&rig.s, &rig.plan);
+    let file =
+        report::record::ShardFile::new(&rig.s, (sh.shard.index, sh.shard.count), start_at, rig.lateness_ms, digest, r);
+    let written = hlog
+        .finish()
+        .and_then(|_| rig.dir.write(report::shard::FILE, &report::shard::to_json(&file)))
+        .and_then(|_| report::shard::bundle(&rig.dir.path));
+    let total = r.totals();
+    let line = match written {
+        Ok(line) => line,
+        Err(e) => {
+            say(opt, format!("gauntlet: {e}"));
+            say(
+                opt,
+                format!(
+                    "gauntlet: shard {}/{}: the result in {} is INCOMPLETE",
+                    sh.shard.index,
+                    sh.shard.count,
+                    rig.dir.path.display()
+                ),
+            );
+            return RunOutcome { exit: Exit::Runtime, dir: Some(rig.dir.path.clone()), summary: None, parity: None };
+        }
+    };
+    if sh.result_line {
+        out(&format!("{line}\n"));
+    }
+    say(
+        opt,
+        format!(
+            "shard {}/{} of run {}: {} sent, {} answered, {} without an answer, {} unsent{}; result in {} — \
+             the verdict comes from `gauntlet merge` over every shard",
+            sh.shard.index,
+            sh.shard.count,
+            rig.run_id,
+            total.sent,
+            total.completed,
+            total.error_total(),
+            total.unsent,
+            if r.interrupted { " (interrupted: partial)" } else { "" },
+            rig.dir.path.display()
+        ),
+    );
+    // An interrupted shard (a pod evicted) exits 1, so its index is run again.
+    let exit = if r.interrupted { Exit::Fail } else { Exit::Pass };
+    RunOutcome { exit, dir: Some(rig.dir.path.clone()), summary: None, parity: None }
 }
 
 /// What a run builds from the scenario before it sends anything (credentials minted, every

@@ -476,6 +476,16 @@ pub struct UpstreamCounts {
     pub missing: u64,
 }
 
+impl UpstreamCounts {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &UpstreamCounts) {
+        self.arrivals += o.arrivals;
+        self.leaks += o.leaks;
+        self.spoofed += o.spoofed;
+        self.missing += o.missing;
+    }
+}
+
 /// What the upstream proved beyond the client's own verdicts (`client`: client-side
 /// violation counts by [`Violation::index`]): spoofed and missing identity come only from
 /// the upstream; an arrival of a deny-class request is counted once whether the client saw
@@ -560,7 +570,7 @@ const FINDINGS_KEPT: usize = 8;
 const SAMPLE_MAX: usize = 96;
 
 /// The header findings of one check.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeaderFindings {
     /// By (header, problem), first seen first.
     pub kept: Vec<HeaderFinding>,
@@ -569,6 +579,20 @@ pub struct HeaderFindings {
 }
 
 impl HeaderFindings {
+    /// Adds `o` (another oracle's findings of the same check) into `self`, keeping at most
+    /// as many pairs as one oracle keeps.
+    pub fn add(&mut self, o: &HeaderFindings) {
+        for f in &o.kept {
+            let room = self.kept.len() < FINDINGS_KEPT;
+            match self.kept.iter_mut().find(|x| x.problem == f.problem && x.header == f.header) {
+                Some(x) => x.count += f.count,
+                None if room => self.kept.push(f.clone()),
+                None => self.other += f.count,
+            }
+        }
+        self.other += o.other;
+    }
+
     /// Counts one problem of header `name`, keeping `value` as the sample when it is new.
     pub fn note(&mut self, problem: Problem, name: &http::HeaderName, value: Option<&[u8]>) {
         if let Some(f) = self.kept.iter_mut().find(|f| f.problem == problem && f.header == name.as_str()) {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conformance::{Broke, Expect, Outcome, ReplayClass, Verdict, classify_under};
 use crate::metrics::{Cell as MetricCell, Delta, Dims, Key, Progress, Recorder, Sample, TICK};
-use crate::plan::{Pace, Plan};
+use crate::plan::{Pace, Plan, Shard};
 use crate::proto::{Prepared, Protocol, Tag};
 use crate::timeline::Timeline;
 
@@ -129,6 +129,8 @@ pub struct Job {
     pub timeline: Arc<Timeline>,
     /// Per phase: the feed of a replay phase (`None` for synthetic phases).
     pub feeds: Arc<Vec<Option<Arc<dyn Feed>>>>,
+    /// The part of every phase's schedule this generator sends ([`Shard::WHOLE`]: all of it).
+    pub shard: Shard,
 }
 
 /// How the run ended.
@@ -216,7 +218,9 @@ pub async fn run<P: Protocol>(
         hard: CancellationToken::new(),
         paused: job.pause.clone(),
     });
-    let users_max = job.plan.phases.iter().filter_map(|p| p.users()).max().unwrap_or(0) as usize;
+    let users_max =
+        job.plan.phases.iter().filter_map(|p| p.users()).map(|u| job.shard.share(u64::from(u))).max().unwrap_or(0)
+            as usize;
     let workers = job.max_in_flight.max(users_max).max(1);
     let threads = job.threads.clamp(1, workers);
 
@@ -263,14 +267,14 @@ async fn cut_off(job: Arc<Job>, shared: Arc<Shared>, i: usize, cutoff: Instant, 
         _ = shared.stop.cancelled() => return,
     }
     let phase = &job.plan.phases[i];
-    let claimed = shared.phases[i].next.swap(CLOSED, Ordering::AcqRel);
+    let claimed = job.shard.global(shared.phases[i].next.swap(CLOSED, Ordering::AcqRel));
     let Some(planned) = phase.scheduled() else { return };
     if claimed >= planned {
         return;
     }
     let condition = job.timeline.condition();
     let mut d = Delta::default();
-    for (check, n) in phase.checks_in(claimed, planned) {
+    for (check, n) in phase.checks_in_shard(claimed, planned, job.shard) {
         let mut cell = MetricCell::default();
         cell.counts.unsent = n;
         let key = Key { phase: i as u16, condition, check: check as u16 };
@@ -309,6 +313,7 @@ async fn coordinate(
                     notified.await;
                 },
                 (Pace::Closed { .. }, Some(n)) => loop {
+                    let n = job.shard.share(n);
                     let notified = shared.phases[i].all_done.notified();
                     tokio::pin!(notified);
                     notified.as_mut().enable();
@@ -475,7 +480,8 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
     let mut deadline = Box::pin(tokio::time::sleep(cx.job.timeout));
     for (pi, phase) in cx.job.plan.phases.iter().enumerate() {
         let Some(start) = cx.shared.phase_start(pi).await else { return };
-        let limit = phase.users().map_or(cx.job.max_in_flight, |u| u as usize);
+        let shard = cx.job.shard;
+        let limit = phase.users().map_or(cx.job.max_in_flight, |u| shard.share(u64::from(u)) as usize);
         if w >= limit {
             continue;
         }
@@ -500,7 +506,8 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             while cx.shared.paused.load(Ordering::Acquire) {
                 tokio::time::sleep(PAUSE_POLL).await;
             }
-            let i = state.next.fetch_add(1, Ordering::AcqRel);
+            // This generator's next claim, as an index of the global schedule.
+            let i = shard.global(state.next.fetch_add(1, Ordering::AcqRel));
             let Some(slot) = phase.slot(i) else { break };
             let check = phase.check(i);
             let intended = match slot {
@@ -536,7 +543,7 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
             one(&cx, key, req, None, Via::Pool, intended, Tag { text: &tag, seq }, deadline.as_mut()).await;
             if phase.requests.is_some() && matches!(phase.pace, Pace::Closed { .. }) {
                 let n = state.completed.fetch_add(1, Ordering::AcqRel) + 1;
-                if phase.requests.is_some_and(|r| n >= r) {
+                if phase.requests.is_some_and(|r| n >= shard.share(r)) {
                     state.all_done.notify_waiters();
                 }
             }

@@ -72,6 +72,8 @@ pub struct Evidence<'a> {
     pub max_in_flight: u32,
     /// What each replay phase could and could not send.
     pub replays: &'a [ReplayEvidence],
+    /// A merged sharded run: how many shards it had and which of them are missing.
+    pub shards: Option<(u32, &'a [u32])>,
 }
 
 /// A replay phase's account of its capture.
@@ -547,6 +549,13 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
     let mut notes = Vec::new();
     if ev.interrupted {
         reasons.push("the run was interrupted: results cover only what ran".to_string());
+    }
+    if let Some((n, missing)) = ev.shards.filter(|(_, m)| !m.is_empty()) {
+        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+        reasons.push(format!(
+            "partial result: shard(s) {} of {n} missing — their part of the schedule is not in these counts",
+            list.join(", ")
+        ));
     }
     let errors = all.error_total();
     if all.sent > 0 && errors as f64 > all.sent as f64 * s.error_budget {

@@ -186,6 +186,10 @@ pub struct Collector {
     interval_service: Histogram<u64>,
     interval_counts: Counts,
     interval_start: Duration,
+    /// Where the current log interval ends, from the run start.
+    interval_end: Duration,
+    /// Intervals end on whole seconds of the wall clock (sharded runs).
+    aligned: bool,
     /// Error causes per check.
     pub causes: Vec<CheckCauses>,
     /// Rate-limit windows of `limit` checks.
@@ -217,6 +221,8 @@ impl Collector {
             interval_service: histogram(),
             interval_counts: Counts::default(),
             interval_start: Duration::ZERO,
+            interval_end: LOG_INTERVAL,
+            aligned: false,
             causes: (0..dims.checks).map(|_| CheckCauses::default()).collect(),
             windows: Windows::new(),
             saturation: vec![Saturation::default(); dims.phases],
@@ -228,6 +234,15 @@ impl Collector {
     /// Joins `u`'s findings into every snapshot (`expects`: one per check).
     pub fn with_upstream(mut self, u: Arc<dyn Upstream>, expects: Arc<Vec<Expect>>) -> Self {
         self.upstream = Some((u, expects));
+        self
+    }
+
+    /// Ends log intervals on whole seconds of the wall clock: the first at `first` after the
+    /// run start, then every [`LOG_INTERVAL`] — so the intervals of shards that started at
+    /// different instants line up, and `gauntlet merge` adds them second by second.
+    pub fn with_aligned_intervals(mut self, first: Duration) -> Self {
+        self.interval_end = if first.is_zero() { LOG_INTERVAL } else { first.min(LOG_INTERVAL) };
+        self.aligned = true;
         self
     }
 
@@ -307,8 +322,11 @@ impl Collector {
             self.window.pop_front();
         }
         let since = now.saturating_duration_since(self.progress.run_start);
-        if since >= self.interval_start + LOG_INTERVAL || last {
-            let len = since.saturating_sub(self.interval_start);
+        if since >= self.interval_end || last {
+            // An aligned interval ends on its boundary (what the generators reported up to
+            // this tick is in it); the last one ends with the run.
+            let end = if self.aligned && !last { self.interval_end } else { since };
+            let len = end.saturating_sub(self.interval_start);
             if !self.interval_latency.is_empty() || self.interval_counts.sent > 0 || !last {
                 sink.interval(&Interval {
                     start: self.interval_start,
@@ -321,7 +339,16 @@ impl Collector {
             self.interval_latency.reset();
             self.interval_service.reset();
             self.interval_counts = Counts::default();
-            self.interval_start = since;
+            self.interval_start = end;
+            self.interval_end = if self.aligned {
+                let mut next = self.interval_end;
+                while next <= since {
+                    next += LOG_INTERVAL;
+                }
+                next
+            } else {
+                since + LOG_INTERVAL
+            };
         }
     }
 

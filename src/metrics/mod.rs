@@ -88,7 +88,7 @@ pub const NEVER: u64 = u64::MAX;
 /// cancelled == sent` ([`Counts::bucket_total`]). `found` holds what was proven beyond the
 /// client's view (by the upstream oracle, or per rate-limit window) and is added by the
 /// judge; [`Counts::violation`] is the sum of both.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// Requests attempted.
     pub sent: u64,
@@ -313,7 +313,7 @@ pub type CheckCauses = [Causes; ERRORS];
 
 /// One rate-limit window of one `limit` check (windows count from the run start, in units
 /// of the check's `per`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// Requests sent in the window.
     pub sent: u64,
@@ -382,7 +382,7 @@ pub struct Sample<'a> {
 
 /// Saturation of one phase as seen by one generator thread: ticks observed, and ticks at
 /// which every one of its workers had a request in flight (the in-flight cap was reached).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Saturation {
     /// Ticks observed during the phase.
     pub ticks: u64,

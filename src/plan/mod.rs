@@ -263,6 +263,80 @@ impl PhasePlan {
     }
 }
 
+/// One generator's part of a sharded run: shard `index` of `count` sends the requests
+/// `k ≡ index (mod count)` of every phase's global schedule (and runs the closed-loop users
+/// `u ≡ index (mod count)`), so the union of all shards is the one-machine schedule — same
+/// rate, same intended times, same checks, same pool members. `Shard::WHOLE` is a run on
+/// one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// Shards in the run (≥ 1).
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole schedule.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// The global request index of this shard's `j`-th claim.
+    pub fn global(self, j: u64) -> u64 {
+        j.saturating_mul(u64::from(self.count)).saturating_add(u64::from(self.index))
+    }
+
+    /// How many of the global indices `0..n` are this shard's.
+    pub fn share(self, n: u64) -> u64 {
+        let (i, c) = (u64::from(self.index), u64::from(self.count));
+        if n > i { (n - i - 1) / c + 1 } else { 0 }
+    }
+
+    /// How many of the global indices `from..to` are this shard's.
+    pub fn share_in(self, from: u64, to: u64) -> u64 {
+        self.share(to).saturating_sub(self.share(from))
+    }
+}
+
+impl PhasePlan {
+    /// Like [`PhasePlan::checks_in`], over the global indices `from..to` that are `shard`'s.
+    pub fn checks_in_shard(&self, from: u64, to: u64, shard: Shard) -> Vec<(usize, u64)> {
+        if shard.count <= 1 {
+            return self.checks_in(from, to);
+        }
+        let (len, n) = (self.wheel.len() as u64, u64::from(shard.count));
+        if to <= from || len == 0 {
+            return Vec::new();
+        }
+        // Indices k with k ≡ pos (mod len) and k ≡ index (mod n) recur every lcm(len, n); the
+        // first one of each wheel position is found within n / gcd steps of len.
+        let lcm = len / gcd(len, n) * n;
+        let mut counts = std::collections::BTreeMap::<usize, u64>::new();
+        for (pos, c) in self.wheel.iter().enumerate() {
+            let pos = pos as u64;
+            let mut k = from + (pos + len - from % len) % len;
+            let mut found = None;
+            for _ in 0..n / gcd(len, n) {
+                if k >= to {
+                    break;
+                }
+                if k % n == u64::from(shard.index) {
+                    found = Some(k);
+                    break;
+                }
+                k += len;
+            }
+            if let Some(first) = found {
+                *counts.entry(usize::from(*c)).or_default() += (to - 1 - first) / lcm + 1;
+            }
+        }
+        counts.into_iter().filter(|(_, n)| *n > 0).collect()
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
 /// Builds the plan for a validated scenario.
 pub fn build(s: &Scenario) -> Plan {
     let plain = |name: &str| Condition { name: name.to_string(), outage: None, event: None, recovery: false };
@@ -526,5 +600,40 @@ mod tests {
         // No long run without the rare check: it is spread out, not bunched at the end.
         let first = w.iter().position(|&c| c == 1).expect("present");
         assert!(first < 40, "{first}");
+    }
+    #[test]
+    fn shards_split_the_global_schedule_exactly() {
+        for count in 1..6u32 {
+            let mut total = 0;
+            for index in 0..count {
+                let sh = Shard { index, count };
+                total += sh.share(17);
+                assert_eq!(sh.share(17), (0..17).filter(|k| k % u64::from(count) == u64::from(index)).count() as u64);
+                assert_eq!(
+                    sh.share_in(5, 12),
+                    (5..12).filter(|k| k % u64::from(count) == u64::from(index)).count() as u64
+                );
+                assert_eq!(sh.global(3) % u64::from(count), u64::from(index));
+            }
+            assert_eq!(total, 17);
+        }
+    }
+
+    #[test]
+    fn a_shards_unsent_checks_follow_the_wheel_at_its_indices() {
+        let p = with_wheel(vec![0, 1, 0, 2, 0, 1]);
+        for count in [1u32, 2, 3, 4, 7] {
+            for index in 0..count {
+                let sh = Shard { index, count };
+                for (from, to) in [(0, 0), (0, 1), (3, 40), (11, 97), (5, 6)] {
+                    let mut want = std::collections::BTreeMap::<usize, u64>::new();
+                    for k in (from..to).filter(|k| k % u64::from(count) == u64::from(index)) {
+                        *want.entry(p.check(k)).or_default() += 1;
+                    }
+                    let want: Vec<(usize, u64)> = want.into_iter().collect();
+                    assert_eq!(p.checks_in_shard(from, to, sh), want, "shard {index}/{count} {from}..{to}");
+                }
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ pub mod evidence;
 pub mod html;
 mod intervals;
 pub mod openmetrics;
+pub mod record;
+pub mod shard;
 mod summary;
 mod svg;
 
@@ -27,9 +29,9 @@ pub use ci::{junit, markdown};
 pub use conformance::render as conformance_report;
 pub use intervals::{HISTOGRAMS, HLOG, Intervals, Point, SERIES, read_histograms, read_series, write_histograms};
 pub use summary::{
-    CheckSummary, ConditionSummary, ErrorCause, EventSummary, Inputs, Latency, OracleInfo, OracleInputs, Outcomes,
-    PhaseSummary, ReplaySummary, Requests, SCHEMA, Summary, ThresholdResult, UpstreamSummary, WebSocketSummary,
-    histograms, spans, tag, untag,
+    CheckSummary, ConditionSummary, ErrorCause, EventFacts, EventSummary, Inputs, Latency, OracleInfo, OracleInputs,
+    Outcomes, PhaseSummary, ReplaySummary, Requests, SCHEMA, ShardInfo, ShardsSummary, Summary, ThresholdResult,
+    UpstreamSummary, WebSocketSummary, histograms, spans, tag, untag,
 };
 
 /// Report errors.
@@ -72,6 +74,7 @@ pub const FILES: &[&str] = &[
     "report.html",
     "manifest.json",
     "manifest.sig",
+    "shard.json",
 ];
 
 /// Subfolders of a parity run.

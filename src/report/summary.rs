@@ -26,10 +26,10 @@ pub struct Inputs<'a> {
     pub lag: &'a [Histogram<u64>],
     /// Error causes per check.
     pub causes: &'a [CheckCauses],
-    /// Phase timing.
-    pub progress: &'a Progress,
-    /// When the engine returned.
-    pub run_end: Instant,
+    /// How long each phase ran (`None`: never started).
+    pub spans: &'a [Option<Duration>],
+    /// How long the run ran.
+    pub run_span: Duration,
     /// Wall-clock start.
     pub started_at: SystemTime,
     /// Run id (tags).
@@ -42,12 +42,12 @@ pub struct Inputs<'a> {
     pub command: String,
     /// Oracle totals and header findings per check, when an oracle ran.
     pub oracle: Option<OracleInputs<'a>>,
-    /// The network timeline (events fired, recovery times).
-    pub timeline: &'a crate::timeline::Timeline,
+    /// Per timed event: whether it fired, and the recovery time measured after it.
+    pub events: &'a [EventFacts],
     /// HTTP/3: QUIC close codes of refused handshakes, described, with counts.
     pub quic_refusals: BTreeMap<String, u64>,
-    /// WebSocket session counters, when the scenario has WebSocket checks.
-    pub websocket: Option<&'a crate::proto::ws::Stats>,
+    /// WebSocket sessions, when the scenario has WebSocket checks.
+    pub websocket: Option<WebSocketSummary>,
     /// Replay phases: (phase, what its capture gave).
     pub replays: &'a [(String, crate::replay::Summary)],
     /// `auto`: HTTP/3 was followed after an `Alt-Svc` announcement.
@@ -72,6 +72,41 @@ pub fn spans(progress: &Progress, phases: usize, run_end: Instant) -> Vec<Option
     (0..phases)
         .map(|p| progress.started(p).map(|s| progress.ended(p).unwrap_or(run_end).saturating_duration_since(s)))
         .collect()
+}
+
+/// The shards of a merged run (`gauntlet merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardsSummary {
+    /// Shards the run was split into.
+    pub count: u32,
+    /// Those whose results were merged.
+    pub merged: Vec<ShardInfo>,
+    /// Those missing (their part of the schedule is not in the counts; the verdict fails).
+    pub missing: Vec<u32>,
+}
+
+/// One merged shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardInfo {
+    /// Shard index.
+    pub index: u32,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// How late it started against the common `--start-at`, ms.
+    pub lateness_ms: Option<f64>,
+    /// Requests it sent.
+    pub sent: u64,
+    /// Stopped early.
+    pub interrupted: bool,
+}
+
+/// What the network timeline did with one timed event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFacts {
+    /// It came into force.
+    pub fired: bool,
+    /// Time to the first allow-class success after it ended, µs.
+    pub recovery_us: Option<u64>,
 }
 
 /// WebSocket sessions of a run.
@@ -123,7 +158,8 @@ fn ms(us: f64) -> f64 {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Self {
+    /// The figures of `h` (µs) in milliseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Latency { count: 0, p50: 0.0, p90: 0.0, p99: 0.0, p999: 0.0, max: 0.0, mean: 0.0 };
         }
@@ -502,6 +538,9 @@ pub struct Summary {
     /// Replay phases: what each capture gave and how replayed answers compare with recorded ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay: Vec<ReplaySummary>,
+    /// A run merged from shards (`gauntlet merge`): which were merged and which are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsSummary>,
 }
 
 /// One replay phase in the summary.
@@ -576,8 +615,8 @@ impl Summary {
         for h in inp.lag {
             let _ = lag_all.add(h);
         }
-        let run_span = inp.run_end.saturating_duration_since(inp.progress.run_start);
-        let spans = spans(inp.progress, inp.plan.phases.len(), inp.run_end);
+        let run_span = inp.run_span;
+        let spans = inp.spans;
         let phases: Vec<PhaseSummary> = inp
             .plan
             .phases
@@ -684,12 +723,12 @@ impl Summary {
                     for_s: e.duration.as_secs_f64(),
                     apply: e.impairment.describe(),
                     outage_statuses: e.outage.as_ref().map(|o| o.statuses.clone()).unwrap_or_default(),
-                    fired: inp.timeline.fired(ei),
+                    fired: inp.events.get(ei).is_some_and(|f| f.fired),
                     requests: Requests::of(&c.counts),
                     latency_ms: Latency::of(&c.latency),
                     violations: violations(&c.counts),
                     outage_denials: c.counts.outage_denied,
-                    recovery_ms: inp.timeline.recovery(ei).map(|d| ms(d.as_secs_f64() * 1e6)),
+                    recovery_ms: inp.events.get(ei).and_then(|f| f.recovery_us).map(|us| ms(us as f64)),
                 }
             })
             .collect();
@@ -755,25 +794,8 @@ impl Summary {
                     }
                 })
                 .collect(),
-            websocket: inp.websocket.map(|w| {
-                use std::sync::atomic::Ordering::Relaxed;
-                WebSocketSummary {
-                    sessions: w.opened.load(Relaxed),
-                    completed: w.completed.load(Relaxed),
-                    closed_by_peer: w.closed_by_peer.load(Relaxed),
-                    echo_lost: w.echo_lost.load(Relaxed),
-                    max_concurrent: w.open_max.load(Relaxed),
-                    messages: w.sent.load(Relaxed),
-                    echoes: w.echoed.load(Relaxed),
-                    stopped: w.stopped.load(Relaxed),
-                    message_rtt_ms: Latency::of(&w.rtt.lock().unwrap_or_else(|p| p.into_inner())),
-                    memory_per_session_kb: {
-                        let (base, peak) = *w.rss.lock().unwrap_or_else(|p| p.into_inner());
-                        let n = w.open_max.load(Relaxed).saturating_sub(1).max(1);
-                        ((peak.saturating_sub(base) as f64 / 1024.0 / n as f64) * 10.0).round() / 10.0
-                    },
-                }
-            }),
+            websocket: inp.websocket.clone(),
+            shards: None,
         }
     }
 

@@ -67,6 +67,12 @@ pub enum Error {
     },
 }
 
+/// A YAML document (such as [`Scenario::resolved_yaml`]) as a JSON value; `Null` when it does
+/// not parse.
+pub fn yaml_value(text: &str) -> serde_json::Value {
+    serde_yaml::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
 /// Reads, merges and validates a scenario and everything it includes.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, Error> {
     let (sources, merged) = load::load(path)?;

@@ -22,6 +22,7 @@ mod roles;
 mod run;
 mod scenario;
 mod scope;
+mod shards;
 mod stall;
 mod verdicts;
 mod ws;

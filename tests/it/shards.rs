@@ -1,0 +1,290 @@
+//! Many generators, one run (issue 15): N local `gauntlet run --shard i/N` processes against
+//! one target, a standalone `gauntlet oracle` as the gateway's upstream, then `gauntlet merge`.
+//! The contract: the union of the shards is the one-machine schedule, exactly; the merged
+//! histogram is the sum of the shards' samples; an upstream-proven leak is joined; a missing
+//! shard makes a `partial` failing result; a re-run index replaces its result; result lines
+//! on stdin merge like folders.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use gauntlet::metrics::histogram;
+use gauntlet::report::record::ShardFile;
+use gauntlet::testkit;
+
+use super::common;
+
+fn gauntlet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// A standalone oracle for run `run`, on a free port; returns it and its address.
+fn oracle(s: &Path, run: &str, out: &Path) -> (std::process::Child, String) {
+    let mut child = gauntlet()
+        .args(["oracle", "--listen", "127.0.0.1:0", "--run-id", run, "--scenario"])
+        .arg(s)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the oracle says where it listens").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+const SHARDS: u32 = 3;
+
+fn scenario(dir: &Path, target: std::net::SocketAddr) -> PathBuf {
+    let p = dir.join("scenario.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "gauntlet: 1\nname: sharded\ntarget: {{ url: \"http://{target}\", protocol: h1 }}\n\
+             identities: {{ a: {{}} }}\n\
+             checks:\n\
+             \x20 - {{ id: OK, identity: a, request: {{ path: /ok }}, expect: allow }}\n\
+             \x20 - {{ id: ADMIN, identity: a, request: {{ path: /admin }}, expect: deny }}\n\
+             phases:\n\
+             \x20 - {{ name: open, requests: 301, rate: 1500/s, mix: [OK, OK, ADMIN] }}\n\
+             \x20 - {{ name: closed, requests: 40, users: 4, mix: [OK] }}\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn shard(s: &Path, i: u32, out: &Path, line: bool) -> Command {
+    let mut c = gauntlet();
+    c.arg("run").arg(s).args(["--shard", &format!("{i}/{SHARDS}"), "--run-id", "contract1", "--headless", "--out"]);
+    c.arg(out);
+    if line {
+        c.arg("--result-line");
+    }
+    c
+}
+
+fn merge(s: &Path, sources: &[&Path], oracle: Option<&Path>, out: &Path) -> Command {
+    let mut c = gauntlet();
+    c.arg("merge").args(sources).arg("--scenario").arg(s).arg("--out").arg(out).arg("--force");
+    if let Some(o) = oracle {
+        c.arg("--oracle").arg(o);
+    }
+    c
+}
+
+/// The sum of the shards' latency samples, from their own records.
+fn shard_latency(run: &Path, s: &gauntlet::scenario::Scenario) -> (hdrhistogram::Histogram<u64>, u64) {
+    let plan = gauntlet::plan::build(s);
+    let dims = gauntlet::report::record::dims(s, &plan);
+    let mut all = histogram();
+    let mut sent = 0;
+    for i in 0..SHARDS {
+        let f: ShardFile = serde_json::from_slice(
+            &std::fs::read(run.join(format!("shard-{i}-of-{SHARDS}")).join("shard.json")).unwrap(),
+        )
+        .unwrap();
+        let r = f.record(dims, plan.events.len()).unwrap();
+        for c in r.cells.iter().flatten() {
+            all.add(&c.latency).unwrap();
+            sent += c.counts.sent;
+        }
+    }
+    (all, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_merge_into_the_one_machine_run_with_upstream_leaks_joined() {
+    let d = tempfile::tempdir().unwrap();
+    // The oracle is the gateway's upstream; the "gateway" forwards /admin and then denies it:
+    // only the oracle can prove the leak.
+    let probe_scenario = scenario(d.path(), "127.0.0.1:9".parse().unwrap());
+    let oracle_out = d.path().join("oracle");
+    let (mut orc, orc_addr) = oracle(&probe_scenario, "contract1", &oracle_out);
+    let target = testkit::spawn(testkit::Config {
+        rules: vec![("/admin".into(), 403)],
+        forward_to: Some(orc_addr.parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = scenario(d.path(), target.addr);
+    let run = d.path().join("run");
+    // N shards side by side, each printing its result line too.
+    let shards: Vec<_> = (0..SHARDS).map(|i| output(shard(&s, i, &run, true))).collect();
+    let mut lines = String::new();
+    for (i, o) in futures_util::future::join_all(shards).await.into_iter().enumerate() {
+        assert_eq!(o.status.code(), Some(0), "shard {i}: {}", text(&o));
+        assert!(!text(&o).contains("PASS") && !text(&o).contains("FAIL"), "a shard gives no verdict: {}", text(&o));
+        assert!(text(&o).contains("the verdict comes from `gauntlet merge`"), "{}", text(&o));
+        lines.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    // The oracle writes its findings when it stops.
+    assert!(Command::new("kill").arg("-TERM").arg(orc.id().to_string()).status().unwrap().success());
+    let _ = tokio::task::spawn_blocking(move || orc.wait()).await.unwrap();
+    let oracle_file = oracle_out.join("oracle.json");
+    assert!(oracle_file.exists(), "the oracle wrote no findings");
+
+    // Each shard sent exactly its share of both phases: k ≡ i (mod 3) of 301 and of 40.
+    let loaded = common::load(&s);
+    for i in 0..SHARDS {
+        let f = json(&run.join(format!("shard-{i}-of-{SHARDS}")).join("shard.json"));
+        assert_eq!(f["shard"], i);
+        assert_eq!(f["shards"], SHARDS);
+        assert_eq!(f["record"]["run_id"], "contract1");
+        assert_eq!(f["scenario_sha256"], loaded.sha256.as_str());
+        let share = |n: u64| (0..n).filter(|k| k % u64::from(SHARDS) == u64::from(i)).count() as u64;
+        let sent: u64 =
+            f["record"]["cells"].as_array().unwrap().iter().map(|c| c["counts"]["sent"].as_u64().unwrap()).sum();
+        assert_eq!(sent, share(301) + share(40), "shard {i}");
+    }
+
+    // Merged: the whole schedule, exactly; the upstream leak joined; judged once.
+    let merged = d.path().join("merged");
+    let o = output(merge(&s, &[&run], Some(&oracle_file), &merged)).await;
+    assert_eq!(o.status.code(), Some(1), "ADMIN leaks upstream: the run fails\n{}", text(&o));
+    let sum = json(&merged.join("summary.json"));
+    assert_eq!(sum["requests"]["sent"], 341, "{sum}");
+    assert_eq!(sum["requests"]["unsent"], 0);
+    let admin = sum["checks"].as_array().unwrap().iter().find(|c| c["id"] == "ADMIN").unwrap().clone();
+    // The wheel [OK, OK, ADMIN] over 301 requests: indices 2, 5, … 299 carry ADMIN.
+    assert_eq!(admin["sent"], 100);
+    assert_eq!(admin["result"], "fail");
+    assert_eq!(admin["violations"]["leak"], 100, "every ADMIN request arrived upstream: {admin}");
+    assert_eq!(sum["shards"]["count"], SHARDS);
+    assert_eq!(sum["shards"]["missing"].as_array().unwrap().len(), 0);
+    let ok = sum["checks"].as_array().unwrap().iter().find(|c| c["id"] == "OK").unwrap().clone();
+    assert_eq!(ok["result"], "pass", "{ok}");
+    for f in
+        ["report.html", "junit.xml", "summary.md", "latency.hlog", "series.jsonl", "histograms.hlog", "manifest.json"]
+    {
+        assert!(merged.join(f).exists(), "{f} missing in the merged folder");
+    }
+
+    // The merged histogram is the sum of every shard's samples, value for value.
+    let (want, shard_sent) = shard_latency(&run, &loaded);
+    assert_eq!(shard_sent, 341);
+    let hs = gauntlet::report::read_histograms(&std::fs::read(merged.join("histograms.hlog")).unwrap()).unwrap();
+    assert_eq!(hs["run"], want, "the merged run histogram must be the shards' samples added");
+    assert_eq!(hs["run"].len(), 341);
+
+    // One machine, same scenario: the same schedule per check.
+    let single = d.path().join("single");
+    let mut c = gauntlet();
+    c.arg("run").arg(&s).arg("--headless").arg("--out").arg(&single);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "no oracle here: the leak is not seen, and ADMIN is denied\n{}", text(&o));
+    let one = json(&single.join("summary.json"));
+    for (a, b) in one["checks"].as_array().unwrap().iter().zip(sum["checks"].as_array().unwrap()) {
+        assert_eq!(a["sent"], b["sent"], "check {}", a["id"]);
+    }
+    for (a, b) in one["phases"].as_array().unwrap().iter().zip(sum["phases"].as_array().unwrap()) {
+        assert_eq!(a["requests"]["sent"], b["requests"]["sent"], "phase {}", a["name"]);
+    }
+
+    // The result lines merge like the folders.
+    let from_lines = d.path().join("from-lines");
+    let mut c = merge(&s, &[Path::new("-")], Some(&oracle_file), &from_lines);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let o = tokio::task::spawn_blocking(move || {
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("some pod output\n{lines}").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let again = json(&from_lines.join("summary.json"));
+    assert_eq!(again["requests"], sum["requests"]);
+    assert_eq!(again["checks"], sum["checks"]);
+
+    // A missing shard: a partial result that fails, saying which.
+    let partial = d.path().join("partial");
+    let o = output(merge(
+        &s,
+        &[&run.join(format!("shard-0-of-{SHARDS}")), &run.join(format!("shard-2-of-{SHARDS}"))],
+        Some(&oracle_file),
+        &partial,
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let p = json(&partial.join("summary.json"));
+    assert_eq!(p["shards"]["missing"], serde_json::json!([1]));
+    assert_eq!(p["verdict"], "fail");
+    assert!(p["reasons"].to_string().contains("partial result: shard(s) 1 of 3 missing"), "{}", p["reasons"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PARTIAL"), "{}", text(&o));
+
+    // A re-run index replaces its own result, and the merge still counts the schedule once.
+    let before =
+        json(&run.join(format!("shard-1-of-{SHARDS}")).join("shard.json"))["record"]["started_at_unix_ns"].clone();
+    let o = output(shard(&s, 1, &run, false)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let after =
+        json(&run.join(format!("shard-1-of-{SHARDS}")).join("shard.json"))["record"]["started_at_unix_ns"].clone();
+    assert_ne!(before, after, "the re-run's result replaced the first");
+    let rerun = d.path().join("rerun");
+    let o = output(merge(&s, &[&run], None, &rerun)).await;
+    assert_eq!(json(&rerun.join("summary.json"))["requests"]["sent"], 341, "{}", text(&o));
+
+    // Another scenario (another digest) is refused.
+    let other = d.path().join("other.yaml");
+    std::fs::write(&other, std::fs::read_to_string(&s).unwrap().replace("301", "302")).unwrap();
+    let o = output(merge(&other, &[&run], None, &d.path().join("refused"))).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("digest"), "{}", text(&o));
+    target.stop().await;
+}
+
+#[test]
+fn a_shard_without_a_common_run_id_or_start_instant_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let s = scenario(d.path(), "127.0.0.1:9".parse().unwrap());
+    let o = gauntlet().arg("run").arg(&s).args(["--shard", "0/2", "--headless"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--start-at") && text(&o).contains("--run-id"), "{}", text(&o));
+    for bad in ["2/2", "x/2", "0/0"] {
+        let o = gauntlet().arg("run").arg(&s).args(["--shard", bad, "--run-id", "r1"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains("expected I/N"), "{}", text(&o));
+    }
+    // Past the start instant by more than --max-late: not started.
+    let o = gauntlet()
+        .arg("run")
+        .arg(&s)
+        .args(["--shard", "0/2", "--start-at", "2020-01-01T00:00:00Z", "--headless"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("past --start-at"), "{}", text(&o));
+    // --shards takes its index from JOB_COMPLETION_INDEX.
+    let o = gauntlet()
+        .arg("run")
+        .arg(&s)
+        .args(["--shards", "2", "--run-id", "r1"])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("JOB_COMPLETION_INDEX"), "{}", text(&o));
+}
