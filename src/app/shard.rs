@@ -386,8 +386,10 @@ fn k8s_manifest(a: &crate::cli::K8sJobArgs) -> Result<String, (Exit, String)> {
     };
     // Files: the scenario and its includes (ConfigMap), what they read (Secret), all under
     // the folder they share, so relative paths keep working in the pod.
-    let sources: Vec<std::path::PathBuf> =
-        s.sources.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
+    // Canonical paths (no `..`, links resolved): one name per file, and one folder shared by all.
+    let canon =
+        |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()));
+    let sources: Vec<std::path::PathBuf> = s.sources.iter().map(|p| canon(p)).collect();
     let read_files = referenced_files(&s.resolved_yaml, &sources);
     let all: Vec<&std::path::PathBuf> = sources.iter().chain(&read_files).collect();
     let root = common_dir(&all);
@@ -435,9 +437,10 @@ fn referenced_files(resolved: &str, sources: &[std::path::PathBuf]) -> Vec<std::
     fn walk(v: &serde_json::Value, out: &mut Vec<std::path::PathBuf>) {
         match v {
             serde_json::Value::String(s) if s.starts_with('/') => {
-                let p = Path::new(s);
-                if p.is_file() && !out.iter().any(|x| x == p) {
-                    out.push(p.to_path_buf());
+                if let Ok(p) = std::fs::canonicalize(s) {
+                    if p.is_file() && !out.contains(&p) {
+                        out.push(p);
+                    }
                 }
             }
             serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),

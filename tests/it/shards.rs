@@ -288,3 +288,160 @@ fn a_shard_without_a_common_run_id_or_start_instant_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("JOB_COMPLETION_INDEX"), "{}", text(&o));
 }
+
+/// `gauntlet k8s job`: the manifest parses as Kubernetes types (nothing dropped on the way),
+/// says what the issue asks (Indexed, completions = parallelism = N, a failure policy on the
+/// config-error exit code), and its pods' command works: each index is run here as the Job
+/// would run it — files laid out from the ConfigMap and the Secret's items, JOB_COMPLETION_INDEX
+/// set — and their result lines merge into the whole schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_k8s_job_manifest_parses_and_its_pods_command_runs_as_an_indexed_job() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    // A scenario with an include in a sibling folder and a CA file: relative paths must survive.
+    std::fs::create_dir_all(d.path().join("suite/packs")).unwrap();
+    std::fs::write(
+        d.path().join("suite/packs/checks.yaml"),
+        "checks:\n  - { id: OK, identity: a, request: { path: /ok }, expect: allow }\n",
+    )
+    .unwrap();
+    let s = d.path().join("suite/run.yaml");
+    std::fs::write(
+        &s,
+        format!(
+            "gauntlet: 1\nname: Kube_Suite.v2\ninclude: [packs/checks.yaml]\n\
+             target: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+             phases: [ {{ name: p, requests: 50, rate: 500/s }} ]\n",
+            target.addr
+        ),
+    )
+    .unwrap();
+    let o = gauntlet()
+        .args(["k8s", "job"])
+        .arg(&s)
+        .args(["--shards", "3", "--image", "registry.local/gauntlet:1", "--start-in", "3s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let manifest = String::from_utf8(o.stdout).unwrap();
+    let docs: Vec<serde_json::Value> =
+        manifest.split("\n---\n").skip(1).map(|d| gauntlet::scenario::yaml_value(d)).collect();
+    assert_eq!(docs.len(), 2, "{manifest}");
+    // Typed, and nothing unknown: the typed value serialises back to the same document.
+    let cm: ConfigMap = serde_json::from_value(docs[0].clone()).unwrap();
+    assert_eq!(serde_json::to_value(&cm).unwrap(), docs[0], "the ConfigMap has fields Kubernetes does not know");
+    let job: Job = serde_json::from_value(docs[1].clone()).unwrap();
+    assert_eq!(serde_json::to_value(&job).unwrap(), docs[1], "the Job has fields Kubernetes does not know");
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
+    assert!(spec.backoff_limit_per_index.is_some());
+    let rules = &spec.pod_failure_policy.as_ref().unwrap().rules;
+    let fail_job = rules.iter().find(|r| r.action == "FailJob").unwrap();
+    assert_eq!(fail_job.on_exit_codes.as_ref().unwrap().values, vec![2], "the config-error exit code fails the Job");
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let args = pod.containers[0].args.clone().unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.local/gauntlet:1"));
+    assert!(job.metadata.name.as_ref().unwrap().starts_with("gauntlet-kube-suite-"));
+
+    // Lay the files out as the projected volume would.
+    let mount = d.path().join("mount");
+    let data = cm.data.clone().unwrap();
+    let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "scenario").unwrap();
+    for src in &volume.projected.as_ref().unwrap().sources.clone().unwrap() {
+        if let Some(c) = &src.config_map {
+            for item in c.items.as_ref().unwrap() {
+                let dest = mount.join(&item.path);
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::write(&dest, &data[&item.key]).unwrap();
+            }
+        }
+    }
+    let results = d.path().join("results");
+    let local = |a: &String| {
+        a.replace(gauntlet::k8s::MOUNT, mount.to_str().unwrap()).replace("/results", results.to_str().unwrap())
+    };
+    let pods: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = gauntlet();
+            c.args(args.iter().map(local)).env("JOB_COMPLETION_INDEX", i.to_string());
+            output(c)
+        })
+        .collect();
+    let mut logs = String::new();
+    for (i, o) in futures_util::future::join_all(pods).await.into_iter().enumerate() {
+        assert_eq!(o.status.code(), Some(0), "pod {i}: {}", text(&o));
+        logs.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    let merged = d.path().join("merged");
+    let mut c = merge(&s, &[Path::new("-")], None, &merged);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let o = tokio::task::spawn_blocking(move || {
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(logs.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let sum = json(&merged.join("summary.json"));
+    assert_eq!(sum["requests"]["sent"], 50);
+    assert_eq!(sum["shards"]["merged"].as_array().unwrap().len(), 3);
+    for sh in sum["shards"]["merged"].as_array().unwrap() {
+        assert!(sh["lateness_ms"].as_f64().is_some(), "each shard reports its lateness: {sh}");
+    }
+    target.stop().await;
+}
+
+/// SIGTERM (a pod evicted) flushes a partial shard result: exit 1 (the index is run again),
+/// `interrupted` in its record, and what it sent is merged as a failing, interrupted run.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_a_partial_shard_result() {
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("long.yaml");
+    std::fs::write(
+        &s,
+        format!(
+            "gauntlet: 1\nname: long\ntarget: {{ url: \"http://{}\", protocol: h1 }}\nidentities: {{ a: {{}} }}\n\
+             checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+             phases: [ {{ name: long, duration: 60s, rate: 100/s }} ]\n",
+            target.addr
+        ),
+    )
+    .unwrap();
+    let run = d.path().join("run");
+    let mut child = shard(&s, 0, &run, false).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let sending = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("sent ") && !line.contains("sent 0 ") {
+                std::thread::spawn(move || for _ in lines {});
+                return true;
+            }
+        }
+        false
+    });
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), sending).await;
+    assert!(matches!(seen, Ok(Ok(true))), "the shard never started sending");
+    assert!(Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert_eq!(status.code(), Some(1), "an evicted shard is run again");
+    let f = json(&run.join(format!("shard-0-of-{SHARDS}")).join("shard.json"));
+    assert_eq!(f["record"]["interrupted"], true);
+    let merged = d.path().join("merged");
+    let o = output(merge(&s, &[&run], None, &merged)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let sum = json(&merged.join("summary.json"));
+    assert_eq!(sum["interrupted"], true);
+    assert!(sum["requests"]["sent"].as_u64().unwrap() > 0);
+    assert_eq!(sum["shards"]["missing"], serde_json::json!([1, 2]));
+    target.stop().await;
+}
