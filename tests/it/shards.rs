@@ -326,8 +326,7 @@ async fn the_k8s_job_manifest_parses_and_its_pods_command_runs_as_an_indexed_job
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let manifest = String::from_utf8(o.stdout).unwrap();
-    let docs: Vec<serde_json::Value> =
-        manifest.split("\n---\n").skip(1).map(|d| gauntlet::scenario::yaml_value(d)).collect();
+    let docs: Vec<serde_json::Value> = manifest.split("\n---\n").skip(1).map(gauntlet::scenario::yaml_value).collect();
     assert_eq!(docs.len(), 2, "{manifest}");
     // Typed, and nothing unknown: the typed value serialises back to the same document.
     let cm: ConfigMap = serde_json::from_value(docs[0].clone()).unwrap();
