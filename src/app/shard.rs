@@ -240,6 +240,18 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
             interrupted: r.interrupted,
         });
     }
+    // Rate-limit windows count from each shard's start: shards far apart blur them.
+    let last = by_index.iter().map(|b| b.file.started_at()).max().unwrap_or(base);
+    let spread = last.duration_since(base).unwrap_or_default();
+    if spread > Duration::from_millis(100)
+        && s.checks.iter().any(|c| matches!(c.expect, crate::conformance::Expect::Limit(_)))
+    {
+        errln!(
+            "merge: the shards started {:.1}s apart; the rate-limit windows of `limit` checks are counted from each \
+             shard's start, so they are that much off (start shards with --start-at)",
+            spread.as_secs_f64()
+        );
+    }
     merged.run_id = run_id.clone();
     merged.started_at = base;
     merged.command = command_line();

@@ -812,6 +812,24 @@ impl Summary {
             "gauntlet {} — scenario `{}` against {} ({})\n",
             self.gauntlet_version, self.scenario.name, self.target.url, self.target.protocol
         ));
+        if let Some(sh) = &self.shards {
+            let late = sh
+                .merged
+                .iter()
+                .filter_map(|m| m.lateness_ms)
+                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+            o.push_str(&format!(
+                "  shards    {} of {} merged{}{}\n",
+                sh.merged.len(),
+                sh.count,
+                late.map(|l| format!(", started at most {l:.1} ms late")).unwrap_or_default(),
+                if sh.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(", MISSING {}", sh.missing.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+                }
+            ));
+        }
         let r = &self.requests;
         let mut extra = String::new();
         if r.unsent > 0 {
