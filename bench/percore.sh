@@ -12,6 +12,8 @@
 # every response and records its histograms as in any run. Installs wrk, nghttp2-client
 # (h2load), nginx and caddy from the system packages when missing (root).
 #   BENCH_SHAPES="h1 h2-8x8" bench/percore.sh     # a subset
+#   BENCH_PROFILE=1 BENCH_SHAPES=h1 bench/percore.sh   # gauntlet under `perf record` (cpu-clock):
+#                                                       # its top functions by self time, no ratios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${BENCH_SECONDS:-10}"
@@ -74,7 +76,9 @@ case " $SHAPES " in *" h3 "*)
 {
   admin off
   auto_https off
-  servers { protocols h1 h2 h3 }
+  servers {
+    protocols h1 h2 h3
+  }
 }
 https://localhost:$H3PORT {
   bind 127.0.0.1
@@ -137,15 +141,28 @@ peer_run() {
 }
 peer_name() { case $1 in h1) echo wrk ;; h2-*) echo h2load ;; *) echo - ;; esac; }
 
-per_cpu() { python3 -c "import sys; n,c=float(sys.argv[1]),float(sys.argv[2]); print(f'{n/c:.0f}')" "$1" "$2"; }
-us_per_req() { python3 -c "import sys; n,c=float(sys.argv[1]),float(sys.argv[2]); print(f'{c/n*1e6:.2f}')" "$1" "$2"; }
+per_cpu() { python3 -c "import sys; n,c=float(sys.argv[1]),float(sys.argv[2]); print(f'{n/c:.0f}' if c > 0 else '0')" "$1" "$2"; }
+us_per_req() { python3 -c "import sys; n,c=float(sys.argv[1]),float(sys.argv[2]); print(f'{c/n*1e6:.2f}' if n > 0 else '-')" "$1" "$2"; }
 
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  need_apt perf linux-perf
+  for shape in $SHAPES; do
+    rm -rf "$WORK/out-$shape"
+    taskset -c 0 perf record -q -e cpu-clock -F 1999 -g -o "$WORK/perf-$shape.data" \
+      "$G" run "$WORK/$shape.yaml" --headless --out "$WORK/out-$shape" >/dev/null 2>&1
+    echo "== $shape: gauntlet's functions by self time (perf, cpu-clock)"
+    perf report -i "$WORK/perf-$shape.data" --no-children --stdio --sort dso,symbol --percent-limit 1 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | head -"${BENCH_TOP:-30}"
+  done
+  exit 0
+fi
 printf '%-8s %-5s %-8s %10s %9s %14s %9s %8s\n' shape round gen requests cpu_s "req/cpu-s" "us/req" ratio
 : > "$WORK/ratios"
 for round in $(seq "$ROUNDS"); do
   for shape in $SHAPES; do
     read -r gn gs gc <<<"$(gauntlet_run "$shape")"
     gpc=$(per_cpu "$gn" "$gc")
+    [ "$gn" -gt 0 ] || echo "bench: gauntlet got no answer over $shape (server log: $WORK/logs/)" >&2
     printf '%-8s %-5s %-8s %10s %9s %14s %9s %8s\n' "$shape" "$round" gauntlet "$gn" "$gc" "$gpc" "$(us_per_req "$gn" "$gc")" ""
     if [ "$shape" != h3 ]; then
       read -r pn ps pc <<<"$(peer_run "$shape")"
