@@ -37,7 +37,11 @@ cleanup() {
 trap cleanup EXIT
 kubectl apply -f "$work/job.yaml"
 echo "== waiting for job/$name"
-kubectl -n "$ns" wait --for=condition=complete --timeout=30m "job/$name"
+# Complete or failed (a failed index fails the Job; the merge then names what is missing).
+kubectl -n "$ns" wait --for=condition=complete --timeout=30m "job/$name" &
+kubectl -n "$ns" wait --for=condition=failed --timeout=30m "job/$name" &
+wait -n || true
+kill %1 %2 2>/dev/null || true
 kubectl -n "$ns" logs -l "job-name=$name" --tail=-1 --max-log-requests="$shards" >"$work/logs.txt"
 echo "== merge"
 set +e

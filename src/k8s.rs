@@ -160,7 +160,9 @@ pub fn manifest(sp: &Spec) -> String {
     }
     out.push_str(&format!(
         "# Each shard prints its result as one line; when the Job is done, merge them:\n\
-         #   kubectl -n {ns} wait --for=condition=complete --timeout=-1s job/{name}\n\
+         #   kubectl -n {ns} wait --for=condition=complete --timeout=1h job/{name} &\n\
+         #   kubectl -n {ns} wait --for=condition=failed --timeout=1h job/{name} & wait -n; kill %1 %2\n\
+         # (a failed index fails the Job: its merge is a partial, failing result naming it)\n\
          #   kubectl -n {ns} logs -l job-name={name} --tail=-1 --max-log-requests={shards} \\\n\
          #     | gauntlet merge - --scenario SCENARIO --out results/{run}\n\
          # With an oracle upstream of the gateway, run `gauntlet oracle --run-id {run} --out DIR` there and add\n\

@@ -426,6 +426,7 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
     };
     match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, run, conditions))), tls) {
         Ok(o) => {
+            let from = std::time::SystemTime::now();
             errln!(
                 "oracle: listening on {scheme}://{} for `{}`; counters at {scheme}://{}/__gauntlet/oracle",
                 o.addr,
@@ -435,11 +436,12 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
             stop.cancelled().await;
+            let until = std::time::SystemTime::now();
             let r = o.stop().await.report();
             out(&format!("{}\n", serde_json::to_string_pretty(&r).unwrap_or_default()));
             if let Some(dir) = &a.out {
                 let findings = super::run::oracle_record(r);
-                if let Err(e) = super::shard::write_oracle(dir, run, &s, findings) {
+                if let Err(e) = super::shard::write_oracle(dir, run, &s, (from, until), findings) {
                     errln!("gauntlet: {e}");
                     return Exit::Runtime;
                 }

@@ -13,13 +13,11 @@ use super::run::{ShardRun, write_results};
 use super::{Exit, command_line, load, out};
 use crate::cli::{MergeArgs, RunArgs};
 use crate::plan::Shard;
-use crate::report::record::{OracleRecord, Record};
+use crate::report::record::{MAX_SHARDS, OracleRecord, Record};
 use crate::report::shard::{Bundle, Seconds};
 use crate::report::{self, Intervals, ResultsDir, ShardInfo, ShardsSummary};
 use crate::scenario::{Overrides, Scenario};
 
-/// Most shards a run may have.
-pub(super) const MAX_SHARDS: u32 = 10_000;
 /// How far ahead `--start-at` may be.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// The oracle's findings file.
@@ -34,9 +32,13 @@ pub(super) struct OracleFile {
     pub schema: String,
     /// The run whose tags it counted.
     pub run_id: String,
-    /// The digest of the checks and schedule it attributed arrivals to ([`plan_digest`]; the
-    /// target address is not in it: the oracle stands up before the gateway does).
+    /// The digest of the checks, phases and conditions it attributed arrivals to
+    /// ([`oracle_digest`]: no durations, which a tag does not carry).
     pub plan_sha256: String,
+    /// When it began and stopped listening (UNIX ns): a merge counts its findings only for
+    /// a run inside that window.
+    pub listening_from_unix_ns: u64,
+    pub listening_until_unix_ns: u64,
     /// What arrived.
     pub findings: OracleRecord,
 }
@@ -76,6 +78,7 @@ pub(super) fn shard_run(a: &RunArgs, s: &Scenario) -> Result<Option<ShardRun>, S
             return Ok(None);
         }
     };
+    closed_users_cover(s, shard.count)?;
     let start_at = match &a.start_at {
         Some(t) => {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -109,6 +112,22 @@ pub(super) fn shard_run(a: &RunArgs, s: &Scenario) -> Result<Option<ShardRun>, S
     Ok(Some(ShardRun { shard, run_id, start_at, max_late, result_line: a.result_line }))
 }
 
+/// Every closed-loop phase has a user for each shard: a shard without one would own part
+/// of the phase's requests and send none of them.
+fn closed_users_cover(s: &Scenario, shards: u32) -> Result<(), String> {
+    let plan = crate::plan::build(s);
+    match plan.phases.iter().find(|p| p.users().is_some_and(|u| u < shards)) {
+        Some(p) => Err(format!(
+            "phase `{}` has {} user(s), fewer than the {shards} shards: each shard runs 1/{shards} of the users, \
+             so some would run none — use at most {} shards, or more users",
+            p.name,
+            p.users().unwrap_or(0),
+            p.users().unwrap_or(0).max(1)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `gauntlet merge`.
 pub(super) fn merge(a: &MergeArgs) -> Exit {
     match merged(a) {
@@ -130,6 +149,20 @@ pub(super) fn plan_digest(s: &Scenario, plan: &crate::plan::Plan) -> String {
     let checks: Vec<(&str, String)> = s.checks.iter().map(|c| (c.id.as_str(), format!("{:?}", c.expect))).collect();
     let text = format!("{:?}\n{:?}\n{:?}", plan.phases, plan.conditions, checks);
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the oracle attributes an arrival to — checks and their expectations, phase names,
+/// network conditions — so findings from another scenario are refused, whatever
+/// `--duration` the shards ran under.
+pub(super) fn oracle_digest(s: &Scenario, plan: &crate::plan::Plan) -> String {
+    let checks: Vec<(&str, String)> = s.checks.iter().map(|c| (c.id.as_str(), format!("{:?}", c.expect))).collect();
+    let phases: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
+    let text = format!("{phases:?}\n{:?}\n{checks:?}", plan.conditions);
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
@@ -196,6 +229,26 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
             )));
         }
     }
+    // One gateway, one protocol.
+    let here = crate::conformance::redact_userinfo(&s.target.url).into_owned();
+    for b in &bundles {
+        let f = &b.file;
+        if f.target != here {
+            return Err(usage(format!(
+                "{}: it sent to {}, the scenario here to {here}: pass the shards' --target-url to merge",
+                b.source, f.target
+            )));
+        }
+        if f.protocol() != first.protocol() {
+            return Err(usage(format!(
+                "{}: it ran over {}, {} over {}: merge one protocol's run at a time",
+                b.source,
+                f.protocol(),
+                bundles[0].source,
+                first.protocol()
+            )));
+        }
+    }
     // A re-run index replaces the earlier attempt: the latest start of each index counts.
     bundles.sort_by_key(|b| (b.file.shard, b.file.started_at()));
     let mut by_index: Vec<Bundle> = Vec::new();
@@ -221,17 +274,19 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
     let mut seconds = Seconds::default();
     let mut infos = Vec::new();
     let mut shard_sent = 0u64;
+    let mut end = base;
     for b in &by_index {
         let r = b.file.record(dims, plan.events.len()).map_err(|e| usage(format!("{}: {e}", b.source)))?;
         if r.oracle.is_some() {
             errln!("merge: {} carries an in-process oracle's findings; they are joined too", b.source);
         }
+        end = end.max(b.file.started_at().checked_add(r.run_span).unwrap_or(end));
         merged.add(&r, b.file.started_at().duration_since(base).unwrap_or_default());
         seconds.add(b).map_err(usage)?;
         if merged.protocol.is_empty() {
             merged.protocol = r.protocol.clone();
         }
-        shard_sent += b.file.sent();
+        shard_sent = shard_sent.saturating_add(b.file.sent());
         infos.push(ShardInfo {
             index: b.file.shard,
             started_at: rfc3339(b.file.started_at()),
@@ -255,8 +310,9 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
     merged.run_id = run_id.clone();
     merged.started_at = base;
     merged.command = command_line();
-    merged.shards = Some(ShardsSummary { count, merged: infos, missing: missing.clone() });
     // The oracle's findings of this run.
+    let mut incomplete = Vec::new();
+    let oracle_digest = oracle_digest(&s, &plan);
     for path in &a.oracle {
         let bytes =
             crate::input::read(path, 1 << 30).map_err(|e| usage(format!("--oracle {}: {e}", path.display())))?;
@@ -272,20 +328,36 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
                 f.run_id
             )));
         }
-        if f.plan_sha256 != digest {
+        if f.plan_sha256 != oracle_digest {
             return Err(usage(format!(
                 "--oracle {}: it attributed arrivals to other checks or phases (another scenario?)",
                 path.display()
             )));
         }
+        // Arrivals before it listened or after it stopped are not in its findings.
+        let (from, until) = (f.listening_from_unix_ns, f.listening_until_unix_ns);
+        if from > unix_ns(base) || until < unix_ns(end) {
+            incomplete.push(format!(
+                "the oracle of {} listened from {} to {}, the run went from {} to {}: arrivals outside its window \
+                 are not counted (start the oracle before the shards, stop it after they end)",
+                path.display(),
+                rfc3339_ns(from),
+                rfc3339_ns(until),
+                rfc3339(base),
+                rfc3339(end)
+            ));
+        }
         merged.oracle.get_or_insert_with(OracleRecord::default).add(&f.findings);
     }
     if s.oracle.is_some() && a.oracle.is_empty() && merged.oracle.is_none() {
-        errln!(
-            "merge: the scenario expects an oracle upstream, and no --oracle findings were given: checks with upstream \
-             expectations cannot pass"
+        incomplete.push(
+            "the scenario has an oracle upstream and no --oracle findings were given: a leak only the oracle sees \
+             (a request refused to the client but forwarded) cannot be ruled out — run `gauntlet oracle --run-id \
+             RUN --out DIR` upstream and pass --oracle DIR/oracle.json"
+                .to_string(),
         );
     }
+    merged.shards = Some(ShardsSummary { count, merged: infos, missing: missing.clone(), incomplete });
     // Self-check: nothing lost or counted twice on the way.
     let total = merged.totals();
     if total.sent != shard_sent {
@@ -340,17 +412,34 @@ fn merged(a: &MergeArgs) -> Result<Exit, (Exit, String)> {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    rfc3339_ns(unix_ns(t))
+}
+
+/// An instant as RFC 3339 (every u64 of nanoseconds is inside `time`'s range).
+fn rfc3339_ns(ns: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ns} ns after 1970"))
 }
 
 /// Writes the standalone oracle's findings for `run_id` into `dir/oracle.json`.
-pub(super) fn write_oracle(dir: &Path, run_id: &str, s: &Scenario, findings: OracleRecord) -> Result<(), String> {
+/// `listening`: when it began and stopped listening.
+pub(super) fn write_oracle(
+    dir: &Path,
+    run_id: &str,
+    s: &Scenario,
+    listening: (SystemTime, SystemTime),
+    findings: OracleRecord,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let plan = crate::plan::build(s);
     let f = OracleFile {
         schema: ORACLE_SCHEMA.into(),
         run_id: run_id.into(),
-        plan_sha256: plan_digest(s, &plan),
+        plan_sha256: oracle_digest(s, &plan),
+        listening_from_unix_ns: unix_ns(listening.0),
+        listening_until_unix_ns: unix_ns(listening.1),
         findings,
     };
     let json = serde_json::to_vec_pretty(&f).unwrap_or_default();
@@ -388,6 +477,7 @@ fn k8s_manifest(a: &crate::cli::K8sJobArgs) -> Result<String, (Exit, String)> {
     if !s.target.parity.is_empty() {
         return Err(usage("target.parity cannot be sharded: shard one protocol's run"));
     }
+    closed_users_cover(&s, a.shards).map_err(usage)?;
     // Whole seconds: every shard's log intervals then start on the same second.
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now + start_in.as_secs().max(1));
@@ -441,26 +531,46 @@ fn k8s_manifest(a: &crate::cli::K8sJobArgs) -> Result<String, (Exit, String)> {
     Ok(crate::k8s::manifest(&spec))
 }
 
-/// Files the resolved scenario names (every path in it is absolute) that exist and are not
-/// scenario sources: certificates, keys, key sets.
+/// The fields of a scenario that name a file to read (the resolved scenario has them
+/// absolute): certificates, keys, CAs, a dependency's policy and file; `glob` is a pool's
+/// pattern of certificates.
+const FILE_FIELDS: &[&str] = &["ca", "cert", "key", "public_key", "ca_cert", "ca_key", "policy", "file"];
+
+/// Files the resolved scenario's file fields name that exist and are not scenario sources.
+/// Only those fields: any other string (a request path such as `/../../etc/passwd`) is data.
 fn referenced_files(resolved: &str, sources: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    use serde_json::Value;
     let mut out: Vec<std::path::PathBuf> = Vec::new();
-    let doc = crate::scenario::yaml_value(resolved);
-    fn walk(v: &serde_json::Value, out: &mut Vec<std::path::PathBuf>) {
+    fn keep(p: &Path, out: &mut Vec<std::path::PathBuf>) {
+        if let Ok(p) = std::fs::canonicalize(p) {
+            if p.is_file() && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    fn walk(v: &Value, out: &mut Vec<std::path::PathBuf>) {
         match v {
-            serde_json::Value::String(s) if s.starts_with('/') => {
-                if let Ok(p) = std::fs::canonicalize(s) {
-                    if p.is_file() && !out.contains(&p) {
-                        out.push(p);
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        (k, Value::String(s)) if FILE_FIELDS.contains(&k) && s.starts_with('/') => {
+                            keep(Path::new(s), out)
+                        }
+                        ("glob", Value::String(s)) if s.starts_with('/') => {
+                            for cert in crate::scenario::glob_files(Path::new(s)).unwrap_or_default() {
+                                keep(&cert, out);
+                                keep(&cert.with_extension("key"), out);
+                            }
+                        }
+                        _ => walk(x, out),
                     }
                 }
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
             _ => {}
         }
     }
-    walk(&doc, &mut out);
+    walk(&crate::scenario::yaml_value(resolved), &mut out);
     out.retain(|p| !sources.contains(p));
     out
 }
@@ -497,6 +607,26 @@ mod tests {
         for bad in ["4/4", "0/0", "a/4", "1", "-1/4", "0/10001"] {
             assert!(parse_shard(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_file_fields_go_into_the_secret() {
+        let d = tempfile::tempdir().unwrap();
+        let ca = d.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        std::fs::write(d.path().join("m1.pem"), "x").unwrap();
+        std::fs::write(d.path().join("m1.key"), "x").unwrap();
+        let yaml = format!(
+            "target: {{ ca: \"{}\" }}\nidentities: {{ p: {{ pool: {{ glob: \"{}/m*.pem\" }} }} }}\n\
+             checks: [ {{ request: {{ path: /etc/passwd, headers: {{ x: /etc/hostname }} }} }} ]\n",
+            ca.display(),
+            d.path().display()
+        );
+        let got = referenced_files(&yaml, &[]);
+        let mut names: Vec<String> =
+            got.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["ca.pem", "m1.key", "m1.pem"], "{got:?}");
     }
 
     #[test]

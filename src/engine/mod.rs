@@ -267,7 +267,8 @@ async fn cut_off(job: Arc<Job>, shared: Arc<Shared>, i: usize, cutoff: Instant, 
         _ = shared.stop.cancelled() => return,
     }
     let phase = &job.plan.phases[i];
-    let claimed = job.shard.global(shared.phases[i].next.swap(CLOSED, Ordering::AcqRel));
+    let claim = shared.phases[i].next.swap(CLOSED, Ordering::AcqRel).min(CLOSED);
+    let claimed = job.shard.global(claim);
     let Some(planned) = phase.scheduled() else { return };
     if claimed >= planned {
         return;
@@ -507,7 +508,11 @@ async fn worker<P: Protocol>(cx: WorkerCtx<P>, w: usize) {
                 tokio::time::sleep(PAUSE_POLL).await;
             }
             // This generator's next claim, as an index of the global schedule.
-            let i = shard.global(state.next.fetch_add(1, Ordering::AcqRel));
+            let claim = state.next.fetch_add(1, Ordering::AcqRel);
+            if claim >= CLOSED {
+                break;
+            }
+            let i = shard.global(claim);
             let Some(slot) = phase.slot(i) else { break };
             let check = phase.check(i);
             let intended = match slot {

@@ -72,8 +72,9 @@ pub struct Evidence<'a> {
     pub max_in_flight: u32,
     /// What each replay phase could and could not send.
     pub replays: &'a [ReplayEvidence],
-    /// A merged sharded run: how many shards it had and which of them are missing.
-    pub shards: Option<(u32, &'a [u32])>,
+    /// A merged sharded run: how many shards it had, which of them are missing, and what
+    /// else the merge lacks (the oracle's findings, or part of them).
+    pub shards: Option<(u32, &'a [u32], &'a [String])>,
 }
 
 /// A replay phase's account of its capture.
@@ -550,12 +551,15 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
     if ev.interrupted {
         reasons.push("the run was interrupted: results cover only what ran".to_string());
     }
-    if let Some((n, missing)) = ev.shards.filter(|(_, m)| !m.is_empty()) {
-        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
-        reasons.push(format!(
-            "partial result: shard(s) {} of {n} missing — their part of the schedule is not in these counts",
-            list.join(", ")
-        ));
+    if let Some((n, missing, incomplete)) = ev.shards {
+        if !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+            reasons.push(format!(
+                "partial result: shard(s) {} of {n} missing — their part of the schedule is not in these counts",
+                list.join(", ")
+            ));
+        }
+        reasons.extend(incomplete.iter().map(|why| format!("partial result: {why}")));
     }
     let errors = all.error_total();
     if all.sent > 0 && errors as f64 > all.sent as f64 * s.error_budget {

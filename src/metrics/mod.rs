@@ -169,31 +169,32 @@ fn max_time(a: u64, b: u64) -> u64 {
 }
 
 impl Counts {
-    /// Adds `o` into `self`.
+    /// Adds `o` into `self`, saturating: a count from a hostile shard file must not wrap
+    /// its leaks to zero.
     pub fn add(&mut self, o: &Counts) {
-        self.sent += o.sent;
-        self.completed += o.completed;
-        self.passed += o.passed;
-        self.denied += o.denied;
-        self.limited += o.limited;
-        self.outage_denied += o.outage_denied;
-        self.unexpected += o.unexpected;
-        self.cancelled += o.cancelled;
-        self.tls_rejected += o.tls_rejected;
-        self.tls_closed += o.tls_closed;
-        self.unsent += o.unsent;
-        self.stale_retries += o.stale_retries;
+        self.sent = self.sent.saturating_add(o.sent);
+        self.completed = self.completed.saturating_add(o.completed);
+        self.passed = self.passed.saturating_add(o.passed);
+        self.denied = self.denied.saturating_add(o.denied);
+        self.limited = self.limited.saturating_add(o.limited);
+        self.outage_denied = self.outage_denied.saturating_add(o.outage_denied);
+        self.unexpected = self.unexpected.saturating_add(o.unexpected);
+        self.cancelled = self.cancelled.saturating_add(o.cancelled);
+        self.tls_rejected = self.tls_rejected.saturating_add(o.tls_rejected);
+        self.tls_closed = self.tls_closed.saturating_add(o.tls_closed);
+        self.unsent = self.unsent.saturating_add(o.unsent);
+        self.stale_retries = self.stale_retries.saturating_add(o.stale_retries);
         for (a, b) in self.violations.iter_mut().zip(o.violations) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.found.iter_mut().zip(o.found) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.replay.iter_mut().zip(o.replay) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.first_error_us.iter_mut().zip(o.first_error_us) {
             *a = (*a).min(b);
@@ -207,7 +208,7 @@ impl Counts {
 
     fn status(&mut self, s: u16, n: u64) {
         match self.statuses.iter_mut().find(|(x, _)| *x == s) {
-            Some(e) => e.1 += n,
+            Some(e) => e.1 = e.1.saturating_add(n),
             None => {
                 self.statuses.push((s, n));
                 self.statuses.sort_unstable();

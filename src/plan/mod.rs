@@ -88,7 +88,7 @@ impl Arrival {
                 if disc < 0.0 { f64::INFINITY } else { 2.0 * n / (from + disc.sqrt()) }
             }
         };
-        if secs.is_finite() && secs >= 0.0 { Duration::from_secs_f64(secs) } else { Duration::MAX }
+        if secs >= 0.0 { Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX) } else { Duration::MAX }
     }
 
     /// Instantaneous rate at `t` into the phase.
@@ -518,6 +518,14 @@ mod tests {
         assert_eq!(p.planned_requests(), Some(200));
         assert!(p.slot(199).is_some());
         assert!(p.slot(200).is_none());
+    }
+
+    #[test]
+    fn an_offset_past_any_clock_is_the_end_of_time_not_a_panic() {
+        // A claim past the close, mapped to a shard's global index, at a slow rate.
+        let a = Arrival::Constant { rate: 0.5 };
+        assert_eq!(a.offset(u64::MAX), Duration::MAX);
+        assert!(open(a, None, None).slot(u64::MAX).is_none());
     }
 
     #[test]

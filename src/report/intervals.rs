@@ -180,18 +180,14 @@ pub fn write_histograms(
 /// The histograms of a `histograms.hlog` (or of any interval log: the entries of one tag
 /// added up), by tag (`None`: a histogram in it does not decode).
 pub fn read_histograms(bytes: &[u8]) -> Option<std::collections::BTreeMap<String, Histogram<u64>>> {
-    use base64::Engine as _;
-    use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     let mut out: std::collections::BTreeMap<String, Histogram<u64>> = std::collections::BTreeMap::new();
-    let mut de = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
         // A line that does not parse ends the iterator: the log is cut or corrupt.
         let Ok(entry) = entry else { return None };
         let LogEntry::Interval(i) = entry else { continue };
         let tag = i.tag().map_or(String::new(), |t| t.as_str().to_string());
-        let raw = base64::engine::general_purpose::STANDARD.decode(i.encoded_histogram()).ok()?;
-        let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).ok()?;
+        let h = super::record::decode_histogram(i.encoded_histogram()).ok()?;
         match out.get_mut(&tag) {
             Some(t) => t.add(&h).ok()?,
             None => {

@@ -22,6 +22,8 @@ use crate::scenario::Scenario;
 
 /// Schema of a shard result.
 pub const SHARD_SCHEMA: &str = "gauntlet.shard/v1";
+/// Most shards a run may have.
+pub const MAX_SHARDS: u32 = 10_000;
 
 /// What the oracle upstream saw, as plain data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,7 +179,7 @@ pub fn conclude(s: &Scenario, plan: &Plan, r: &Record) -> Concluded {
         interrupted: r.interrupted,
         max_in_flight: s.target.max_in_flight,
         replays: &replays,
-        shards: r.shards.as_ref().map(|x| (x.count, &x.missing[..])),
+        shards: r.shards.as_ref().map(|x| (x.count, &x.missing[..], &x.incomplete[..])),
     });
     let inputs = Inputs {
         scenario: s,
@@ -309,10 +311,51 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-/// The histogram [`encode_histogram`] made.
+/// The histogram [`encode_histogram`] made (or any V2 histogram of at most 3 significant
+/// digits, as every log gauntlet writes holds). Input from elsewhere is checked before the
+/// decoder sees it: the decoder allocates what a header asks for (4 GiB from 40 bytes) and
+/// inflates without a bound.
 pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, String> {
+    use std::io::Read as _;
+    /// hdrhistogram's V2 cookies (plain, zlib-compressed).
+    const V2: u32 = 0x1c84_9313;
+    const V2_DEFLATE: u32 = 0x1c84_9314;
+    /// The plain form's header: cookie, payload length, offset, digits, low, high, ratio.
+    const HEADER: usize = 40;
+    /// Most bytes a histogram of 3 digits over all of u64 takes (about 55,000 counts of at
+    /// most 9 bytes each), with room.
+    const MOST: usize = 1 << 20;
     let bytes = base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| format!("not base64: {e}"))?;
-    Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| format!("not a histogram: {e:?}"))
+    let word = |b: &[u8], at: usize| b.get(at..at + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let plain = match word(&bytes, 0) {
+        Some(V2) => bytes,
+        Some(V2_DEFLATE) => {
+            let len = word(&bytes, 4).ok_or("not a histogram: cut short")? as usize;
+            let body = bytes.get(8..).filter(|b| b.len() >= len).ok_or("not a histogram: cut short")?;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(&body[..len])
+                .take(MOST as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("not a histogram: {e}"))?;
+            if out.len() > MOST {
+                return Err("not a histogram: it inflates past 1 MiB".into());
+            }
+            out
+        }
+        _ => return Err("not a histogram (unknown cookie)".into()),
+    };
+    if word(&plain, 0) != Some(V2) || plain.len() < HEADER {
+        return Err("not a histogram: cut short".into());
+    }
+    let payload = word(&plain, 4).unwrap_or(u32::MAX) as usize;
+    let digits = word(&plain, 12).unwrap_or(u32::MAX);
+    if payload > plain.len() - HEADER {
+        return Err(format!("not a histogram: its header claims {payload} bytes, {} follow", plain.len() - HEADER));
+    }
+    if digits > 3 {
+        return Err(format!("not a histogram of gauntlet's: {digits} significant digits (gauntlet writes 3)"));
+    }
+    Deserializer::new().deserialize(&mut &plain[..]).map_err(|e| format!("not a histogram: {e:?}"))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -386,6 +429,9 @@ pub struct ShardFile {
     /// A digest of the schedule and checks it ran (phases, conditions, expectations), so a
     /// merge under another `--duration` is refused.
     pub plan_sha256: String,
+    /// The target it sent to (URL as the run used it, after `--target-url`), and over which
+    /// protocol: every shard of a run must have measured the same gateway the same way.
+    pub target: String,
     record: RecordWire,
 }
 
@@ -399,6 +445,7 @@ impl ShardFile {
         plan_sha256: String,
         r: &Record,
     ) -> Self {
+        let target = crate::conformance::redact_userinfo(&s.target.url).into_owned();
         let dims = (r.spans.len(), 0, r.causes.len());
         let mut causes = Vec::new();
         for (check, kinds) in r.causes.iter().enumerate() {
@@ -420,6 +467,7 @@ impl ShardFile {
             start_at,
             lateness_ms,
             plan_sha256,
+            target,
             record: RecordWire {
                 run_id: r.run_id.clone(),
                 started_at_unix_ns: r.started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
@@ -469,9 +517,29 @@ impl ShardFile {
         SystemTime::UNIX_EPOCH + Duration::new((ns / 1_000_000_000) as u64, (ns % 1_000_000_000) as u32)
     }
 
+    /// The protocol it ran.
+    pub fn protocol(&self) -> &str {
+        &self.record.protocol
+    }
+
     /// Requests this shard sent.
     pub fn sent(&self) -> u64 {
-        self.record.cells.iter().map(|c| c.counts.sent).sum()
+        self.record.cells.iter().fold(0u64, |n, c| n.saturating_add(c.counts.sent))
+    }
+
+    /// What a shard file from elsewhere must hold before anything is computed from it.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_SHARDS).contains(&self.shards) || self.shard >= self.shards {
+            return Err(format!("shard {} of {}: expected 0 ≤ shard < shards ≤ {MAX_SHARDS}", self.shard, self.shards));
+        }
+        // Up to 2262: inside every clock type the merge turns it into.
+        if self.record.started_at_unix_ns > i64::MAX as u128 {
+            return Err(format!("started_at_unix_ns {} is past the year 2262", self.record.started_at_unix_ns));
+        }
+        if self.lateness_ms.is_some_and(|l| !l.is_finite()) {
+            return Err("lateness_ms is not a number".into());
+        }
+        Ok(())
     }
 
     /// The record, checked against the dimensions of the scenario it is merged under.
@@ -550,5 +618,34 @@ mod tests {
         let back = decode_histogram(&encode_histogram(&h)).expect("decodes");
         assert_eq!(back, h);
         assert!(decode_histogram("!!").is_err());
+    }
+
+    #[test]
+    fn hostile_histogram_headers_are_refused_before_anything_is_allocated() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        // A plain V2 header asking for a 4 GiB payload, with nothing after it.
+        let mut h = 0x1c84_9313u32.to_be_bytes().to_vec();
+        h.extend_from_slice(&u32::MAX.to_be_bytes());
+        h.extend_from_slice(&0u32.to_be_bytes());
+        h.extend_from_slice(&3u32.to_be_bytes());
+        h.extend_from_slice(&1u64.to_be_bytes());
+        h.extend_from_slice(&u64::MAX.to_be_bytes());
+        h.extend_from_slice(&1f64.to_be_bytes());
+        let err = decode_histogram(&b64(&h)).expect_err("claims more than it holds");
+        assert!(err.contains("claims"), "{err}");
+        // 5 significant digits over u64 (50 MB of counts).
+        h[4..8].copy_from_slice(&0u32.to_be_bytes());
+        h[12..16].copy_from_slice(&5u32.to_be_bytes());
+        assert!(decode_histogram(&b64(&h)).expect_err("5 digits").contains("significant"));
+        // A zlib bomb: 64 MiB of zeros behind a compressed cookie.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &vec![0u8; 64 << 20]).unwrap();
+        let z = z.finish().unwrap();
+        let mut bomb = 0x1c84_9314u32.to_be_bytes().to_vec();
+        bomb.extend_from_slice(&(z.len() as u32).to_be_bytes());
+        bomb.extend_from_slice(&z);
+        assert!(decode_histogram(&b64(&bomb)).is_err());
+        // Cut short.
+        assert!(decode_histogram(&b64(&bomb[..6])).is_err());
     }
 }

@@ -94,6 +94,7 @@ fn load_one(dir: &Path) -> Result<Bundle, String> {
     };
     let file: ShardFile = serde_json::from_slice(&read(FILE)?)
         .map_err(|e| format!("{}: not a shard result: {e}", dir.join(FILE).display()))?;
+    file.check().map_err(|e| format!("{}: {e}", dir.join(FILE).display()))?;
     // The interval files are the merged run's log and series; without them only those are lost.
     let hlog = read(HLOG).unwrap_or_default();
     let series = read(SERIES).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
@@ -111,6 +112,7 @@ pub fn parse_lines(text: &str, what: &str) -> Result<Vec<Bundle>, String> {
             .map_err(|e| format!("{what} line {}: a shard result line that is not base64 ({e}): cut short?", n + 1))?;
         let w: Wire =
             serde_json::from_slice(&bytes).map_err(|e| format!("{what} line {}: not a shard result: {e}", n + 1))?;
+        w.shard.check().map_err(|e| format!("{what} line {}: {e}", n + 1))?;
         out.push(Bundle {
             source: format!("{what} line {}", n + 1),
             file: w.shard,
@@ -161,7 +163,11 @@ impl Seconds {
                 }
                 continue;
             };
-            let end = start + (i.start_timestamp() + i.duration()).as_nanos();
+            let end = i
+                .start_timestamp()
+                .checked_add(i.duration())
+                .map(|d| start.saturating_add(d.as_nanos()))
+                .ok_or_else(|| format!("{}: latency.hlog: an interval ends past the end of time", b.source))?;
             let h = decode_histogram(i.encoded_histogram()).map_err(|e| format!("{}: latency.hlog: {e}", b.source))?;
             let sec = self.second(second_of(end));
             match i.tag().map(|t| t.as_str()) {
@@ -174,13 +180,15 @@ impl Seconds {
             }
         }
         for p in read_series(&b.series) {
-            let end = start + Duration::from_secs_f64((p.t + p.len).max(0.0)).as_nanos();
-            let c = &mut self.second(second_of(end)).counts;
-            c.sent += p.finished;
-            c.completed += p.completed;
-            c.errors[0] += p.errors;
+            let at = Duration::try_from_secs_f64((p.t + p.len).max(0.0))
+                .map_err(|_| format!("{}: series.jsonl: a point at t={} s", b.source, p.t))?;
+            let c = &mut self.second(second_of(start.saturating_add(at.as_nanos()))).counts;
+            c.sent = c.sent.saturating_add(p.finished);
+            c.completed = c.completed.saturating_add(p.completed);
+            c.errors[0] = c.errors[0].saturating_add(p.errors);
             for v in Violation::ALL {
-                c.violations[v.index()] += p.violations.get(v.name()).copied().unwrap_or(0);
+                let n = p.violations.get(v.name()).copied().unwrap_or(0);
+                c.violations[v.index()] = c.violations[v.index()].saturating_add(n);
             }
         }
         Ok(())

@@ -83,6 +83,9 @@ pub struct ShardsSummary {
     pub merged: Vec<ShardInfo>,
     /// Those missing (their part of the schedule is not in the counts; the verdict fails).
     pub missing: Vec<u32>,
+    /// What else the merge lacks, each failing the verdict: the oracle's findings not given,
+    /// or an oracle that did not listen for the whole run.
+    pub incomplete: Vec<String>,
 }
 
 /// One merged shard.

@@ -20,7 +20,7 @@ pub use model::*;
 pub(crate) use raw::RawNetwork;
 pub use threshold::{Metric, Op, Stat, Threshold};
 pub use validate::{Overrides, is_secret_header};
-pub(crate) use validate::{build_impairment, hex};
+pub(crate) use validate::{build_impairment, glob_files, hex};
 
 /// One located problem.
 #[derive(Debug, Clone)]

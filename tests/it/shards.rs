@@ -256,6 +256,131 @@ async fn shards_merge_into_the_one_machine_run_with_upstream_leaks_joined() {
     target.stop().await;
 }
 
+/// The review's wrong-PASS paths and hostile inputs: a shard of another target, a shard file
+/// that does not hold together, a histogram header asking for 4 GiB, an oracle that listened
+/// for part of the run, a scenario with an oracle merged without its findings, and a
+/// closed-loop phase with fewer users than shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_refuse_what_does_not_hold_together_and_fail_what_is_incomplete() {
+    let d = tempfile::tempdir().unwrap();
+    let target = testkit::spawn(testkit::Config::default()).await.unwrap();
+    let body = |oracle: &str| {
+        format!(
+            "gauntlet: 1\nname: strict\ntarget: {{ url: \"http://{}\", protocol: h1 }}\n{oracle}\
+             identities: {{ a: {{}} }}\n\
+             checks: [ {{ id: OK, identity: a, request: {{ path: /ok }}, expect: allow }} ]\n\
+             phases: [ {{ name: p, requests: 20, rate: 400/s }} ]\n",
+            target.addr
+        )
+    };
+    let s = d.path().join("s.yaml");
+    std::fs::write(&s, body("")).unwrap();
+    let run = d.path().join("run");
+    let one = |scenario: &Path, i: u32, n: u32| {
+        let mut c = gauntlet();
+        c.arg("run").arg(scenario).args(["--shard", &format!("{i}/{n}"), "--run-id", "strict1", "--headless", "--out"]);
+        c.arg(&run);
+        c
+    };
+    for i in 0..2 {
+        let o = output(one(&s, i, 2)).await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let ok = output(merge(&s, &[&run], None, &d.path().join("ok"))).await;
+    assert_eq!(ok.status.code(), Some(0), "the whole run merges and passes: {}", text(&ok));
+
+    // Tampered copies of shard 1, each merged with the intact shard 0.
+    let shard0 = run.join("shard-0-of-2");
+    let tamper = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = d.path().join(name).join("shard-1-of-2");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = json(&run.join("shard-1-of-2/shard.json"));
+        edit(&mut f);
+        std::fs::write(dir.join("shard.json"), serde_json::to_vec(&f).unwrap()).unwrap();
+        dir
+    };
+    let refused = |dir: PathBuf, want: &'static str| {
+        let out = d.path().join(format!("out-{want}"));
+        let c = merge(&s, &[&shard0, &dir], None, &out);
+        async move {
+            let o = output(c).await;
+            assert_eq!(o.status.code(), Some(2), "{want}: {}", text(&o));
+            assert!(text(&o).contains(want), "{want}: {}", text(&o));
+            assert!(!text(&o).contains("panicked"), "{}", text(&o));
+        }
+    };
+    refused(tamper("other-target", &|f| f["target"] = "http://127.0.0.1:1".into()), "it sent to").await;
+    refused(tamper("zero-shards", &|f| f["shards"] = 0.into()), "expected 0 ≤ shard").await;
+    refused(tamper("far-future", &|f| f["record"]["started_at_unix_ns"] = serde_json::json!(u64::MAX)), "2262").await;
+    // A V2 header claiming a 4 GiB payload, 40 bytes long.
+    let mut bomb = 0x1c84_9313u32.to_be_bytes().to_vec();
+    bomb.extend_from_slice(&u32::MAX.to_be_bytes());
+    bomb.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
+    bomb.extend_from_slice(&1u64.to_be_bytes());
+    bomb.extend_from_slice(&u64::MAX.to_be_bytes());
+    bomb.extend_from_slice(&1f64.to_be_bytes());
+    use base64::Engine as _;
+    let bomb = base64::engine::general_purpose::STANDARD.encode(bomb);
+    refused(
+        tamper("bomb", &|f| {
+            for c in f["record"]["cells"].as_array_mut().unwrap() {
+                c["latency"] = bomb.clone().into();
+            }
+        }),
+        "claims",
+    )
+    .await;
+
+    // An oracle that began listening after the run ended: its window does not cover it.
+    let late = d.path().join("late-oracle.json");
+    let started = json(&shard0.join("shard.json"))["record"]["started_at_unix_ns"].as_u64().unwrap();
+    let plan_sha = {
+        // A real oracle file for this scenario, then moved in time.
+        let (mut orc, _) = oracle(&s, "strict1", &d.path().join("orc"));
+        assert!(Command::new("kill").arg("-TERM").arg(orc.id().to_string()).status().unwrap().success());
+        let _ = tokio::task::spawn_blocking(move || orc.wait()).await.unwrap();
+        json(&d.path().join("orc/oracle.json"))
+    };
+    let mut moved = plan_sha.clone();
+    moved["listening_from_unix_ns"] = (started + 3_600_000_000_000).into();
+    moved["listening_until_unix_ns"] = (started + 3_700_000_000_000).into();
+    std::fs::write(&late, serde_json::to_vec(&moved).unwrap()).unwrap();
+    let out = d.path().join("late");
+    let o = output(merge(&s, &[&run], Some(&late), &out)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let sum = json(&out.join("summary.json"));
+    assert_eq!(sum["verdict"], "fail");
+    assert!(sum["reasons"].to_string().contains("listened from"), "{}", sum["reasons"]);
+    assert_eq!(sum["shards"]["incomplete"].as_array().unwrap().len(), 1);
+    // The oracle file written now did not cover the earlier run either.
+    let o = output(merge(&s, &[&run], Some(&d.path().join("orc/oracle.json")), &d.path().join("after"))).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // A scenario with an oracle upstream, merged without the oracle's findings: partial.
+    let with_oracle = d.path().join("with-oracle.yaml");
+    std::fs::write(&with_oracle, body("oracle: { listen: \"127.0.0.1:0\" }\n")).unwrap();
+    let _ = std::fs::remove_dir_all(&run);
+    for i in 0..2 {
+        let o = output(one(&with_oracle, i, 2)).await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let out = d.path().join("no-oracle");
+    let o = output(merge(&with_oracle, &[&run], None, &out)).await;
+    assert_eq!(o.status.code(), Some(1), "no oracle findings: no PASS\n{}", text(&o));
+    let sum = json(&out.join("summary.json"));
+    assert!(sum["reasons"].to_string().contains("no --oracle findings"), "{}", sum["reasons"]);
+
+    // Closed loop: 1 user cannot be split over 2 shards (one would own requests it never sends).
+    let closed = d.path().join("closed.yaml");
+    std::fs::write(&closed, body("").replace("rate: 400/s", "users: 1")).unwrap();
+    let o = output(one(&closed, 1, 2)).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("fewer than the 2 shards"), "{}", text(&o));
+    let o = gauntlet().args(["k8s", "job"]).arg(&closed).args(["--shards", "2", "--image", "x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    target.stop().await;
+}
+
 #[test]
 fn a_shard_without_a_common_run_id_or_start_instant_is_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -54,21 +54,14 @@ pub(super) fn pool(
     }
     if let Some(g) = &p.glob {
         let pattern = cx.file(o, g);
-        let (dir, name) = (
-            pattern.parent().map(Path::to_path_buf).unwrap_or_default(),
-            pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        );
-        let mut certs: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.file_name().is_some_and(|n| wildcard(&name, &n.to_string_lossy())))
-                .collect(),
+        let certs = match glob_files(&pattern) {
+            Ok(c) => c,
             Err(e) => {
+                let dir = pattern.parent().map(Path::to_path_buf).unwrap_or_default();
                 cx.at(o, "pool.glob", format!("cannot list `{}`: {e}", dir.display()));
                 return Vec::new();
             }
         };
-        certs.sort();
         if certs.is_empty() {
             cx.at(o, "pool.glob", format!("`{}` matches no file", pattern.display()));
         }
@@ -337,6 +330,19 @@ pub(super) fn token(cx: &mut Ctx<'_>, o: &Origin, t: &RawToken) -> Option<Token>
         return None;
     }
     Some(Token { header, scheme, source })
+}
+
+/// The files a `pool.glob` pattern (a folder, then a file name with `*` and `?`) matches,
+/// in name order; each member's key is the match with the extension `.key`.
+pub(crate) fn glob_files(pattern: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = pattern.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut certs: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| wildcard(&name, &n.to_string_lossy())))
+        .collect();
+    certs.sort();
+    Ok(certs)
 }
 
 #[cfg(test)]

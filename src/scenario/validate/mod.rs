@@ -27,6 +27,7 @@ mod roles;
 mod target;
 
 use checks::*;
+pub(crate) use identity::glob_files;
 use identity::*;
 pub(crate) use network::build_impairment;
 use network::*;
