@@ -9,6 +9,7 @@ mod conn;
 pub mod h1;
 pub mod h2;
 pub mod h3;
+mod hpack;
 pub mod probe;
 pub mod ws;
 
@@ -219,6 +220,9 @@ pub struct Prepared {
     absolute_uri: Uri,
     host: Option<HeaderValue>,
     h1_head: Vec<u8>,
+    /// The fixed part of its HTTP/2 header block ([`h2::fixed_block`]), or why it cannot go
+    /// over HTTP/2.
+    pub(crate) h2_block: Result<Vec<u8>, String>,
 }
 
 impl Prepared {
@@ -240,6 +244,7 @@ impl Prepared {
         let tagging = endpoint.tagging;
         let host = HeaderValue::from_str(authority.as_str()).ok();
         let h1_head = h1_head(&method, &headers, &body, authority.as_str());
+        let h2_block = h2::fixed_block(&method, endpoint.tls, authority.as_str(), &headers, &body);
         Ok(Prepared {
             identity,
             method,
@@ -256,6 +261,7 @@ impl Prepared {
             absolute_uri,
             host,
             h1_head,
+            h2_block,
         })
     }
 

@@ -139,25 +139,15 @@ pub async fn exchange_h3(h3: &super::h3::Http3, req: &Prepared, tag: Tag<'_>, ti
 }
 
 async fn http2(stream: Stream, req: &Prepared, tag: Tag<'_>, ex: &mut Exchange) -> Result<u16, Outcome> {
+    // Shown as hyper would form it; sent by the run's own client.
+    ex.request = request_lines(&req.request(tag, true), "HTTP/2");
     let mut conn = super::h2::handshake(stream).await?;
-    let request = req.request(tag, true);
-    ex.request = request_lines(&request, "HTTP/2");
-    let resp = conn.sender.send_request(request).await.map_err(|e| super::failure(&e, Broke::Fresh))?;
-    let status = resp.status().as_u16();
-    ex.headers = response_headers(resp.headers());
-    let mut body = resp.into_body();
-    use http_body_util::BodyExt;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| super::failure(&e, Broke::Other))?;
-        if let Some(d) = frame.data_ref() {
-            let take = d.len().min(BODY_KEPT.saturating_sub(ex.body.len()));
-            ex.body.extend_from_slice(&d[..take]);
-        }
-        if ex.body.len() >= BODY_KEPT {
-            break;
-        }
-    }
-    Ok(status)
+    let keep = Prepared { keep_body: true, ..req.clone() };
+    let (answer, headers) = super::h2::exchange_keeping(&mut conn, &keep, tag).await?;
+    ex.headers = response_headers(&headers);
+    ex.body = answer.body.unwrap_or_default();
+    ex.body.truncate(BODY_KEPT);
+    Ok(answer.status)
 }
 
 async fn http1(mut stream: Stream, req: &Prepared, tag: Tag<'_>, ex: &mut Exchange) -> Result<u16, Outcome> {
