@@ -184,6 +184,8 @@ struct Inner {
     reader: u32,
     /// Exchanges waiting for a free stream.
     waiting: Vec<Waker>,
+    /// The server's preface (a SETTINGS frame) has come.
+    preface: bool,
 }
 
 impl Inner {
@@ -290,6 +292,11 @@ impl Inner {
                 return;
             }
             let len = (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
+            if !self.preface && (b[3] != SETTINGS || b[4] & ACK != 0 || len > MAX_FRAME) {
+                let what =
+                    if b.starts_with(b"HTTP/") { "it answered in HTTP/1" } else { "its first frame is not SETTINGS" };
+                return self.protocol(PROTOCOL_ERROR, format!("not HTTP/2: {what}"));
+            }
             if len > MAX_FRAME {
                 return self.protocol(FRAME_SIZE_ERROR, format!("a frame of {len} bytes, above the 16,384 announced"));
             }
@@ -300,6 +307,7 @@ impl Inner {
             let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff;
             let (from, to) = (self.start + 9, self.start + 9 + len);
             self.start = to;
+            self.preface = true;
             // The payload is copied out only where it must outlive the buffer (header blocks).
             self.frame(kind, flags, stream, from, to);
         }
@@ -794,8 +802,8 @@ fn reason(code: u32) -> String {
     name.to_string()
 }
 
-/// Opens HTTP/2 on `stream`: our preface and SETTINGS, then the server's SETTINGS (its
-/// first frame), acknowledged.
+/// Opens HTTP/2 on `stream`: our preface and SETTINGS are queued; the server's (its first
+/// frame) are read and acknowledged with the first answer.
 pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
     let tls = stream.is_tls();
     let mut inner = Inner {
@@ -821,6 +829,7 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         served: 0,
         reader: 0,
         waiting: Vec::new(),
+        preface: false,
     };
     inner.wbuf.extend_from_slice(PREFACE);
     // SETTINGS: ENABLE_PUSH 0, INITIAL_WINDOW_SIZE.
@@ -829,37 +838,10 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
     inner.wbuf.extend_from_slice(&[0, 4]);
     inner.wbuf.extend_from_slice(&STREAM_WINDOW.to_be_bytes());
     inner.window_update(0, CONN_WINDOW - DEFAULT_WINDOW as u32);
-    let at = if tls { Broke::Fresh } else { Broke::Other };
-    let refused =
-        |what: &str| Outcome::broken(ErrorKind::Reset, at, format!("the server closed the new connection {what}"));
-    let not_h2 = |why: &str| Outcome::broken(ErrorKind::Protocol, Broke::Other, format!("not HTTP/2: {why}"));
-    poll_fn(|cx| inner.poll_out(cx)).await.map_err(|e| failure(&e, at))?;
-    // The server's preface: a SETTINGS frame.
-    loop {
-        let b = &inner.rbuf[inner.start..inner.end];
-        if b.len() >= 9 {
-            if b[3] != SETTINGS || b[4] & ACK != 0 {
-                return Err(not_h2("the server's first frame is not SETTINGS"));
-            }
-            let len = (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
-            if len > MAX_FRAME || len % 6 != 0 {
-                return Err(not_h2("the server's SETTINGS frame is malformed"));
-            }
-            if b.len() >= 9 + len {
-                break;
-            }
-        }
-        match poll_fn(|cx| inner.poll_fill(cx)).await {
-            Ok(0) => return Err(refused("before its HTTP/2 preface")),
-            Ok(_) => {}
-            Err(e) => return Err(failure(&e, at)),
-        }
-    }
-    inner.frames();
-    if let Some(d) = &inner.dead {
-        return Err(dead_outcome(d, at));
-    }
-    poll_fn(|cx| inner.poll_out(cx)).await.map_err(|e| failure(&e, at))?;
+    // Queued, not written: the first request goes out in the same write. The server's
+    // SETTINGS are read with the first answer (as hyper did), so a gateway that closes a new
+    // connection (a refused client certificate) is seen in the exchange, where a fresh
+    // connection's close is classified (and an idempotent request retried).
     Ok(Conn { inner: Rc::new(RefCell::new(inner)) })
 }
 
@@ -1076,6 +1058,133 @@ impl Protocol for Http2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let l = payload.len() as u32;
+        let mut f = vec![(l >> 16) as u8, (l >> 8) as u8, l as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A raw server on 127.0.0.1 that, once the client's first bytes arrive, writes `reply`
+    /// (then keeps reading until the client goes); the answer of one GET over it.
+    async fn against(reply: Vec<u8>, keep_body: bool) -> Result<Answer, Outcome> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&reply).await;
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let endpoint = super::super::Endpoint {
+            tls: false,
+            authority: http::uri::Authority::from_static("gw.test"),
+            tagging: Tagging::Header,
+        };
+        let mut req =
+            Prepared::new(0, http::Method::GET, "/x", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        req.keep_body = keep_body;
+        let mut c = handshake(Stream::Plain(tcp)).await?;
+        let tag = Tag { text: "run.C.1", seq: 1 };
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), exchange(&mut c, &req, tag))
+            .await
+            .expect("no hang");
+        drop(c);
+        server.abort();
+        r
+    }
+
+    fn settings() -> Vec<u8> {
+        // MAX_CONCURRENT_STREAMS 1, MAX_FRAME_SIZE 16384.
+        frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1, 0, 5, 0, 0, 0x40, 0])
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_continuations_padding_pings_and_trailers_is_read_whole() {
+        let mut r = settings();
+        r.extend(frame(PING, 0, 0, b"12345678"));
+        // HEADERS, padded (2), :status 200 (static 8) without END_HEADERS; CONTINUATION with
+        // a Huffman-coded `server: nginx` (RFC 7541's code for "nginx").
+        r.extend(frame(HEADERS, PADDED, 1, &[2, 0x88, 0, 0]));
+        let mut cont = vec![0x0f, 0x27]; // literal without indexing, name index 54 (server)
+        cont.extend_from_slice(&[0x84, 0xaa, 0x63, 0x55, 0xe7]);
+        r.extend(frame(CONTINUATION, END_HEADERS, 1, &cont));
+        r.extend(frame(DATA, PADDED, 1, &[3, b'h', b'e', b'l', b'l', b'o', 0, 0, 0]));
+        // Trailers: `x-done: 1`.
+        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x00, 6, b'x', b'-', b'd', b'o', b'n', b'e', 1, b'1']));
+        let a = against(r, true).await.expect("answered");
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body.as_deref(), Some(&b"hello"[..]));
+    }
+
+    #[tokio::test]
+    async fn hostile_and_broken_servers_are_outcomes_not_hangs() {
+        let cause = |o: Outcome| match o {
+            Outcome::Broken { kind, cause, .. } => (kind, cause.map(|c| c.to_string()).unwrap_or_default()),
+            o => panic!("{o:?}"),
+        };
+        // GOAWAY before answering: the connection went away.
+        let mut r = settings();
+        r.extend(frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]));
+        let (kind, why) = cause(against(r, false).await.expect_err("refused"));
+        assert_eq!(kind, ErrorKind::Reset);
+        assert!(why.contains("GOAWAY (NO_ERROR)") && why.contains("without answering"), "{why}");
+        // The stream refused.
+        let mut r = settings();
+        r.extend(frame(RST_STREAM, 0, 1, &REFUSED_STREAM.to_be_bytes()));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("REFUSED_STREAM"));
+        // Reset with another code.
+        let mut r = settings();
+        r.extend(frame(RST_STREAM, 0, 1, &0x2u32.to_be_bytes()));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("reset the stream (INTERNAL_ERROR)"));
+        // An HTTP/1 server.
+        let (kind, why) = cause(against(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false).await.unwrap_err());
+        assert_eq!(kind, ErrorKind::Protocol);
+        assert!(why.contains("not HTTP/2: it answered in HTTP/1"), "{why}");
+        // A frame above the 16,384 announced.
+        let mut r = settings();
+        r.extend(frame(DATA, 0, 1, &vec![0u8; 20_000]));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("above the 16,384"));
+        // DATA before the headers; a block that does not decode; a status that is not one.
+        let mut r = settings();
+        r.extend(frame(DATA, END_STREAM, 1, b"x"));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("DATA before the response headers"));
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0xff, 0xff, 0xff, 0xff, 0x0f]));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("does not decode"));
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x08, 3, b'a', b'b', b'c']));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("without a valid :status"));
+        // Closed in the middle of the answer.
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+        r.extend(frame(DATA, 0, 1, b"par"));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&r).await;
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = handshake(Stream::Plain(tcp)).await.unwrap();
+        let endpoint = super::super::Endpoint {
+            tls: false,
+            authority: http::uri::Authority::from_static("gw.test"),
+            tagging: Tagging::Query,
+        };
+        let req =
+            Prepared::new(0, http::Method::GET, "/x", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        let e = exchange(&mut c, &req, Tag { text: "run.C.2", seq: 2 }).await.unwrap_err();
+        assert!(cause(e).1.contains("in the middle of the response"));
+        assert!(!is_open(&c));
+    }
 
     #[test]
     fn integers_use_their_prefix_then_continuation_bytes() {
