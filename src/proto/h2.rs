@@ -1123,6 +1123,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_idle_connection_the_server_sent_goaway_on_is_not_reused() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (said, told) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let mut r = settings();
+            r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]));
+            let _ = s.write_all(&r).await;
+            // Idle now: the server says goodbye while nobody reads.
+            let _ = told.await;
+            let _ = s.write_all(&frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0])).await;
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = handshake(Stream::Plain(tcp)).await.unwrap();
+        let endpoint = super::super::Endpoint {
+            tls: false,
+            authority: http::uri::Authority::from_static("gw.test"),
+            tagging: Tagging::Header,
+        };
+        let req =
+            Prepared::new(0, http::Method::GET, "/", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.1", seq: 1 }).await.unwrap().status, 200);
+        assert!(is_open(&c));
+        said.send(()).unwrap();
+        // Bounded: the GOAWAY is on its way over loopback.
+        let mut open = true;
+        for _ in 0..500 {
+            open = is_open(&c);
+            if !open {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!open, "a GOAWAY that came while idle closes the connection for reuse");
+    }
+
+    #[tokio::test]
     async fn hostile_and_broken_servers_are_outcomes_not_hangs() {
         let cause = |o: Outcome| match o {
             Outcome::Broken { kind, cause, .. } => (kind, cause.map(|c| c.to_string()).unwrap_or_default()),
