@@ -67,6 +67,9 @@ const FRAME_SIZE_ERROR: u32 = 0x6;
 const REFUSED_STREAM: u32 = 0x7;
 const CANCEL: u32 = 0x8;
 const COMPRESSION_ERROR: u32 = 0x9;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// Most bytes queued for the server (acknowledgements it asks for without reading them).
+const MAX_QUEUED: usize = 1 << 20;
 
 /// The largest frame payload we accept (the protocol's default; we announce no other).
 const MAX_FRAME: usize = 16_384;
@@ -142,6 +145,11 @@ struct Slot {
     send_window: i64,
     /// Request body still to send (its window or the connection's was short).
     pending: bytes::Bytes,
+    /// The answer's `content-length`, and the body bytes received (checked at its end).
+    length: Option<u64>,
+    received: u64,
+    /// A HEAD request (its answer has no body whatever its length says).
+    head: bool,
 }
 
 /// A header block being received (HEADERS, then CONTINUATION frames).
@@ -287,6 +295,12 @@ impl Inner {
     /// Parses and handles every whole frame in the buffer.
     fn frames(&mut self) {
         while self.dead.is_none() {
+            if self.wbuf.len() > MAX_QUEUED {
+                return self.protocol(
+                    ENHANCE_YOUR_CALM,
+                    "the server sends frames to answer (PING, SETTINGS) faster than it reads the answers".into(),
+                );
+            }
             let b = &self.rbuf[self.start..self.end];
             if b.len() < 9 {
                 return;
@@ -315,9 +329,9 @@ impl Inner {
 
     /// A connection error of ours: GOAWAY to the server, every stream failed.
     fn protocol(&mut self, code: u32, why: String) {
-        let last = self.next_id.saturating_sub(2);
+        // The last stream the server opened: none (push is off).
         self.frame_head(8, GOAWAY, 0, 0);
-        self.wbuf.extend_from_slice(&last.to_be_bytes());
+        self.wbuf.extend_from_slice(&0u32.to_be_bytes());
         self.wbuf.extend_from_slice(&code.to_be_bytes());
         self.kill(Dead::Protocol(why));
     }
@@ -406,6 +420,9 @@ impl Inner {
                     return self.protocol(FRAME_SIZE_ERROR, "a malformed WINDOW_UPDATE".into());
                 }
                 let n = i64::from(self.u32_at(from) & 0x7fff_ffff);
+                if n == 0 {
+                    return self.protocol(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0".into());
+                }
                 if stream == 0 {
                     self.conn_window += n;
                     if self.conn_window > MAX_WINDOW {
@@ -418,6 +435,9 @@ impl Inner {
                     }
                 } else if let Some(s) = self.streams.get_mut(&stream) {
                     s.send_window += n;
+                    if s.send_window > MAX_WINDOW {
+                        return self.protocol(FLOW_CONTROL_ERROR, "a stream window above 2^31 − 1".into());
+                    }
                     self.send_body(stream);
                 }
             }
@@ -473,10 +493,17 @@ impl Inner {
             return;
         }
         s.keeper.add(&self.rbuf[a..b]);
+        s.received += (b - a) as u64;
         s.unacked += len;
         let update = if !end && s.unacked >= STREAM_WINDOW / 2 { Some(std::mem::take(&mut s.unacked)) } else { None };
         if end {
-            s.done = true;
+            match s.length {
+                Some(l) if !s.head && !matches!(s.status, Some(204 | 304)) && l != s.received => {
+                    s.failed =
+                        Some(Failed::Protocol(format!("a body of {} bytes, its content-length says {l}", s.received)))
+                }
+                _ => s.done = true,
+            }
             if let Some(w) = s.waker.take() {
                 w.wake();
             }
@@ -493,6 +520,7 @@ impl Inner {
         let mut alt = 0u16;
         let mut kept = http::HeaderMap::new();
         let mut bad_name = false;
+        let mut length: Option<Option<u64>> = None;
         let r = self.decoder.decode(&block.bytes, |name, value| {
             if name == b":status" {
                 status = Some(std::str::from_utf8(value).ok().and_then(|v| v.parse::<u16>().ok()).ok_or(()));
@@ -501,6 +529,17 @@ impl Inner {
             } else {
                 if name == b"alt-svc" {
                     alt = super::alt_svc_h3(value);
+                }
+                if name == b"content-length" {
+                    let v = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
+                    length = Some(match length {
+                        Some(Some(l)) if Some(l) != v => None,
+                        Some(None) => None,
+                        _ => v,
+                    });
+                }
+                if name.iter().any(u8::is_ascii_uppercase) || CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == name) {
+                    bad_name = true;
                 }
                 if keep {
                     if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
@@ -529,6 +568,11 @@ impl Inner {
                     return;
                 }
                 (None, Some(Ok(code))) if (200..600).contains(&code) && !bad_name => {
+                    if length == Some(None) {
+                        s.failed = Some(Failed::Protocol("a content-length that is not one number".into()));
+                        return;
+                    }
+                    s.length = length.flatten();
                     s.status = Some(code);
                     s.alt = alt;
                     if let Some(h) = &mut s.headers {
@@ -547,7 +591,15 @@ impl Inner {
                 (Some(_), _) => {}
             }
             if end {
-                s.done = true;
+                match s.length {
+                    Some(l) if !s.head && !matches!(s.status, Some(204 | 304)) && l != s.received => {
+                        s.failed = Some(Failed::Protocol(format!(
+                            "a body of {} bytes, its content-length says {l}",
+                            s.received
+                        )))
+                    }
+                    _ => s.done = true,
+                }
             }
         });
     }
@@ -589,6 +641,11 @@ impl Inner {
             }
         }
         self.frame_head(0, SETTINGS, ACK, 0);
+        // A larger initial window lets waiting bodies go on.
+        let ids: Vec<u32> = self.streams.iter().filter(|(_, s)| !s.pending.is_empty()).map(|(&id, _)| id).collect();
+        for id in ids {
+            self.send_body(id);
+        }
         self.wake_waiting();
     }
 
@@ -680,6 +737,9 @@ impl Inner {
                 unacked: 0,
                 send_window: self.initial_window,
                 pending: body,
+                length: None,
+                received: 0,
+                head: req.method == http::Method::HEAD,
             },
         );
         self.send_body(id);
@@ -699,8 +759,9 @@ impl Inner {
     /// Closes stream `id` on its exchange's way out (answered, failed or given up).
     fn close(&mut self, id: u32) {
         if let Some(s) = self.streams.remove(&id) {
-            if !s.done && s.failed.is_none() && self.dead.is_none() {
-                self.rst(id, CANCEL);
+            let ours = matches!(s.failed, None | Some(Failed::Protocol(_)));
+            if self.dead.is_none() && ours && (!s.done || !s.pending.is_empty()) {
+                self.rst(id, if s.failed.is_some() { PROTOCOL_ERROR } else { CANCEL });
             }
         }
         self.hand_over(id);
@@ -794,7 +855,7 @@ fn reason(code: u32) -> String {
         CANCEL => "CANCEL",
         COMPRESSION_ERROR => "COMPRESSION_ERROR",
         0xa => "CONNECT_ERROR",
-        0xb => "ENHANCE_YOUR_CALM",
+        ENHANCE_YOUR_CALM => "ENHANCE_YOUR_CALM",
         0xc => "INADEQUATE_SECURITY",
         0xd => "HTTP_1_1_REQUIRED",
         c => return format!("error code {c:#x}"),
@@ -902,9 +963,13 @@ async fn run(c: &Conn, req: &Prepared, tag: Tag<'_>, keep_headers: bool) -> Resu
         let mut guard = c.inner.borrow_mut();
         let g = &mut *guard;
         loop {
-            if g.dead.is_none() {
+            // Written even on a dead connection (our GOAWAY); an error then changes nothing.
+            if g.wpos < g.wbuf.len() || g.unflushed {
                 if let Poll::Ready(Err(e)) = g.poll_out(cx) {
                     g.kill(Dead::Io(Rc::new(e)));
+                    g.wbuf.clear();
+                    g.wpos = 0;
+                    g.unflushed = false;
                 }
             }
             let Some(s) = g.streams.get_mut(&id) else {
@@ -1027,6 +1092,12 @@ pub(crate) fn is_open(c: &Conn) -> bool {
             }
             if g.dead.is_some() {
                 break;
+            }
+        }
+        // Acknowledgements (PING, SETTINGS) and window updates it asked for, without waiting.
+        if g.dead.is_none() {
+            if let Poll::Ready(Err(e)) = g.poll_out(&mut cx) {
+                g.kill(Dead::Io(Rc::new(e)));
             }
         }
     }
@@ -1201,6 +1272,15 @@ mod tests {
         let mut r = settings();
         r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x08, 3, b'a', b'b', b'c']));
         assert!(cause(against(r, false).await.unwrap_err()).1.contains("without a valid :status"));
+        // A body shorter than its content-length (name index 28), then a WINDOW_UPDATE of 0.
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS, 1, &[0x88, 0x0f, 0x0d, 2, b'1', b'0']));
+        r.extend(frame(DATA, END_STREAM, 1, b"abc"));
+        let why = cause(against(r, false).await.unwrap_err()).1;
+        assert!(why.contains("a body of 3 bytes, its content-length says 10"), "{why}");
+        let mut r = settings();
+        r.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 0]));
+        assert!(cause(against(r, false).await.unwrap_err()).1.contains("WINDOW_UPDATE of 0"));
         // Closed in the middle of the answer.
         let mut r = settings();
         r.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
