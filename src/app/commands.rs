@@ -427,15 +427,14 @@ pub(super) async fn oracle(a: OracleArgs) -> Exit {
     match oracle::spawn(listener, Arc::new(Oracle::new(Rules::from_scenario(&s, run, conditions))), tls) {
         Ok(o) => {
             let from = std::time::SystemTime::now();
+            let stopped = super::signalled();
             errln!(
                 "oracle: listening on {scheme}://{} for `{}`; counters at {scheme}://{}/__gauntlet/oracle",
                 o.addr,
                 s.name,
                 o.addr
             );
-            let stop = CancellationToken::new();
-            tokio::spawn(stop_on_signal(stop.clone(), None, "stopping"));
-            stop.cancelled().await;
+            stopped.await;
             let until = std::time::SystemTime::now();
             let r = o.stop().await.report();
             out(&format!("{}\n", serde_json::to_string_pretty(&r).unwrap_or_default()));

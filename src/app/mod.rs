@@ -120,6 +120,34 @@ const RUN_STOP_NOTE: &str = "stopping — in-flight requests get 2s, then result
 
 /// Cancels `stop` on Ctrl-C, SIGTERM or SIGHUP (the terminal closed; printing `note`) or when
 /// `external` is: each ends the run with its verdict and results folder.
+/// Registers SIGTERM, SIGHUP and SIGINT now — a signal that comes before the first await is
+/// not lost (a standalone oracle stopped right after it said it listens still writes its
+/// findings) — and returns the future that ends at the first of them.
+fn signalled() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let kinds = [SignalKind::terminate(), SignalKind::hangup(), SignalKind::interrupt()];
+        let [t, h, i] = kinds.map(|k| signal(k).ok());
+        async move {
+            async fn on(s: Option<Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! { _ = on(t) => {}, _ = on(h) => {}, _ = on(i) => {} }
+            errln!("\ngauntlet: stopping");
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn stop_on_signal(stop: CancellationToken, external: Option<CancellationToken>, note: &'static str) {
     let external = async {
         match external {
