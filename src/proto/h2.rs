@@ -156,7 +156,6 @@ struct Slot {
 struct Block {
     stream: u32,
     end_stream: bool,
-    push: bool,
     bytes: Vec<u8>,
 }
 
@@ -348,7 +347,7 @@ impl Inner {
                     return self.protocol(PROTOCOL_ERROR, "HEADERS on stream 0".into());
                 }
                 let bytes = self.rbuf[a..b].to_vec();
-                self.block = Some(Block { stream, end_stream: flags & END_STREAM != 0, push: false, bytes });
+                self.block = Some(Block { stream, end_stream: flags & END_STREAM != 0, bytes });
                 if flags & END_HEADERS != 0 {
                     self.end_block();
                 }
@@ -550,9 +549,6 @@ impl Inner {
         });
         if let Err(e) = r {
             return self.protocol(COMPRESSION_ERROR, format!("a header block that does not decode: {e}"));
-        }
-        if block.push {
-            return;
         }
         let end = block.end_stream;
         self.finish(block.stream, |s| {
@@ -1131,6 +1127,13 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+    /// A GET of `path` to `gw.test` over h2c.
+    fn get(path: &str, tagging: Tagging) -> Prepared {
+        let endpoint =
+            super::super::Endpoint { tls: false, authority: http::uri::Authority::from_static("gw.test"), tagging };
+        Prepared::new(0, http::Method::GET, path, http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap()
+    }
+
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let l = payload.len() as u32;
         let mut f = vec![(l >> 16) as u8, (l >> 8) as u8, l as u8, kind, flags];
@@ -1152,13 +1155,7 @@ mod tests {
             while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let endpoint = super::super::Endpoint {
-            tls: false,
-            authority: http::uri::Authority::from_static("gw.test"),
-            tagging: Tagging::Header,
-        };
-        let mut req =
-            Prepared::new(0, http::Method::GET, "/x", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        let mut req = get("/x", Tagging::Header);
         req.keep_body = keep_body;
         let mut c = handshake(Stream::Plain(tcp)).await?;
         let tag = Tag { text: "run.C.1", seq: 1 };
@@ -1212,13 +1209,7 @@ mod tests {
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut c = handshake(Stream::Plain(tcp)).await.unwrap();
-        let endpoint = super::super::Endpoint {
-            tls: false,
-            authority: http::uri::Authority::from_static("gw.test"),
-            tagging: Tagging::Header,
-        };
-        let req =
-            Prepared::new(0, http::Method::GET, "/", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        let req = get("/", Tagging::Header);
         assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.1", seq: 1 }).await.unwrap().status, 200);
         assert!(is_open(&c));
         said.send(()).unwrap();
@@ -1295,13 +1286,7 @@ mod tests {
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut c = handshake(Stream::Plain(tcp)).await.unwrap();
-        let endpoint = super::super::Endpoint {
-            tls: false,
-            authority: http::uri::Authority::from_static("gw.test"),
-            tagging: Tagging::Query,
-        };
-        let req =
-            Prepared::new(0, http::Method::GET, "/x", http::HeaderMap::new(), bytes::Bytes::new(), &endpoint).unwrap();
+        let req = get("/x", Tagging::Query);
         let e = exchange(&mut c, &req, Tag { text: "run.C.2", seq: 2 }).await.unwrap_err();
         assert!(cause(e).1.contains("in the middle of the response"));
         assert!(!is_open(&c));
