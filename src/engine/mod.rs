@@ -417,6 +417,7 @@ fn generator_thread<P: Protocol>(
                 lanes: lanes.clone(),
                 shard: (thread, threads),
                 state: state.clone(),
+                seat: w,
             };
             handles.push(tokio::task::spawn_local(worker(ctx, w)));
         }
@@ -464,6 +465,8 @@ struct WorkerCtx<P: Protocol> {
     /// This thread's index and the thread count (a feed's shard).
     shard: (usize, usize),
     state: Rc<Cell<State>>,
+    /// This worker's index (its seat in the pools).
+    seat: usize,
 }
 
 /// What a worker is doing, as seen by its thread's supervisor.
@@ -719,7 +722,7 @@ async fn one<P: Protocol>(
     let attempt = async {
         let pooled = matches!(via, Via::Pool);
         let mut lease = match via {
-            Via::Pool => cx.pools.checkout(&cx.proto, req.identity).await?,
+            Via::Pool => cx.pools.checkout(&cx.proto, req.identity, cx.seat).await?,
             Via::Held(held) => match held.and_then(|mut c| P::revalidate(&mut c).then_some(c)) {
                 Some(c) => pool::Lease::own(c),
                 None => pool::Lease::own(cx.proto.connect(req.identity).await?),

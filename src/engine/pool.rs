@@ -19,7 +19,6 @@ use crate::proto::Protocol;
 struct IdPool<C> {
     idle: Vec<C>,
     shared: Vec<C>,
-    rr: usize,
     connecting: usize,
 }
 
@@ -162,7 +161,7 @@ impl<P: Protocol> Pools<P> {
     pub(crate) fn new(identities: usize, cap: usize, multiplexed_hint: bool) -> Self {
         Pools {
             pools: (0..identities)
-                .map(|_| RefCell::new(IdPool { idle: Vec::new(), shared: Vec::new(), rr: 0, connecting: 0 }))
+                .map(|_| RefCell::new(IdPool { idle: Vec::new(), shared: Vec::new(), connecting: 0 }))
                 .collect(),
             ready: (0..identities).map(|_| Rc::new(Notify::new())).collect(),
             cap: cap.max(1),
@@ -170,15 +169,17 @@ impl<P: Protocol> Pools<P> {
         }
     }
 
-    /// A connection for `id`: a pooled one, a handle to a shared one, or a new one.
-    pub(crate) async fn checkout(&self, proto: &P, id: usize) -> Result<Lease<P::Conn>, Outcome> {
+    /// A connection for `id`: a pooled one, a handle to a shared one, or a new one. A worker
+    /// (its `seat`) keeps to one shared connection while the set stays the same, so the
+    /// requests its neighbours send after a batch of answers on that connection go out in
+    /// one write (round-robin spread them over every connection, one write each).
+    pub(crate) async fn checkout(&self, proto: &P, id: usize, seat: usize) -> Result<Lease<P::Conn>, Outcome> {
         loop {
             let wait = {
                 let mut p = self.pools[id].borrow_mut();
                 p.shared.retain(P::is_open);
                 if !p.shared.is_empty() && p.shared.len() + p.connecting >= self.cap {
-                    p.rr = (p.rr + 1) % p.shared.len();
-                    let i = p.rr;
+                    let i = seat % p.shared.len();
                     if let Some(conn) = P::fork(&p.shared[i]) {
                         return Ok(Lease { conn, shared: true });
                     }

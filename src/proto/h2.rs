@@ -193,6 +193,9 @@ struct Inner {
     waiting: Vec<Waker>,
     /// The server's preface (a SETTINGS frame) has come.
     preface: bool,
+    /// Writes into the stream (what batching saves is seen in tests).
+    #[cfg(test)]
+    writes: usize,
 }
 
 impl Inner {
@@ -220,6 +223,10 @@ impl Inner {
                 Poll::Ready(Ok(n)) => {
                     self.wpos += n;
                     self.unflushed = true;
+                    #[cfg(test)]
+                    {
+                        self.writes += 1;
+                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -742,10 +749,23 @@ impl Inner {
         Ok(id)
     }
 
+    /// Output is waiting to be written (or, under TLS, flushed).
+    fn queued(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.unflushed
+    }
+
+    /// Another stream's answer is in and its exchange woken but not yet back: that exchange
+    /// writes what is queued on its way out (with its user's next request in the same
+    /// write, which is how a batch of answers becomes one write of requests) or hands the
+    /// writing over in [`Inner::hand_over`].
+    fn flush_coming(&self) -> bool {
+        self.streams.values().any(|s| s.waker.is_none() && (s.done || s.failed.is_some()))
+    }
+
     /// Someone must go on reading and writing once `id`'s exchange leaves: wakes another
     /// stream's exchange if `id` was the reader or output is queued.
     fn hand_over(&mut self, id: u32) {
-        if self.reader == id || self.wpos < self.wbuf.len() || self.unflushed {
+        if self.reader == id || (self.queued() && !self.flush_coming()) {
             if let Some(w) = self.streams.values_mut().find_map(|s| s.waker.take()) {
                 w.wake();
             }
@@ -887,6 +907,8 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         reader: 0,
         waiting: Vec::new(),
         preface: false,
+        #[cfg(test)]
+        writes: 0,
     };
     inner.wbuf.extend_from_slice(PREFACE);
     // SETTINGS: ENABLE_PUSH 0, INITIAL_WINDOW_SIZE.
@@ -960,7 +982,9 @@ async fn run(c: &Conn, req: &Prepared, tag: Tag<'_>, keep_headers: bool) -> Resu
         let g = &mut *guard;
         loop {
             // Written even on a dead connection (our GOAWAY); an error then changes nothing.
-            if g.wpos < g.wbuf.len() || g.unflushed {
+            // Left for later while another answered exchange is about to run (see
+            // `flush_coming`).
+            if g.queued() && !g.flush_coming() {
                 if let Poll::Ready(Err(e)) = g.poll_out(cx) {
                     g.kill(Dead::Io(Rc::new(e)));
                     g.wbuf.clear();
@@ -1223,6 +1247,60 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(!open, "a GOAWAY that came while idle closes the connection for reuse");
+    }
+
+    /// Answers that come in one read are followed by one write of the requests their
+    /// exchanges send next (before, each went out on its own: a write per request).
+    #[tokio::test]
+    async fn the_next_requests_after_a_batch_of_answers_go_out_in_one_write() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        // Answers streams 1 and 3 in one write once both are asked, then 5 and 7.
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (mut got, mut at, mut seen, mut answered) = (Vec::new(), PREFACE.len(), 0, 0);
+            let mut buf = vec![0u8; 65536];
+            while answered < 4 {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client went away");
+                got.extend_from_slice(&buf[..n]);
+                while got.len() >= at + 9 {
+                    let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+                    if got.len() < at + 9 + len {
+                        break;
+                    }
+                    seen += usize::from(got[at + 3] == HEADERS);
+                    at += 9 + len;
+                }
+                if seen >= answered + 2 {
+                    let mut r = if answered == 0 { frame(SETTINGS, 0, 0, &[]) } else { Vec::new() };
+                    for id in [answered * 2 + 1, answered * 2 + 3] {
+                        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, id as u32, &[0x88]));
+                    }
+                    s.write_all(&r).await.unwrap();
+                    answered += 2;
+                }
+            }
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let c = handshake(Stream::Plain(tcp)).await.unwrap();
+        let req = get("/", Tagging::Header);
+        let user = |mut c: Conn, seq: u64| {
+            let req = &req;
+            async move {
+                for k in 0..2 {
+                    let tag = Tag { text: "r.C.1", seq: seq + k };
+                    assert_eq!(exchange(&mut c, req, tag).await.unwrap().status, 200);
+                }
+            }
+        };
+        let both = async { tokio::join!(user(fork(&c), 1), user(fork(&c), 3)) };
+        tokio::time::timeout(std::time::Duration::from_secs(10), both).await.expect("no hang");
+        // The preface with stream 1, stream 3, then streams 5 and 7 (with the SETTINGS ack).
+        assert_eq!(c.inner.borrow().writes, 3);
+        drop(c);
+        server.abort();
     }
 
     #[tokio::test]
