@@ -406,7 +406,7 @@ fn generator_thread<P: Protocol>(
                 }
             })
         };
-        for (w, state) in workers.into_iter().zip(states.iter()) {
+        for (seat, (w, state)) in workers.into_iter().zip(states.iter()).enumerate() {
             let state = state.clone();
             let ctx = WorkerCtx {
                 proto: proto.clone(),
@@ -417,7 +417,7 @@ fn generator_thread<P: Protocol>(
                 lanes: lanes.clone(),
                 shard: (thread, threads),
                 state: state.clone(),
-                seat: w,
+                seat,
             };
             handles.push(tokio::task::spawn_local(worker(ctx, w)));
         }
@@ -465,7 +465,9 @@ struct WorkerCtx<P: Protocol> {
     /// This thread's index and the thread count (a feed's shard).
     shard: (usize, usize),
     state: Rc<Cell<State>>,
-    /// This worker's index (its seat in the pools).
+    /// This worker's position among its thread's workers (its seat in the thread's pools).
+    /// Not its global index: a thread's workers are every `threads`-th one, which would
+    /// leave connections of the pool unused.
     seat: usize,
 }
 

@@ -238,3 +238,52 @@ impl<P: Protocol> Pools<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::proto::{Answer, Prepared, Tag};
+
+    /// Multiplexed connections that are numbers, counted as they open.
+    struct Numbered(AtomicUsize);
+
+    impl Protocol for Numbered {
+        type Conn = usize;
+        const NAME: &'static str = "numbered";
+        async fn connect(&self, _: usize) -> Result<usize, Outcome> {
+            Ok(self.0.fetch_add(1, Ordering::Relaxed))
+        }
+        async fn exchange(&self, _: &mut usize, _: &Prepared, _: Tag<'_>) -> Result<Answer, Outcome> {
+            unreachable!("the pool never sends")
+        }
+        fn fork(conn: &usize) -> Option<usize> {
+            Some(*conn)
+        }
+        fn is_open(_: &usize) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn seats_keep_to_one_shared_connection_and_fill_every_one() {
+        let (proto, pools) = (Numbered(AtomicUsize::new(0)), Pools::<Numbered>::new(1, 4, true));
+        // The first four open the connections; then seat s always gets connection s mod 4.
+        let mut opened = Vec::new();
+        for seat in 0..4 {
+            opened.push(pools.checkout(&proto, 0, seat).await.unwrap().conn);
+        }
+        assert_eq!(opened, [0, 1, 2, 3]);
+        let mut per = [0; 4];
+        for round in 0..3 {
+            for seat in 0..8 {
+                let conn = pools.checkout(&proto, 0, seat).await.unwrap().conn;
+                assert_eq!(conn, seat % 4, "seat {seat}, round {round}");
+                per[conn] += 1;
+            }
+        }
+        assert_eq!(per, [6; 4]);
+        assert_eq!(proto.0.load(Ordering::Relaxed), 4);
+    }
+}

@@ -765,10 +765,27 @@ impl Inner {
     /// Someone must go on reading and writing once `id`'s exchange leaves: wakes another
     /// stream's exchange if `id` was the reader or output is queued.
     fn hand_over(&mut self, id: u32) {
-        if self.reader == id || (self.queued() && !self.flush_coming()) {
+        let owed = self.queued() && !self.flush_coming();
+        if self.reader == id || owed {
             if let Some(w) = self.streams.values_mut().find_map(|s| s.waker.take()) {
                 w.wake();
+                return;
             }
+        }
+        // Nobody is left to write it (the connection's last stream): what is queued (an
+        // acknowledgement, a reset) goes now; a full socket keeps it for the next exchange.
+        if owed {
+            self.flush(&mut Context::from_waker(Waker::noop()));
+        }
+    }
+
+    /// Writes what is queued; a write error kills the connection and drops the output.
+    fn flush(&mut self, cx: &mut Context<'_>) {
+        if let Poll::Ready(Err(e)) = self.poll_out(cx) {
+            self.kill(Dead::Io(Rc::new(e)));
+            self.wbuf.clear();
+            self.wpos = 0;
+            self.unflushed = false;
         }
     }
 
@@ -985,12 +1002,7 @@ async fn run(c: &Conn, req: &Prepared, tag: Tag<'_>, keep_headers: bool) -> Resu
             // Left for later while another answered exchange is about to run (see
             // `flush_coming`).
             if g.queued() && !g.flush_coming() {
-                if let Poll::Ready(Err(e)) = g.poll_out(cx) {
-                    g.kill(Dead::Io(Rc::new(e)));
-                    g.wbuf.clear();
-                    g.wpos = 0;
-                    g.unflushed = false;
-                }
+                g.flush(cx);
             }
             let Some(s) = g.streams.get_mut(&id) else {
                 return Poll::Ready(Err(Outcome::broken(ErrorKind::Protocol, Broke::Other, "the stream was lost")));
@@ -1116,9 +1128,7 @@ pub(crate) fn is_open(c: &Conn) -> bool {
         }
         // Acknowledgements (PING, SETTINGS) and window updates it asked for, without waiting.
         if g.dead.is_none() {
-            if let Poll::Ready(Err(e)) = g.poll_out(&mut cx) {
-                g.kill(Dead::Io(Rc::new(e)));
-            }
+            g.flush(&mut cx);
         }
     }
     g.dead.is_none() && g.goaway.is_none() && g.next_id <= 0x7fff_ffff
@@ -1301,6 +1311,51 @@ mod tests {
         assert_eq!(c.inner.borrow().writes, 3);
         drop(c);
         server.abort();
+    }
+
+    /// The last stream of a connection leaves nothing queued behind: the SETTINGS ack read
+    /// with its answer reaches the server though no other request follows.
+    #[tokio::test]
+    async fn what_the_last_stream_queued_is_written_as_it_leaves() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (mut got, mut at, mut answered) = (Vec::new(), PREFACE.len(), false);
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client went away without acknowledging");
+                got.extend_from_slice(&buf[..n]);
+                while got.len() >= at + 9 {
+                    let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+                    if got.len() < at + 9 + len {
+                        break;
+                    }
+                    let (kind, flags) = (got[at + 3], got[at + 4]);
+                    at += 9 + len;
+                    if kind == SETTINGS && flags & ACK != 0 {
+                        return;
+                    }
+                    if kind == HEADERS && !answered {
+                        let mut r = frame(SETTINGS, 0, 0, &[]);
+                        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]));
+                        s.write_all(&r).await.unwrap();
+                        answered = true;
+                    }
+                }
+            }
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = handshake(Stream::Plain(tcp)).await.unwrap();
+        let req = get("/", Tagging::Header);
+        assert_eq!(exchange(&mut c, &req, Tag { text: "r.C.1", seq: 1 }).await.unwrap().status, 200);
+        // The connection stays open and idle: only the exchange's own way out can write.
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the SETTINGS ack was left queued")
+            .unwrap();
+        drop(c);
     }
 
     #[tokio::test]
