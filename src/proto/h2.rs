@@ -25,6 +25,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -129,6 +130,31 @@ enum Failed {
     Protocol(String),
 }
 
+/// Hashes a stream id as itself (spread by a multiply): ids are ours, small and odd, so
+/// SipHash's keyed mixing buys nothing here and cost a few per cent of an HTTP/2 request's
+/// user time; a server's frame can only look up an id, never add one.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        // The table takes its bucket from the low bits and its tag from the top ones.
+        let h = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// The open streams of a connection, by id.
+type Streams = HashMap<u32, Slot, BuildHasherDefault<IdHasher>>;
+
 /// One open stream.
 struct Slot {
     status: Option<u16>,
@@ -171,7 +197,7 @@ struct Inner {
     unflushed: bool,
     decoder: super::hpack::Decoder,
     block: Option<Block>,
-    streams: HashMap<u32, Slot>,
+    streams: Streams,
     next_id: u32,
     /// The server's SETTINGS.
     max_streams: usize,
@@ -191,6 +217,9 @@ struct Inner {
     reader: u32,
     /// Exchanges waiting for a free stream.
     waiting: Vec<Waker>,
+    /// A request's header block and a varying header's value, as they are encoded (kept
+    /// between requests, so opening a stream allocates nothing).
+    scratch: (Vec<u8>, Vec<u8>),
     /// The server's preface (a SETTINGS frame) has come.
     preface: bool,
     /// Writes into the stream (what batching saves is seen in tests).
@@ -683,7 +712,8 @@ impl Inner {
         // Pseudo-headers first (RFC 9113 §8.3): the fixed block's start, `:path`, then the
         // regular headers.
         let (pseudo, regular) = fixed.split_at(usize::from(fixed[0]) + 1);
-        let mut block = Vec::with_capacity(fixed.len() + 96);
+        let (mut block, mut value) = std::mem::take(&mut self.scratch);
+        block.clear();
         block.extend_from_slice(&pseudo[1..]);
         // :path (name index 4), literal without indexing.
         let path = req.path.as_str();
@@ -696,7 +726,6 @@ impl Inner {
             _ => literal_indexed_name(&mut block, 4, &[path.as_bytes()], false),
         }
         block.extend_from_slice(regular);
-        let mut value = Vec::with_capacity(32);
         for (name, v) in &req.varying {
             value.clear();
             v.render(tag.seq, &mut value);
@@ -727,6 +756,7 @@ impl Inner {
                 break;
             }
         }
+        self.scratch = (block, value);
         self.streams.insert(
             id,
             Slot {
@@ -911,7 +941,7 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         unflushed: false,
         decoder: super::hpack::Decoder::new(),
         block: None,
-        streams: HashMap::new(),
+        streams: Streams::default(),
         next_id: 1,
         max_streams: 100,
         max_frame: MAX_FRAME,
@@ -923,6 +953,7 @@ pub(crate) async fn handshake(stream: Stream) -> Result<Conn, Outcome> {
         served: 0,
         reader: 0,
         waiting: Vec::new(),
+        scratch: (Vec::with_capacity(256), Vec::with_capacity(64)),
         preface: false,
         #[cfg(test)]
         writes: 0,

@@ -5,7 +5,9 @@
 //! the long ones. `loona-hpack` (the capture reader's decoder) builds a hash map per
 //! Huffman string — a third of an HTTP/2 generator's CPU against a server that
 //! Huffman-codes its `date` and `server` — so the client decodes here; the tests check this
-//! decoder against it symbol by symbol and entry by entry.
+//! decoder against it symbol by symbol and entry by entry. A Huffman-coded value under a
+//! static name whose coded bytes repeat the last ones seen there (a server's `server`,
+//! `date`, `content-type` in every answer) is copied from that decoding, not decoded again.
 
 use std::collections::VecDeque;
 use std::sync::OnceLock;
@@ -214,6 +216,21 @@ fn huffman_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
 /// A dynamic table entry: name and value.
 type Entry = (Box<[u8]>, Box<[u8]>);
 
+/// The last Huffman-coded value seen under a static-table name: the name's index, the
+/// coded bytes and their decoding.
+#[derive(Default)]
+struct Memo {
+    index: usize,
+    coded: Vec<u8>,
+    decoded: Vec<u8>,
+}
+
+/// Memo slots, chosen by the name's static index modulo their count (`server`, `date`,
+/// `content-type` and `content-length` fall in different ones).
+const MEMOS: usize = 8;
+/// Coded values longer than this are decoded every time (the memo stays small).
+const MEMO_MAX: usize = 128;
+
 /// The HPACK decoder of one connection's responses.
 pub(crate) struct Decoder {
     /// Newest first.
@@ -222,11 +239,23 @@ pub(crate) struct Decoder {
     max: usize,
     name: Vec<u8>,
     value: Vec<u8>,
+    /// Recent Huffman-coded literal values under static-table names: a server codes
+    /// `server`, `date` (the same for a second) and `content-type` afresh in every answer,
+    /// and the same coded bytes decode to the same value (checked when first decoded), so
+    /// they are copied instead of decoded again.
+    memo: [Memo; MEMOS],
 }
 
 impl Decoder {
     pub(crate) fn new() -> Self {
-        Decoder { table: VecDeque::new(), size: 0, max: TABLE_SIZE, name: Vec::new(), value: Vec::new() }
+        Decoder {
+            table: VecDeque::new(),
+            size: 0,
+            max: TABLE_SIZE,
+            name: Vec::new(),
+            value: Vec::new(),
+            memo: Default::default(),
+        }
     }
 
     fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), &'static str> {
@@ -285,7 +314,11 @@ impl Decoder {
                 } else {
                     name.extend_from_slice(self.entry(i)?.0);
                 }
-                string(block, &mut at, &mut value)?;
+                if (1..=STATIC.len()).contains(&i) {
+                    memoized(block, &mut at, &mut value, i, &mut self.memo[i % MEMOS])?;
+                } else {
+                    string(block, &mut at, &mut value)?;
+                }
                 f(&name, &value);
                 if index {
                     self.insert(&name, &value);
@@ -333,6 +366,38 @@ fn string(block: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<(), &'stati
         out.extend_from_slice(bytes);
         Ok(())
     }
+}
+
+/// [`string`] for a value under static name `index`, through `memo` when it is
+/// Huffman-coded and short: the same coded bytes as last time are the same value.
+fn memoized(
+    block: &[u8],
+    at: &mut usize,
+    out: &mut Vec<u8>,
+    index: usize,
+    memo: &mut Memo,
+) -> Result<(), &'static str> {
+    let start = *at;
+    let b = *block.get(start).ok_or("a header block cut before a string")?;
+    let len = integer(block, at, 7)?;
+    let coded = block.get(*at..*at + len).ok_or("a header block cut inside a string")?;
+    if b & 0x80 == 0 || len > MEMO_MAX {
+        *at = start;
+        return string(block, at, out);
+    }
+    if memo.index == index && coded == memo.coded.as_slice() {
+        *at += len;
+    } else {
+        // Forgotten first, so a value that fails to decode is never remembered.
+        memo.coded.clear();
+        memo.decoded.clear();
+        *at = start;
+        string(block, at, &mut memo.decoded)?;
+        memo.index = index;
+        memo.coded.extend_from_slice(coded);
+    }
+    out.extend_from_slice(&memo.decoded);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -440,6 +505,41 @@ mod tests {
         let r2 = ours(&mut d, &hex("4883 640e ffc1 c0bf")).unwrap();
         assert_eq!(r2[0], (b":status".to_vec(), b"307".to_vec()));
         assert_eq!(d.size, 222);
+    }
+
+    /// A literal field "without indexing" under static name `index`, the value Huffman-coded.
+    fn under_static(index: usize, value: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        super::super::h2::integer(&mut b, 0x00, 4, index);
+        let v = encode(value);
+        super::super::h2::integer(&mut b, 0x80, 7, v.len());
+        b.extend_from_slice(&v);
+        b
+    }
+
+    #[test]
+    fn a_repeated_coded_value_decodes_as_the_first_time() {
+        let mut d = Decoder::new();
+        let date = |v: &[u8]| under_static(33, v);
+        let a = b"Mon, 07 Dec 2026 13:45:34 GMT";
+        let b = b"Mon, 07 Dec 2026 13:45:35 GMT";
+        for (block, want) in [(date(a), &a[..]), (date(a), a), (date(b), b), (date(a), a)] {
+            assert_eq!(ours(&mut d, &block).unwrap(), vec![(b"date".to_vec(), want.to_vec())]);
+        }
+        // The same coded bytes under another name in the same memo slot (41 % 8 == 33 % 8).
+        assert_eq!(ours(&mut d, &under_static(41, a)).unwrap(), vec![(b"if-none-match".to_vec(), a.to_vec())]);
+        // A value that does not decode is an error every time, and is not remembered.
+        let mut bad = date(a);
+        let last = bad.len() - 1;
+        bad[last] = 0x00; // padding that is not all ones
+        for _ in 0..2 {
+            assert!(d.decode(&bad, |_, _| {}).is_err());
+        }
+        assert_eq!(ours(&mut d, &date(b)).unwrap()[0].1, b.to_vec());
+        // Every block also decodes as the reference decoder decodes it.
+        let server = under_static(54, b"nginx/1.22.1");
+        assert_eq!(ours(&mut d, &server).unwrap(), loona(&server));
+        assert_eq!(ours(&mut d, &server).unwrap(), loona(&server));
     }
 
     #[test]
