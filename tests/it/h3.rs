@@ -52,7 +52,11 @@ async fn quic_recovers_from_two_percent_datagram_loss() {
         reorder_gap: Duration::from_millis(5),
         ..Default::default()
     };
-    let (_d, code, s, _) = pack_over(&[], "protocol: h3", Some(imp)).await;
+    // A lost handshake flight is sent again after a probe timeout that doubles each time
+    // (about 1, 2, 4, 8 s: a run here saw a 7.8 s handshake), so the default 10 s timeout
+    // would turn four lost flights in a row into a timed-out request. This test is about
+    // recovery, not a deadline: the timeout is well above that.
+    let (_d, code, s, _) = pack_over(&[], "protocol: h3, timeout: 60s", Some(imp)).await;
     // Every request got its verdict: QUIC retransmitted what the link lost.
     assert_eq!(code, 0, "{:?} errors {:?}", s.reasons, s.errors);
     assert_eq!(s.requests.completed, s.requests.sent);
