@@ -158,14 +158,21 @@ if [ -n "${BENCH_PROFILE:-}" ]; then
 fi
 printf '%-8s %-5s %-8s %10s %9s %14s %9s %8s\n' shape round gen requests cpu_s "req/cpu-s" "us/req" ratio
 : > "$WORK/ratios"
+# The machine drifts between runs, so the order alternates: odd rounds run gauntlet first,
+# even rounds the peer first (a drift then weighs on both sides of the median alike).
 for round in $(seq "$ROUNDS"); do
   for shape in $SHAPES; do
-    read -r gn gs gc <<<"$(gauntlet_run "$shape")"
+    if [ "$shape" != h3 ] && [ $((round % 2)) -eq 0 ]; then
+      read -r pn ps pc <<<"$(peer_run "$shape")"
+      read -r gn gs gc <<<"$(gauntlet_run "$shape")"
+    else
+      read -r gn gs gc <<<"$(gauntlet_run "$shape")"
+      [ "$shape" = h3 ] || read -r pn ps pc <<<"$(peer_run "$shape")"
+    fi
     gpc=$(per_cpu "$gn" "$gc")
     [ "$gn" -gt 0 ] || echo "bench: gauntlet got no answer over $shape (server log: $WORK/logs/)" >&2
     printf '%-8s %-5s %-8s %10s %9s %14s %9s %8s\n' "$shape" "$round" gauntlet "$gn" "$gc" "$gpc" "$(us_per_req "$gn" "$gc")" ""
     if [ "$shape" != h3 ]; then
-      read -r pn ps pc <<<"$(peer_run "$shape")"
       ppc=$(per_cpu "$pn" "$pc")
       ratio=$(python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$gpc" "$ppc")
       printf '%-8s %-5s %-8s %10s %9s %14s %9s %8s\n' "$shape" "$round" "$(peer_name "$shape")" "$pn" "$pc" "$ppc" "$(us_per_req "$pn" "$pc")" "${ratio}x"
