@@ -216,11 +216,9 @@ fn huffman_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
 /// A dynamic table entry: name and value.
 type Entry = (Box<[u8]>, Box<[u8]>);
 
-/// The last Huffman-coded value seen under a static-table name: the name's index, the
-/// coded bytes and their decoding.
+/// The last Huffman-coded value seen in a memo slot: the coded bytes and their decoding.
 #[derive(Default)]
 struct Memo {
-    index: usize,
     coded: Vec<u8>,
     decoded: Vec<u8>,
 }
@@ -315,7 +313,7 @@ impl Decoder {
                     name.extend_from_slice(self.entry(i)?.0);
                 }
                 if (1..=STATIC.len()).contains(&i) {
-                    memoized(block, &mut at, &mut value, i, &mut self.memo[i % MEMOS])?;
+                    memoized(block, &mut at, &mut value, &mut self.memo[i % MEMOS])?;
                 } else {
                     string(block, &mut at, &mut value)?;
                 }
@@ -354,13 +352,18 @@ fn integer(block: &[u8], at: &mut usize, n: u32) -> Result<usize, &'static str> 
     }
 }
 
-/// A string literal at `block[*at]`, appended to `out`.
-fn string(block: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<(), &'static str> {
+/// A string literal at `block[*at]`: whether it is Huffman-coded, and its bytes.
+fn literal<'b>(block: &'b [u8], at: &mut usize) -> Result<(bool, &'b [u8]), &'static str> {
     let b = *block.get(*at).ok_or("a header block cut before a string")?;
     let len = integer(block, at, 7)?;
     let bytes = block.get(*at..*at + len).ok_or("a header block cut inside a string")?;
     *at += len;
-    if b & 0x80 != 0 {
+    Ok((b & 0x80 != 0, bytes))
+}
+
+/// Appends a literal's value to `out`.
+fn decoded(huffman: bool, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    if huffman {
         huffman_decode(bytes, out)
     } else {
         out.extend_from_slice(bytes);
@@ -368,32 +371,24 @@ fn string(block: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<(), &'stati
     }
 }
 
-/// [`string`] for a value under static name `index`, through `memo` when it is
-/// Huffman-coded and short: the same coded bytes as last time are the same value.
-fn memoized(
-    block: &[u8],
-    at: &mut usize,
-    out: &mut Vec<u8>,
-    index: usize,
-    memo: &mut Memo,
-) -> Result<(), &'static str> {
-    let start = *at;
-    let b = *block.get(start).ok_or("a header block cut before a string")?;
-    let len = integer(block, at, 7)?;
-    let coded = block.get(*at..*at + len).ok_or("a header block cut inside a string")?;
-    if b & 0x80 == 0 || len > MEMO_MAX {
-        *at = start;
-        return string(block, at, out);
+/// A string literal at `block[*at]`, appended to `out`.
+fn string(block: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let (huffman, bytes) = literal(block, at)?;
+    decoded(huffman, bytes, out)
+}
+
+/// [`string`] through `memo` when the literal is Huffman-coded and short: the same coded
+/// bytes as last time are the same value.
+fn memoized(block: &[u8], at: &mut usize, out: &mut Vec<u8>, memo: &mut Memo) -> Result<(), &'static str> {
+    let (huffman, coded) = literal(block, at)?;
+    if !huffman || coded.len() > MEMO_MAX {
+        return decoded(huffman, coded, out);
     }
-    if memo.index == index && coded == memo.coded.as_slice() {
-        *at += len;
-    } else {
+    if coded != memo.coded.as_slice() {
         // Forgotten first, so a value that fails to decode is never remembered.
         memo.coded.clear();
         memo.decoded.clear();
-        *at = start;
-        string(block, at, &mut memo.decoded)?;
-        memo.index = index;
+        huffman_decode(coded, &mut memo.decoded)?;
         memo.coded.extend_from_slice(coded);
     }
     out.extend_from_slice(&memo.decoded);
