@@ -490,14 +490,16 @@ impl UpstreamCounts {
 /// violation counts by [`Violation::index`]): spoofed and missing identity come only from
 /// the upstream; an arrival of a deny-class request is counted once whether the client saw
 /// the answer, the upstream saw the request, or both (the larger of the two counts) — as a
-/// `leak` for deny checks and as a `tls_accept` for `tls_reject` checks.
-pub fn upstream_found(client: &[u64; 7], expect: &Expect, up: &UpstreamCounts) -> [u64; 7] {
+/// `leak` for deny checks and as a `tls_accept` for `tls_reject` checks. A request that
+/// arrived more than once (a gateway that also fetches its error page with the request, or
+/// retries it) is one leak: leaks never exceed the `sent` requests.
+pub fn upstream_found(client: &[u64; 7], expect: &Expect, up: &UpstreamCounts, sent: u64) -> [u64; 7] {
     let served = match expect {
         Expect::TlsReject => Violation::TlsAccept,
         _ => Violation::Leak,
     };
     let mut found = [0; 7];
-    found[served.index()] = up.leaks.saturating_sub(client[served.index()]);
+    found[served.index()] = up.leaks.min(sent).saturating_sub(client[served.index()]);
     found[Violation::SpoofedHeader.index()] = up.spoofed;
     found[Violation::MissingIdentity.index()] = up.missing;
     found
@@ -820,10 +822,14 @@ mod tests {
         let mut v = [0u64; 7];
         v[Violation::Leak.index()] = 2;
         let up = UpstreamCounts { arrivals: 3, leaks: 3, spoofed: 1, missing: 2 };
-        let f = upstream_found(&v, &deny(), &up);
+        let f = upstream_found(&v, &deny(), &up, 10);
         assert_eq!((v[0] + f[0], f[2], f[5]), (3, 1, 2));
-        let t = upstream_found(&[0; 7], &Expect::TlsReject, &up);
+        let t = upstream_found(&[0; 7], &Expect::TlsReject, &up, 10);
         assert_eq!((t[Violation::Leak.index()], t[Violation::TlsAccept.index()]), (0, 3));
+        // Two arrivals of each of 2 requests (the request, and the error page the gateway
+        // fetched with it) are 2 leaks, not 4.
+        let twice = UpstreamCounts { arrivals: 4, leaks: 4, spoofed: 0, missing: 0 };
+        assert_eq!(upstream_found(&[0; 7], &deny(), &twice, 2)[Violation::Leak.index()], 2);
     }
 
     #[test]

@@ -763,8 +763,11 @@ async fn one<P: Protocol>(
     cx.state.set(State::InFlight(key));
     deadline.as_mut().reset((sent + cx.job.timeout + req.extra_time()).into());
     let mut body = None;
+    // The deadline is polled first: a server flooding bytes keeps the exchange busy until
+    // tokio's budget for this poll is spent, and a timer polled after it would never fire.
     let outcome = tokio::select! {
         biased;
+        _ = deadline => Outcome::TimedOut,
         r = attempt => match r {
             Ok(answer) => {
                 body = answer.body;
@@ -772,7 +775,6 @@ async fn one<P: Protocol>(
             }
             Err(o) => o,
         },
-        _ = deadline => Outcome::TimedOut,
     };
     cx.state.set(State::Idle);
     let done = Instant::now();

@@ -64,6 +64,9 @@ pub enum Flaw {
     NoClientCertOverH3,
     /// WebSocket sessions stay open after the token that opened them expired.
     WsOutlivesToken,
+    /// An allowed GET's answer is cached by path alone and served to whoever asks next
+    /// (authentication and authorization still run; the upstream never sees the request).
+    SharedCache,
 }
 
 impl Flaw {
@@ -78,6 +81,7 @@ impl Flaw {
         "fail-open-on-authz-timeout",
         "no-client-cert-over-h3",
         "ws-outlives-token",
+        "shared-cache",
     ];
 
     /// Parses a flaw name.
@@ -92,6 +96,7 @@ impl Flaw {
             "fail-open-on-authz-timeout" => Flaw::FailOpenOnAuthzTimeout,
             "no-client-cert-over-h3" => Flaw::NoClientCertOverH3,
             "ws-outlives-token" => Flaw::WsOutlivesToken,
+            "shared-cache" => Flaw::SharedCache,
             _ => return None,
         })
     }
@@ -156,6 +161,8 @@ struct Gateway {
     flaws: Vec<Flaw>,
     upstream: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// [`Flaw::SharedCache`]'s answers by path (bounded).
+    cache: std::sync::Mutex<HashMap<String, (StatusCode, Bytes)>>,
 }
 
 /// The verified client certificate of a connection.
@@ -295,6 +302,7 @@ pub async fn spawn(cfg: &Config, listener: Option<TcpListener>, extra_flaws: &[F
         flaws,
         upstream,
         client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
+        cache: std::sync::Mutex::new(HashMap::new()),
     });
     if let Some(url) = key_url {
         // Start with keys when the endpoint answers soon; refresh in the background.
@@ -732,6 +740,16 @@ where
         Ok(u) => u,
         Err(_) => return reply(StatusCode::BAD_REQUEST, "{\"error\":\"bad path\"}"),
     };
+    let cached = gw.has(Flaw::SharedCache) && parts.method == http::Method::GET;
+    if cached {
+        let hit = gw.cache.lock().ok().and_then(|c| c.get(uri.path()).cloned());
+        if let Some((status, bytes)) = hit {
+            let mut r = Response::new(Full::new(bytes));
+            *r.status_mut() = status;
+            return r;
+        }
+    }
+    let path_of = uri.path().to_string();
     let mut up = Request::new(Full::new(body));
     *up.method_mut() = parts.method;
     *up.uri_mut() = uri;
@@ -741,6 +759,13 @@ where
         Ok(resp) => {
             let status = resp.status();
             let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            if cached && status == StatusCode::OK {
+                if let Ok(mut c) = gw.cache.lock() {
+                    if c.len() < 1024 {
+                        c.insert(path_of.clone(), (status, bytes.clone()));
+                    }
+                }
+            }
             let mut r = Response::new(Full::new(bytes));
             *r.status_mut() = status;
             r

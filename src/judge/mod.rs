@@ -353,7 +353,7 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
             let key = crate::metrics::Key { phase: *phase as u16, condition: *condition as u16, check: *check as u16 };
             let (Some(slot), Some(c)) = (cells.get_mut(dims.index(key)), s.checks.get(*check)) else { continue };
             let cell = slot.get_or_insert_with(Box::default);
-            let found = upstream_found(&cell.counts.violations, &c.expect, counts);
+            let found = upstream_found(&cell.counts.violations, &c.expect, counts, cell.counts.sent);
             for (f, n) in cell.counts.found.iter_mut().zip(found) {
                 *f += n;
             }
@@ -377,6 +377,10 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
     }
 
     // 2. Checks.
+    // Whether any tagged request of any check reached the oracle: the oracle is the
+    // gateway's upstream and the tag gets through, so a check none of whose successes
+    // arrived was answered by the gateway itself.
+    let any_arrived = ev.upstream.is_some_and(|u| u.cells.iter().any(|(_, x)| x.arrivals > 0));
     let mut checks = Vec::with_capacity(s.checks.len());
     for (i, (c, lim)) in s.checks.iter().zip(limits).enumerate() {
         let counts = merged(&cells, dims, |k| usize::from(k.check) == i).counts;
@@ -446,12 +450,37 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
                 "its upstream expectations (headers that must or must not arrive) need the oracle, and none ran"
                     .to_string(),
             )
-        } else if verifiable_upstream && counts.passed > 0 && upstream.is_some_and(|u| u.arrivals == 0) {
+        } else if verifiable_upstream && !any_arrived && counts.passed > 0 && upstream.is_some_and(|u| u.arrivals == 0)
+        {
             (
                 CheckResult::Inconclusive,
                 format!(
                     "{} answered with success, but none arrived at the oracle: is the oracle the gateway's upstream, and does the gateway forward the x-gauntlet-tag header (or use `tag: query`)?",
                     thousands(counts.passed)
+                ),
+            )
+        } else if let Some(u) =
+            upstream.filter(|u| c.expect.is_allow() && verifiable_upstream && u.arrivals < counts.passed)
+        {
+            // The oracle counts an arrival before it answers: an answer with success that
+            // never arrived came from the gateway itself.
+            (
+                CheckResult::Fail,
+                format!(
+                    "{} of {} answered with success never arrived at the oracle: the gateway answered them itself (a cache that does not key on who asks, or a page of its own), so the identity each must carry upstream was never checked",
+                    thousands(counts.passed - u.arrivals),
+                    thousands(counts.passed)
+                ),
+            )
+        } else if matches!(c.expect, Expect::TlsReject) && counts.tls_closed > 0 && counts.tls_rejected == 0 {
+            // A gateway that refuses a client certificate says so in the handshake (a fatal
+            // alert, RFC 8446 §4.4.2.4); one that completes every handshake and then closes
+            // unanswered accepted the credential and refused the request afterwards.
+            (
+                CheckResult::Fail,
+                format!(
+                    "the gateway completed the TLS handshake with all {} of these clients and then closed the connection unanswered, without a TLS alert: it accepted the credential at the TLS layer and refused only the request (the right decision at the wrong layer)",
+                    thousands(counts.tls_closed)
                 ),
             )
         } else if answered == 0 {

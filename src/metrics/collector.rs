@@ -396,7 +396,7 @@ impl Collector {
         let mut header_notes = Vec::new();
         if let Some((u, expects)) = &self.upstream {
             for ((c, up), e) in per_check.iter_mut().zip(u.findings()).zip(expects.iter()) {
-                let found = crate::conformance::upstream_found(&c.violations, e, &up);
+                let found = crate::conformance::upstream_found(&c.violations, e, &up, c.sent);
                 for (f, n) in c.found.iter_mut().zip(found) {
                     *f += n;
                 }

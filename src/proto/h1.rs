@@ -66,6 +66,10 @@ pub(crate) fn handshake(stream: Stream) -> Conn {
     }
 }
 
+/// The most interim (1xx) answers read before one final answer: a server that keeps sending
+/// them is not going to answer.
+const MAX_INTERIM: u32 = 100;
+
 fn io_failure(e: &io::Error, at: Broke) -> Outcome {
     failure(e, at)
 }
@@ -119,9 +123,16 @@ impl Conn {
     /// refusal, a stale kept-alive connection, or neither).
     async fn head(&mut self, head_request: bool, unanswered: Broke) -> Result<Head, Outcome> {
         let mut got = self.end > self.start;
+        let mut interim = 0;
         loop {
             match parse_head(&self.rbuf[self.start..self.end], head_request)? {
-                Some((n, None)) => self.start += n,
+                Some((n, None)) => {
+                    self.start += n;
+                    interim += 1;
+                    if interim > MAX_INTERIM {
+                        return Err(protocol("more than 100 interim (1xx) answers to one request"));
+                    }
+                }
                 Some((n, Some(head))) => {
                     self.start += n;
                     return Ok(head);
@@ -391,7 +402,10 @@ pub(crate) async fn exchange(c: &mut Conn, req: &Prepared, tag: Tag<'_>) -> Resu
         Framing::UntilClose => c.until_close(&mut kept).await?,
     }
     c.served += 1;
-    c.open = !head.close && head.framing != Framing::UntilClose;
+    // Bytes after a whole answer were asked for by nobody (no request is pipelined): an
+    // answer sent ahead, or a desynchronised server. Read as the next request's answer they
+    // would give it another's status, so the connection ends here.
+    c.open = !head.close && head.framing != Framing::UntilClose && c.start == c.end;
     c.idle_since = std::time::Instant::now();
     Ok(Answer { status: head.status, body: kept.take() })
 }
@@ -485,6 +499,7 @@ mod tests {
                 break;
             }
         }
+        drop(c);
         (out, server.await.unwrap())
     }
 
@@ -504,6 +519,35 @@ mod tests {
         assert!(seen[0].starts_with("GET /a?b=1 HTTP/1.1\r\nhost: gw.test:80\r\n"), "{}", seen[0]);
         assert!(seen[1].contains("x-gauntlet-tag: run.C.1\r\n"));
         assert!(seen[0].ends_with("\r\n\r\n"));
+    }
+
+    /// An answer followed by bytes nobody asked for (a second, unsolicited answer): the next
+    /// request does not take them as its own answer — the connection is not reused.
+    #[tokio::test]
+    async fn bytes_after_a_whole_answer_end_the_connection() {
+        let (out, seen) = script(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ],
+            http::Method::GET,
+        )
+        .await;
+        assert_eq!(out, vec![Ok(200)]);
+        assert_eq!(seen.iter().filter(|r| !r.is_empty()).count(), 1, "{seen:?}");
+    }
+
+    /// A server that answers with interim responses only is a protocol error, not a wait.
+    #[tokio::test]
+    async fn endless_interim_answers_are_a_protocol_error() {
+        let flood: &'static [u8] = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(150).leak();
+        let (out, _) = script(vec![flood], http::Method::GET).await;
+        match &out[..] {
+            [Err(Outcome::Broken { kind: ErrorKind::Protocol, cause, .. })] => {
+                assert!(cause.as_ref().is_some_and(|c| c.to_string().contains("more than 100 interim")), "{cause:?}")
+            }
+            o => panic!("{o:?}"),
+        }
     }
 
     #[tokio::test]

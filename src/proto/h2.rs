@@ -1049,7 +1049,12 @@ async fn run(c: &Conn, req: &Prepared, tag: Tag<'_>, keep_headers: bool) -> Resu
                     Failed::Conn(Dead::Protocol(why)) | Failed::Protocol(why) => {
                         Outcome::broken(ErrorKind::Protocol, Broke::Other, why)
                     }
-                    Failed::Refused(why) => gone(g.served, g.tls, &why),
+                    Failed::Refused(why) if s.status.is_none() => gone(g.served, g.tls, &why),
+                    // Refused (or cut by GOAWAY) after its status came: a broken answer, not
+                    // a request the server never took.
+                    Failed::Refused(why) => {
+                        Outcome::broken(ErrorKind::Reset, Broke::Other, format!("{why} in the middle of the response"))
+                    }
                     Failed::Reset(code) => Outcome::broken(
                         ErrorKind::Reset,
                         Broke::Other,
@@ -1409,6 +1414,17 @@ mod tests {
         let mut r = settings();
         r.extend(frame(RST_STREAM, 0, 1, &0x2u32.to_be_bytes()));
         assert!(cause(against(r, false).await.unwrap_err()).1.contains("reset the stream (INTERNAL_ERROR)"));
+        // The stream refused, or cut by a GOAWAY, after its status came: a broken answer.
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+        r.extend(frame(RST_STREAM, 0, 1, &REFUSED_STREAM.to_be_bytes()));
+        let why = cause(against(r, false).await.unwrap_err()).1;
+        assert!(why.contains("REFUSED_STREAM") && why.contains("in the middle of the response"), "{why}");
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+        r.extend(frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]));
+        let why = cause(against(r, false).await.unwrap_err()).1;
+        assert!(why.contains("GOAWAY") && why.contains("in the middle of the response"), "{why}");
         // An HTTP/1 server.
         let (kind, why) = cause(against(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false).await.unwrap_err());
         assert_eq!(kind, ErrorKind::Protocol);

@@ -427,13 +427,23 @@ pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn failure(err: &(dyn std::error::Error + 'static), at: Broke) -> Outcome {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut kind = ErrorKind::Reset;
+    // An alert is a refusal only before the answer began: after its first byte it breaks an
+    // answer the server had started to give (`Broke::Other` on a TLS connection).
+    let refusal = |o: Outcome| match o {
+        Outcome::TlsRejected if at == Broke::Other => Outcome::broken(
+            ErrorKind::Tls,
+            Broke::Other,
+            format!("a TLS alert in the middle of the response: {}", describe(err)),
+        ),
+        o => o,
+    };
     while let Some(e) = cur {
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
-            return tls_failure(t);
+            return refusal(tls_failure(t));
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return tls_failure(t);
+                return refusal(tls_failure(t));
             }
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return Outcome::TimedOut;
@@ -442,7 +452,7 @@ pub(crate) fn failure(err: &(dyn std::error::Error + 'static), at: Broke) -> Out
         // h2 flattens I/O errors to their text, losing the rustls type: recognise the alert
         // by rustls's own wording.
         if e.to_string().contains("received fatal alert") {
-            return Outcome::TlsRejected;
+            return refusal(Outcome::TlsRejected);
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_parse() || h.is_parse_status() || h.is_user() {
@@ -474,6 +484,25 @@ mod tests {
         let long = std::io::Error::other("é".repeat(400));
         let d = super::describe(&long);
         assert!(d.len() <= super::CAUSE_MAX + 3 && d.ends_with('…'));
+    }
+
+    /// A fatal alert before any answer byte is the gateway refusing the client; after the
+    /// answer began, it is a broken answer (never counted as a refusal).
+    #[test]
+    fn a_tls_alert_is_a_refusal_only_before_the_answer_began() {
+        use super::{Broke, ErrorKind, Outcome, failure};
+        let alert = || std::io::Error::other(rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate));
+        let text = || std::io::Error::other("received fatal alert: BadCertificate");
+        for e in [alert(), text()] {
+            assert_eq!(failure(&e, Broke::Fresh), Outcome::TlsRejected);
+            assert_eq!(failure(&e, Broke::Stale), Outcome::TlsRejected);
+            match failure(&e, Broke::Other) {
+                Outcome::Broken { kind: ErrorKind::Tls, at: Broke::Other, cause } => {
+                    assert!(cause.is_some_and(|c| c.contains("in the middle of the response")))
+                }
+                o => panic!("{o:?}"),
+            }
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn the_conformance_report_names_the_failed_check_and_carries_no_secret() {
     assert!(http["summary"].as_str().unwrap().contains("1 check failure."));
     assert!(y["reproduce"]["scenarioSha256"].as_str().unwrap().len() == 64);
     let lines = std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 38);
+    assert_eq!(lines.lines().count(), 43);
     // Tokens and keys never appear in the published report.
     for secret in ["eyJ", "PRIVATE KEY", "Bearer "] {
         assert!(!text.contains(secret) && !lines.contains(secret), "{secret}");
@@ -173,4 +173,20 @@ async fn a_gateway_that_answers_403_but_still_forwards_is_a_leak() {
     assert_eq!(c.statuses.get("403"), Some(&30), "the client saw only denials");
     assert_eq!(c.violations["leak"], 30, "yet every one reached the upstream");
     assert_eq!(out.exit.code(), 1);
+}
+
+/// A gateway whose cache keys on the path alone answers allowed requests itself, to whoever
+/// asks: those answers never reach the oracle, so the identity they must carry upstream is
+/// never checked — the allowed checks it answers fail (they passed before: some arrivals
+/// were enough).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_ignores_who_asks_fails_the_allowed_checks_it_answers() {
+    let (code, s) = pack_against(&[Flaw::SharedCache]).await;
+    let failed = failing(&s);
+    assert!(failed.contains("ZT-BASE-CTRL-001:"), "{failed:?}");
+    for c in s.checks.iter().filter(|c| c.result.name() != "pass") {
+        assert!(c.reason.contains("never arrived at the oracle"), "{}: {}", c.id, c.reason);
+        assert_eq!(kinds(c), "", "{}: no violation of another kind", c.id);
+    }
+    assert_eq!(code, 1);
 }

@@ -146,3 +146,49 @@ async fn a_target_that_ignores_client_certs_is_caught() {
     );
     assert_eq!(code, 1);
 }
+
+/// A gateway that completes every TLS handshake (any client certificate, or none) and then
+/// closes the connection without answering refused the request, not the credential: the
+/// `tls_reject` checks fail (they passed before, a close being taken for a TLS refusal). A
+/// gateway that refuses in the handshake passes them (`classify_over` above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_closes_after_the_handshake_fails_the_tls_reject_checks() {
+    use tokio::io::AsyncReadExt;
+    let t = common::tls_setup(false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        gauntlet::tls::server_config_accepting_any_client(t.chain, t.key, &[b"http/1.1"]).unwrap(),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                // Reads the request, then closes unanswered.
+                let mut buf = vec![0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+            });
+        }
+    });
+    let yaml = format!(
+        "gauntlet: 1\nname: late-close\n\
+         target: {{ url: \"https://{addr}\", ca: \"{ca}\", server_name: localhost, protocol: h1, max_in_flight: 4 }}\n\
+         {ids}\
+         checks:\n\
+         - {{ id: NO-CERT, identity: stranger, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         - {{ id: ROGUE, identity: rogue, request: {{ path: /api/items }}, expect: tls_reject }}\n\
+         phases: [ {{ name: p, requests: 20, rate: 200/s }} ]\n",
+        ca = common::cert("ca.pem"),
+        ids = common::identities(),
+    );
+    let (_d, code, s) = common::run_yaml(&yaml).await;
+    server.abort();
+    let c = by_id(&s);
+    for id in ["NO-CERT", "ROGUE"] {
+        assert_eq!(c[id].result.name(), "fail", "{id}: {:?} {:?}", c[id].reason, c[id].statuses);
+        assert!(c[id].reason.contains("without a TLS alert"), "{id}: {}", c[id].reason);
+    }
+    assert_eq!(code, 1);
+}

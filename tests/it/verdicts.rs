@@ -525,3 +525,36 @@ async fn a_gateway_that_drops_the_tag_cannot_pass() {
     assert_eq!(out.exit.code(), 1);
     assert!(s.reasons.iter().any(|r| r.contains("does not forward x-gauntlet-tag")), "{:?}", s.reasons);
 }
+
+/// A server that floods an answer's body (one-byte chunks, without end) keeps the exchange
+/// busy; the request's timeout still fires and the run ends with the requests counted as
+/// timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_server_still_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head).await.is_err() {
+                    return;
+                }
+                // One-byte chunks: the client spends more per byte than the server.
+                let chunk = b"1\r\nx\r\n".repeat(1 << 13);
+                while s.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let yaml = allow_only("flood", addr, "max_in_flight: 1, timeout: 1s", "name: p, requests: 2, users: 1");
+    let (_d, code, s) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), common::run_yaml(&yaml)).await.expect("no hang");
+    server.abort();
+    assert_eq!((s.requests.sent, s.requests.timeouts), (2, 2), "{:?}", s.requests);
+    assert_eq!(by_id(&s)["OK"].result, CheckResult::Inconclusive);
+    assert_eq!(code, 1);
+}
