@@ -763,18 +763,13 @@ async fn one<P: Protocol>(
     cx.state.set(State::InFlight(key));
     deadline.as_mut().reset((sent + cx.job.timeout + req.extra_time()).into());
     let mut body = None;
-    // The deadline is polled first: a server flooding bytes keeps the exchange busy until
-    // tokio's budget for this poll is spent, and a timer polled after it would never fire.
-    let outcome = tokio::select! {
-        biased;
-        _ = deadline => Outcome::TimedOut,
-        r = attempt => match r {
-            Ok(answer) => {
-                body = answer.body;
-                Outcome::Answered { status: answer.status }
-            }
-            Err(o) => o,
-        },
+    let outcome = match before(deadline.as_mut(), attempt).await {
+        None => Outcome::TimedOut,
+        Some(Ok(answer)) => {
+            body = answer.body;
+            Outcome::Answered { status: answer.status }
+        }
+        Some(Err(o)) => o,
     };
     cx.state.set(State::Idle);
     let done = Instant::now();
@@ -824,6 +819,18 @@ async fn one<P: Protocol>(
     kept
 }
 
+/// Runs `f` until `deadline`: `None` when the deadline came first. The deadline is polled
+/// first: a server flooding bytes keeps an exchange busy until tokio's budget for the poll is
+/// spent, and a timer polled after that would never fire (a 5 s run took 78 s against an
+/// endless flood of interim answers).
+async fn before<F: std::future::Future>(deadline: std::pin::Pin<&mut tokio::time::Sleep>, f: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        _ = deadline => None,
+        r = f => Some(r),
+    }
+}
+
 /// How a replayed answer compares with the recorded one: by status, then (the same status,
 /// both bodies comparable) by body digest.
 fn compared(rec: Recorded, status: u16, body: Option<&[u8]>, feed: &dyn Feed) -> ReplayClass {
@@ -838,4 +845,22 @@ fn compared(rec: Recorded, status: u16, body: Option<&[u8]>, feed: &dyn Feed) ->
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    /// An exchange that always has work (it spends tokio's whole budget on every poll, as a
+    /// read of a flooding server does) still ends at its deadline.
+    #[tokio::test]
+    async fn a_busy_exchange_ends_at_its_deadline() {
+        let deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_millis(20)));
+        let busy = async {
+            for _ in 0..u64::MAX {
+                tokio::task::consume_budget().await;
+            }
+        };
+        // The outer bound polls its own timer past the budget; it only fires if `before` hangs.
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), super::before(deadline, busy)).await;
+        assert!(matches!(r, Ok(None)), "the deadline ended the exchange");
+    }
 }
