@@ -240,16 +240,36 @@ pub async fn run<P: Protocol>(
     let unsent_tx = deltas.clone();
     drop(deltas);
 
-    let (interrupted, cutoffs) = coordinate(&job, &shared, unsent_tx).await;
-    if interrupted {
-        let hard = shared.hard.clone();
+    let (mut interrupted, cutoffs) = coordinate(&job, &shared, unsent_tx).await;
+    let grace = |hard: CancellationToken| {
         tokio::spawn(async move {
             tokio::time::sleep(GRACE).await;
             hard.cancel();
-        });
+        })
+    };
+    if interrupted {
+        grace(shared.hard.clone());
     }
-    for rx in done {
-        let _ = rx.await;
+    // The last requests in flight after the schedule ended: a stop now gets the same grace
+    // (not the requests' whole timeout).
+    let drain = async {
+        for rx in done {
+            let _ = rx.await;
+        }
+    };
+    tokio::pin!(drain);
+    let mut drained = false;
+    if !interrupted {
+        tokio::select! {
+            _ = &mut drain => drained = true,
+            _ = stop.cancelled() => {
+                interrupted = true;
+                grace(shared.hard.clone());
+            }
+        }
+    }
+    if !drained {
+        drain.await;
     }
     for c in cutoffs {
         let _ = c.await;

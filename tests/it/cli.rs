@@ -326,3 +326,48 @@ fn netem_flags_are_refused_like_the_yaml_keys() {
         assert!(err.contains(want), "{flags:?}: {err}");
     }
 }
+
+/// SIGTERM after the schedule was all sent, while requests wait on a server that never
+/// answers: the run ends within its grace, not at the requests' timeout (it used to wait the
+/// whole 120 s), interrupted, with a summary.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_the_last_requests_wait_ends_the_run_within_its_grace() {
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = arrived.clone();
+    let (addr, stop) = common::raw_server(move |_, _, _| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        common::Act::Hang
+    })
+    .await;
+    let (d, p) = common::scenario_file(&format!(
+        "gauntlet: 1\nname: drain\ntarget: {{ url: \"http://{addr}\", protocol: h1, timeout: 120s }}\n\
+         identities: {{ a: {{}} }}\n\
+         checks: [ {{ id: A, identity: a, request: {{ path: / }}, expect: allow }} ]\n\
+         phases: [ {{ name: p, requests: 3, rate: 100/s }} ]\n"
+    ));
+    let out = d.path().join("out");
+    let mut child = gauntlet()
+        .args(["run", p.to_str().unwrap(), "--headless", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until all 3 reached the server (the schedule is over), bounded.
+    for _ in 0..600 {
+        if arrived.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(arrived.load(std::sync::atomic::Ordering::SeqCst), 3, "the 3 requests reached the server");
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || common::wait_exit(&mut child, 60))
+        .await
+        .unwrap()
+        .expect("the run ended after SIGTERM, not at its 120 s timeout");
+    stop.cancel();
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a pass");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+}
