@@ -81,6 +81,8 @@ const CONN_WINDOW: u32 = 4 << 20;
 const DEFAULT_WINDOW: i64 = 65_535;
 /// A response header block larger than this is refused.
 const MAX_BLOCK: usize = 256 * 1024;
+/// The most a header list may decode to (names, values and 32 bytes per field).
+const MAX_LIST: usize = 1 << 20;
 /// Largest flow-control window (2^31 − 1).
 const MAX_WINDOW: i64 = (1 << 31) - 1;
 /// Bytes read from the socket at once.
@@ -556,7 +558,14 @@ impl Inner {
         let mut kept = http::HeaderMap::new();
         let mut bad_name = false;
         let mut length: Option<Option<u64>> = None;
+        // The decoded size (RFC 9113 §6.5.2's measure): a small block can decode to gigabytes
+        // by repeating one large table entry.
+        let mut decoded = 0usize;
         let r = self.decoder.decode(&block.bytes, |name, value| {
+            decoded = decoded.saturating_add(name.len() + value.len() + 32);
+            if decoded > MAX_LIST {
+                return;
+            }
             if name == b":status" {
                 status = Some(std::str::from_utf8(value).ok().and_then(|v| v.parse::<u16>().ok()).ok_or(()));
             } else if name.first() == Some(&b':') {
@@ -585,6 +594,12 @@ impl Inner {
         });
         if let Err(e) = r {
             return self.protocol(COMPRESSION_ERROR, format!("a header block that does not decode: {e}"));
+        }
+        if decoded > MAX_LIST {
+            return self.protocol(
+                PROTOCOL_ERROR,
+                format!("a header list of {} bytes decoded, above 1 MiB (an HPACK bomb)", decoded),
+            );
         }
         let end = block.end_stream;
         self.finish(block.stream, |s| {
@@ -1425,6 +1440,14 @@ mod tests {
         r.extend(frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]));
         let why = cause(against(r, false).await.unwrap_err()).1;
         assert!(why.contains("GOAWAY") && why.contains("in the middle of the response"), "{why}");
+        // An HPACK bomb: one 4,000-byte table entry, then 300 references to it (1.2 MB).
+        let mut block = vec![0x88, 0x40, 1, b'x', 0x7f, 0xa1, 0x1e];
+        block.extend(std::iter::repeat_n(b'a', 4000));
+        block.extend(std::iter::repeat_n(0x80 | 62, 300));
+        let mut r = settings();
+        r.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+        let why = cause(against(r, false).await.unwrap_err()).1;
+        assert!(why.contains("above 1 MiB"), "{why}");
         // An HTTP/1 server.
         let (kind, why) = cause(against(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false).await.unwrap_err());
         assert_eq!(kind, ErrorKind::Protocol);

@@ -152,10 +152,14 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
             break;
         }
         stats.sent.fetch_add(1, Ordering::Relaxed);
-        // The echo (control frames are answered by tungstenite and skipped here).
+        // The echo (control frames are answered by tungstenite and skipped here), awaited
+        // until one deadline — pings do not extend it — or the end of the hold, whichever
+        // comes first: a session still open then was held (a leak for `must_close`).
+        let echo_by = t + ECHO_WAIT.max(spec.interval);
+        let hold_end = start + spec.hold;
         loop {
             let next = tokio::select! {
-                n = tokio::time::timeout(ECHO_WAIT.max(spec.interval), ws.next()) => n,
+                n = tokio::time::timeout_at(echo_by.min(hold_end).into(), ws.next()) => n,
                 _ = stats.stop.cancelled() => {
                     stopped = true;
                     break 'session;
@@ -173,6 +177,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
                     break 'session;
                 }
                 Ok(Some(Ok(_))) => continue,
+                Err(_) if hold_end < echo_by => break 'session,
                 Err(_) => {
                     lost = true;
                     break 'session;
@@ -209,4 +214,38 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
     };
     stats.open_now.fetch_sub(1, Ordering::Relaxed);
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that keeps the session alive with pings and never echoes: the session is still
+    /// open at the end of its hold — held (a leak for `must_close`), not waited on forever
+    /// (each ping used to re-arm the echo wait, and the request timed out instead).
+    #[tokio::test]
+    async fn a_session_kept_alive_by_pings_alone_is_held_to_its_end() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(server, Role::Server, Some(config())).await;
+            loop {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    m = ws.next() => if m.is_none() { return },
+                }
+            }
+        });
+        let spec = crate::scenario::WebSocket {
+            messages: vec!["hello".into()],
+            interval: Duration::from_millis(50),
+            hold: Duration::from_millis(300),
+            must_close: true,
+        };
+        let stats = Stats::default();
+        let end = tokio::time::timeout(Duration::from_secs(20), session(client, &spec, &stats)).await;
+        assert_eq!(end, Ok(End::Held));
+    }
 }
