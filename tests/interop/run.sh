@@ -10,7 +10,8 @@
 # (minted from certs/ca.pem), 1,100 req/s for 20 s; tests/interop/expect.py then asserts the
 # verdicts expected of that gateway (what it enforces and what it does not), no request
 # without an answer, and the rate reached. Then a recorded capture is replayed through each
-# gateway (run-replay.sh): the same zero-trust verdicts must hold. Environment: GAUNTLET (binary; default: a release
+# gateway (run-replay.sh): the same zero-trust verdicts must hold. Last, real defects planted
+# in the same configs (defects.sh) must each FAIL the checks they break. Environment: GAUNTLET (binary; default: a release
 # build of this checkout), OUT (work dir; default a temp dir), RATE, DURATION, GATEWAYS
 # (e.g. "haproxy:h1 nginx:h1"). Exit: 0 all held, 1 something did not, 3 could not run
 # (a package missing and not installable) — the message says which.
@@ -73,5 +74,7 @@ for c in $cases; do
     replayed="$replayed $kind"
     OUT="$out" GAUNTLET="$gauntlet" "$here/run-replay.sh" "$kind" || failed=1
 done
+# Real defects planted in the same configs: each must FAIL the checks it breaks.
+"$here/defects.sh" "$gauntlet" "$out" || failed=1
 echo "interop: results in $out"
 exit "$failed"
