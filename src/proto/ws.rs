@@ -153,13 +153,14 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
         }
         stats.sent.fetch_add(1, Ordering::Relaxed);
         // The echo (control frames are answered by tungstenite and skipped here), awaited
-        // until one deadline — pings do not extend it — or the end of the hold, whichever
-        // comes first: a session still open then was held (a leak for `must_close`).
+        // until one deadline — pings do not extend it. A `must_close` session also stops
+        // waiting at the end of its hold: still open then, it was held (a leak).
         let echo_by = t + ECHO_WAIT.max(spec.interval);
         let hold_end = start + spec.hold;
+        let until = if spec.must_close { echo_by.min(hold_end) } else { echo_by };
         loop {
             let next = tokio::select! {
-                n = tokio::time::timeout_at(echo_by.min(hold_end).into(), ws.next()) => n,
+                n = tokio::time::timeout_at(until.into(), ws.next()) => n,
                 _ = stats.stop.cancelled() => {
                     stopped = true;
                     break 'session;
@@ -177,7 +178,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(io: S, spec: &WebSocket,
                     break 'session;
                 }
                 Ok(Some(Ok(_))) => continue,
-                Err(_) if hold_end < echo_by => break 'session,
+                Err(_) if spec.must_close && hold_end < echo_by => break 'session,
                 Err(_) => {
                     lost = true;
                     break 'session;
