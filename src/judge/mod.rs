@@ -314,6 +314,13 @@ fn success_of(expect: &Expect) -> String {
     }
 }
 
+/// Answers with the statuses the oracle gives (200, and 101 for a WebSocket): only these
+/// can be proven to have come from it.
+fn oracle_answers(c: &Counts) -> u64 {
+    let n: u64 = c.statuses.iter().filter(|(s, _)| matches!(s, 200 | 101)).map(|(_, n)| n).sum();
+    n.min(c.passed)
+}
+
 fn violations_text(c: &Counts) -> String {
     Violation::ALL
         .iter()
@@ -459,19 +466,33 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
                     thousands(counts.passed)
                 ),
             )
-        } else if let Some(u) =
-            upstream.filter(|u| c.expect.is_allow() && verifiable_upstream && u.arrivals < counts.passed)
+        } else if let Some(short) = upstream
+            .map(|u| oracle_answers(&counts).saturating_sub(u.arrivals))
+            .filter(|short| c.expect.is_allow() && !c.replay && verifiable_upstream && *short > 0)
         {
-            // The oracle counts an arrival before it answers: an answer with success that
-            // never arrived came from the gateway itself.
-            (
-                CheckResult::Fail,
-                format!(
-                    "{} of {} answered with success never arrived at the oracle: the gateway answered them itself (a cache that does not key on who asks, or a page of its own), so the identity each must carry upstream was never checked",
-                    thousands(counts.passed - u.arrivals),
-                    thousands(counts.passed)
-                ),
-            )
+            // The oracle counts an arrival before it answers, and answers only 200 (101 for
+            // a WebSocket): such an answer that never arrived came from the gateway itself —
+            // unless as many requests arrived with their tag lost.
+            let untagged = ev.upstream.map_or(0, |up| up.untagged);
+            if short > untagged {
+                (
+                    CheckResult::Fail,
+                    format!(
+                        "{} of {} answered as the oracle answers (200) never arrived at the oracle: the gateway answered them itself (a cache that does not key on who asks, or a page of its own), so the identity each must carry upstream was never checked",
+                        thousands(short),
+                        thousands(oracle_answers(&counts))
+                    ),
+                )
+            } else {
+                (
+                    CheckResult::Inconclusive,
+                    format!(
+                        "{} answered with success did not arrive with their tag, and {} requests arrived without one: does the gateway forward the x-gauntlet-tag header (or the `gauntlet_tag` query parameter) on this route?",
+                        thousands(short),
+                        thousands(untagged)
+                    ),
+                )
+            }
         } else if matches!(c.expect, Expect::TlsReject) && counts.tls_closed > 0 && counts.tls_rejected == 0 {
             // A gateway that refuses a client certificate says so in the handshake (a fatal
             // alert, RFC 8446 §4.4.2.4); one that completes every handshake and then closes
@@ -479,7 +500,7 @@ pub fn judge(ev: &Evidence<'_>) -> Judgement {
             (
                 CheckResult::Fail,
                 format!(
-                    "the gateway completed the TLS handshake with all {} of these clients and then closed the connection unanswered, without a TLS alert: it accepted the credential at the TLS layer and refused only the request (the right decision at the wrong layer)",
+                    "the gateway completed the TLS handshake with all {} of these clients and then closed the connection unanswered, without a TLS alert: it accepted the credential at the TLS layer and refused only the request (the right decision at the wrong layer), or its TLS stack drops the alert a refusal must send (RFC 8446 §4.4.2.4)",
                     thousands(counts.tls_closed)
                 ),
             )

@@ -1025,7 +1025,7 @@ async fn run(c: &Conn, req: &Prepared, tag: Tag<'_>, keep_headers: bool) -> Resu
         if let Some(d) = &g.dead {
             let o = match d {
                 Dead::Gone(why) => gone(g.served, g.tls, why),
-                d => dead_outcome(d, Broke::Other),
+                d => dead_outcome(d, unanswered(g.served, g.tls)),
             };
             return Poll::Ready(Err(o));
         }
