@@ -740,16 +740,16 @@ where
         Ok(u) => u,
         Err(_) => return reply(StatusCode::BAD_REQUEST, "{\"error\":\"bad path\"}"),
     };
-    let cached = gw.has(Flaw::SharedCache) && parts.method == http::Method::GET;
-    if cached {
-        let hit = gw.cache.lock().ok().and_then(|c| c.get(uri.path()).cloned());
+    // Only with the flaw: the path the answer is cached under.
+    let cache_key = (gw.has(Flaw::SharedCache) && parts.method == http::Method::GET).then(|| uri.path().to_string());
+    if let Some(key) = &cache_key {
+        let hit = gw.cache.lock().ok().and_then(|c| c.get(key).cloned());
         if let Some((status, bytes)) = hit {
             let mut r = Response::new(Full::new(bytes));
             *r.status_mut() = status;
             return r;
         }
     }
-    let path_of = uri.path().to_string();
     let mut up = Request::new(Full::new(body));
     *up.method_mut() = parts.method;
     *up.uri_mut() = uri;
@@ -759,10 +759,10 @@ where
         Ok(resp) => {
             let status = resp.status();
             let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            if cached && status == StatusCode::OK {
+            if let Some(key) = cache_key.filter(|_| status == StatusCode::OK) {
                 if let Ok(mut c) = gw.cache.lock() {
                     if c.len() < 1024 {
-                        c.insert(path_of.clone(), (status, bytes.clone()));
+                        c.insert(key, (status, bytes.clone()));
                     }
                 }
             }
